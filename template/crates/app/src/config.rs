@@ -1,0 +1,588 @@
+//! Typed, layered, validated configuration (OPS-4: unsafe production configuration refuses to
+//! start, naming the setting).
+//!
+//! Layers, later ones winning:
+//! 1. `config/default.toml`: every setting with its development default;
+//! 2. `config/{environment}.toml`, if present, where the environment is `APP_ENVIRONMENT`
+//!    (`development` by default, `test` or `production`);
+//! 3. environment variables `APP_<SECTION>__<KEY>`, for example `APP_SERVER__PORT=8443`.
+//!
+//! `APP_CONFIG_DIR` moves the config folder. An unknown key in any layer, a malformed value and
+//! an unsafe production setting all stop start-up with a message naming the key: a typo such as
+//! `APP_SERVER__PROT` must never be silently ignored while the service runs on a default.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of the environment variables that override configuration keys.
+pub const ENV_PREFIX: &str = "APP_";
+/// Environment variable selecting the environment (and so the second config layer).
+pub const ENVIRONMENT_VAR: &str = "APP_ENVIRONMENT";
+/// Environment variable moving the folder the config files are read from.
+pub const CONFIG_DIR_VAR: &str = "APP_CONFIG_DIR";
+
+/// Where the service runs. Production turns every safety rule into a start-up refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    /// Reads `APP_ENVIRONMENT`; unset means development.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        match std::env::var(ENVIRONMENT_VAR) {
+            Err(_) => Ok(Self::Development),
+            Ok(value) => Self::parse(&value).ok_or_else(|| {
+                ConfigError::single(
+                    ENVIRONMENT_VAR,
+                    "must be one of development, test, production",
+                )
+            }),
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "development" => Some(Self::Development),
+            "test" => Some(Self::Test),
+            "production" => Some(Self::Production),
+            _ => None,
+        }
+    }
+
+    /// The name used for the environment's config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Development => "development",
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// All settings of the service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Not read from files: set from `APP_ENVIRONMENT` by [`Settings::load`].
+    #[serde(skip_deserializing, default = "development")]
+    pub environment: Environment,
+    pub service: ServiceSettings,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+}
+
+fn development() -> Environment {
+    Environment::Development
+}
+
+/// What the service calls itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    /// Shown as the title of the OpenAPI document.
+    pub name: String,
+}
+
+/// The public listener.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: IpAddr,
+    /// `0` picks a free port (tests).
+    pub port: u16,
+    /// The origin clients use to reach the service (`https://api.example.com`); it is the
+    /// OpenAPI server URL and never derived from a request's Host header.
+    pub public_origin: String,
+    /// How long in-flight requests may run after a shutdown signal before they are cut.
+    pub shutdown_grace_seconds: u64,
+    /// Reuse a client's `X-Request-Id` (only behind a gateway that sets it).
+    pub trust_client_request_id: bool,
+    /// Reverse proxies allowed to speak for clients (CIDRs). In production the plaintext
+    /// listener is only acceptable behind such a TLS-terminating proxy.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// The database: SQLite (embedded, the default) or PostgreSQL.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// `sqlite://data/app.db?mode=rwc` or `postgres://user:password@host/db`. Secret: a
+    /// PostgreSQL URL usually carries a password, so it is never printed.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// Bound on opening one connection.
+    pub connect_timeout_seconds: u64,
+    /// Bound on waiting for a free pooled connection.
+    pub acquire_timeout_seconds: u64,
+    /// Bound on one statement (PostgreSQL `statement_timeout`; SQLite busy timeout).
+    pub statement_timeout_seconds: u64,
+}
+
+fn serialize_redacted<S: serde::Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("[redacted]")
+}
+
+impl DatabaseSettings {
+    /// The connection URL (secret: do not log).
+    pub fn url(&self) -> &str {
+        self.url.expose_secret()
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_seconds)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.acquire_timeout_seconds)
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_secs(self.statement_timeout_seconds)
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing` filter such as `info` or `info,sqlx=warn`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// `json` for machines (the default), `pretty` for a developer's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl Settings {
+    /// Loads the layers from `APP_CONFIG_DIR` (default `config`) for `APP_ENVIRONMENT`, then
+    /// validates the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let environment = Environment::from_env()?;
+        let dir = std::env::var_os(CONFIG_DIR_VAR)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("config"));
+        Self::load_from(&dir, environment, Env::prefixed(ENV_PREFIX))
+    }
+
+    /// Loads from `dir` with the given environment-variable layer (tests pass their own).
+    pub fn load_from(dir: &Path, environment: Environment, env: Env) -> Result<Self, ConfigError> {
+        let defaults = dir.join("default.toml");
+        if !defaults.is_file() {
+            return Err(ConfigError::single(
+                CONFIG_DIR_VAR,
+                format!("no default.toml in {}", dir.display()),
+            ));
+        }
+        let figment = Figment::new()
+            .merge(Toml::file_exact(defaults))
+            .merge(Toml::file(
+                dir.join(format!("{}.toml", environment.as_str())),
+            ))
+            .merge(
+                env.ignore(&["ENVIRONMENT", "CONFIG_DIR"])
+                    .split("__")
+                    .lowercase(true),
+            );
+        Self::from_figment(figment, environment)
+    }
+
+    fn from_figment(figment: Figment, environment: Environment) -> Result<Self, ConfigError> {
+        let mut settings: Settings = figment.extract().map_err(ConfigError::from_figment)?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules no type can express. Each rule names its key and says why.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut refuse = |key: &str, reason: &str| {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+
+        if self.service.name.trim().is_empty() {
+            refuse("service.name", "must not be empty");
+        }
+        match parse_origin(&self.server.public_origin) {
+            None => refuse(
+                "server.public_origin",
+                "must be an origin such as https://api.example.com (scheme, host, optional port; no path)",
+            ),
+            Some(scheme) if self.environment == Environment::Production && scheme != "https" => {
+                refuse(
+                    "server.public_origin",
+                    "must use https in production: clients would otherwise be sent to a plaintext URL",
+                )
+            }
+            Some(_) => {}
+        }
+        if self.server.shutdown_grace_seconds == 0 {
+            refuse(
+                "server.shutdown_grace_seconds",
+                "must be at least 1, or in-flight requests are cut at every deploy",
+            );
+        }
+        if self.database.max_connections == 0 {
+            refuse("database.max_connections", "must be at least 1");
+        }
+        if self.database.min_connections > self.database.max_connections {
+            refuse(
+                "database.min_connections",
+                "must not exceed database.max_connections",
+            );
+        }
+        for (key, value) in [
+            (
+                "database.connect_timeout_seconds",
+                self.database.connect_timeout_seconds,
+            ),
+            (
+                "database.acquire_timeout_seconds",
+                self.database.acquire_timeout_seconds,
+            ),
+            (
+                "database.statement_timeout_seconds",
+                self.database.statement_timeout_seconds,
+            ),
+        ] {
+            if value == 0 {
+                refuse(
+                    key,
+                    "must be at least 1: an unbounded wait ties up the service",
+                );
+            }
+        }
+        if !(self.database.url().starts_with("sqlite:")
+            || self.database.url().starts_with("postgres://")
+            || self.database.url().starts_with("postgresql://"))
+        {
+            refuse(
+                "database.url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            );
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            refuse(
+                "log.level",
+                "is not a valid filter (examples: info, warn, info,sqlx=warn)",
+            );
+        }
+
+        if self.environment == Environment::Production {
+            // This listener speaks plaintext HTTP: in production that is acceptable only when a
+            // TLS-terminating proxy sits in front of it and is declared here.
+            if self.server.trusted_proxies.is_empty() {
+                refuse(
+                    "server.trusted_proxies",
+                    "must list the TLS-terminating proxy in production: the service itself \
+                     serves plaintext HTTP",
+                );
+            }
+            if self.server.trust_client_request_id && self.server.trusted_proxies.is_empty() {
+                refuse(
+                    "server.trust_client_request_id",
+                    "lets any client choose its request id; enable it only behind a trusted proxy",
+                );
+            }
+            if self.database.url().contains("mode=memory") {
+                refuse(
+                    "database.url",
+                    "is an in-memory database in production: every write is lost on restart",
+                );
+            }
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+/// Returns the scheme if `origin` is `scheme://host[:port]` with nothing after it.
+fn parse_origin(origin: &str) -> Option<&str> {
+    let (scheme, rest) = origin.split_once("://")?;
+    let valid_scheme = scheme == "https" || scheme == "http";
+    let valid_rest = !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest
+            .rsplit_once(':')
+            .is_none_or(|(_, port)| port.parse::<u16>().is_ok() || rest.ends_with(']'));
+    (valid_scheme && valid_rest).then_some(scheme)
+}
+
+/// One rejected setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The dotted key (`server.port`) or the environment variable at fault.
+    pub key: String,
+    pub reason: String,
+}
+
+/// Configuration that must not start the service. The message lists every problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    fn single(key: &str, reason: impl Into<String>) -> Self {
+        Self {
+            problems: vec![ConfigProblem {
+                key: key.to_owned(),
+                reason: reason.into(),
+            }],
+        }
+    }
+
+    /// One problem per figment error, naming the key and where its value came from, without
+    /// repeating the value itself (it may be a secret).
+    fn from_figment(error: figment::Error) -> Self {
+        use figment::error::Kind;
+        let problems = error
+            .into_iter()
+            .map(|error| {
+                let mut path = error.path.clone();
+                let reason = match &error.kind {
+                    Kind::UnknownField(_, _) => "unknown key".to_owned(),
+                    Kind::MissingField(field) => {
+                        path.push(field.to_string());
+                        "missing key".to_owned()
+                    }
+                    Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+                        format!("invalid value, expected {expected}")
+                    }
+                    Kind::UnknownVariant(_, expected) => {
+                        format!("invalid value, expected one of {}", expected.join(", "))
+                    }
+                    other => other.to_string(),
+                };
+                let origin = error
+                    .metadata
+                    .as_ref()
+                    .map(|metadata| match &metadata.source {
+                        Some(source) => source.to_string(),
+                        // figment names an environment provider "`PREFIX_` environment variable(s)".
+                        None => match metadata.name.split('`').nth(1) {
+                            Some(prefix) => format!(
+                                "environment variable {prefix}{}",
+                                path.join("__").to_uppercase()
+                            ),
+                            None => metadata.name.to_string(),
+                        },
+                    });
+                ConfigProblem {
+                    key: path.join("."),
+                    reason: match origin {
+                        Some(origin) => format!("{reason} (from {origin})"),
+                        None => reason,
+                    },
+                }
+            })
+            .collect();
+        Self { problems }
+    }
+
+    /// True if some problem names `key`.
+    pub fn names(&self, key: &str) -> bool {
+        self.problems.iter().any(|problem| problem.key == key)
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration, the service will not start:")?;
+        for problem in &self.problems {
+            writeln!(f, "  - {}: {}", problem.key, problem.reason)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"
+        [service]
+        name = "svc"
+        [server]
+        host = "127.0.0.1"
+        port = 0
+        public_origin = "http://localhost:8080"
+        shutdown_grace_seconds = 5
+        trust_client_request_id = false
+        trusted_proxies = []
+        [database]
+        url = "sqlite::memory:"
+        max_connections = 2
+        min_connections = 0
+        connect_timeout_seconds = 5
+        acquire_timeout_seconds = 5
+        statement_timeout_seconds = 5
+        [log]
+        level = "info"
+        format = "json"
+    "#;
+
+    /// Loads `default_toml` with `vars` set, inside a jail that restores the environment.
+    #[allow(clippy::result_large_err)] // figment's error type is fixed by `Jail`.
+    fn load(
+        default_toml: &str,
+        environment: Environment,
+        vars: &[(&str, &str)],
+    ) -> Result<Settings, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("default.toml", default_toml)?;
+            for (key, value) in vars {
+                jail.set_env(key, value);
+            }
+            result = Some(Settings::load_from(
+                jail.directory(),
+                environment,
+                Env::prefixed(ENV_PREFIX),
+            ));
+            Ok(())
+        });
+        result.expect("the jail ran")
+    }
+
+    #[test]
+    fn a_valid_file_loads() {
+        let settings = load(VALID, Environment::Development, &[]).expect("valid");
+        assert_eq!(settings.server.public_origin, "http://localhost:8080");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_file_is_refused_by_name() {
+        let with_typo = VALID.replace("port = 0", "port = 0\n        prot = 1");
+        let error = load(&with_typo, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("server.prot"), "{error}");
+        assert!(error.to_string().contains("unknown key"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_refused_by_name() {
+        let error = load(
+            VALID,
+            Environment::Development,
+            &[("APP_SERVER__PROT", "1")],
+        )
+        .expect_err("refused");
+        assert!(error.names("server.prot"), "{error}");
+    }
+
+    #[test]
+    fn a_malformed_environment_value_is_refused_naming_key_and_variable() {
+        let error = load(
+            VALID,
+            Environment::Development,
+            &[("APP_SERVER__PORT", "eighty")],
+        )
+        .expect_err("refused");
+        assert!(error.names("server.port"), "{error}");
+        assert!(error.to_string().contains("APP_SERVER__PORT"), "{error}");
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let settings = load(
+            VALID,
+            Environment::Development,
+            &[("APP_SERVER__PORT", "9999")],
+        )
+        .expect("valid");
+        assert_eq!(settings.server.port, 9999);
+    }
+
+    #[test]
+    fn a_malformed_value_is_refused_by_name() {
+        let bad = VALID.replace("port = 0", "port = \"eighty\"");
+        let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("server.port"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_a_plaintext_public_origin() {
+        let prod = VALID.replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]");
+        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("server.public_origin"), "{error}");
+        let fixed = prod.replace("http://localhost:8080", "https://api.example.com");
+        load(&fixed, Environment::Production, &[]).expect("https origin behind a proxy is fine");
+    }
+
+    #[test]
+    fn production_refuses_plaintext_without_a_tls_proxy() {
+        let prod = VALID.replace("http://localhost:8080", "https://api.example.com");
+        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("server.trusted_proxies"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_an_in_memory_database() {
+        let prod = VALID
+            .replace("http://localhost:8080", "https://api.example.com")
+            .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]")
+            .replace("sqlite::memory:", "sqlite://app.db?mode=memory");
+        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("database.url"), "{error}");
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let bad = VALID.replace("acquire_timeout_seconds = 5", "acquire_timeout_seconds = 0");
+        let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("database.acquire_timeout_seconds"), "{error}");
+    }
+
+    #[test]
+    fn origins_with_paths_or_credentials_are_refused() {
+        for (origin, why) in [
+            ("https://api.example.com/v1", "a path"),
+            ("https://user@api.example.com", "credentials"),
+            ("ftp://api.example.com", "a non-HTTP scheme"),
+            ("api.example.com", "no scheme"),
+        ] {
+            assert!(
+                parse_origin(origin).is_none(),
+                "an origin with {why}: {origin}"
+            );
+        }
+        assert_eq!(parse_origin("https://[::1]:8443"), Some("https"));
+        assert_eq!(parse_origin("http://localhost:8080"), Some("http"));
+    }
+
+    #[test]
+    fn the_database_url_is_never_printed() {
+        let settings = load(VALID, Environment::Development, &[]).expect("valid");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("sqlite::memory:"), "{printed}");
+    }
+}

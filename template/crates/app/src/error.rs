@@ -1,0 +1,231 @@
+//! The one mapping from errors to client responses (INPUT-2, TLS-5).
+//!
+//! Every error the service returns, whether raised by a handler ([`ApiError`]) or by poem itself
+//! (unknown route, wrong method, unparsable request), leaves through [`JsonErrors`] as
+//! `{"error": "...", "request_id": "..."}` with the right status. What is hidden from the client,
+//! and why:
+//! - the detail of a server-side failure (SQL, paths, driver messages): it helps an attacker map
+//!   the system and helps no client; it is logged server-side with the request id instead;
+//! - the internal message of poem's own errors: only a fixed text per status is sent.
+
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaResponses, Registry};
+use poem_openapi::{ApiResponse, Object};
+use security::logging::request_id::RequestId;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// A short, fixed description of what went wrong.
+    pub error: String,
+    /// Per-field detail for validation failures.
+    #[oai(skip_serializing_if_is_none)]
+    pub details: Option<ValidationDetails>,
+    /// The id also sent as `X-Request-Id`; quote it when reporting a problem.
+    #[oai(skip_serializing_if_is_none)]
+    pub request_id: Option<String>,
+}
+
+/// Validation failures: errors about the request as a whole, and errors per field.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(rename_all = "camelCase")]
+pub struct ValidationDetails {
+    pub form_errors: Vec<String>,
+    pub field_errors: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// The errors a handler can return. Each variant says what the client learns.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The named resource does not exist (or the caller may not know it does).
+    #[error("Not found")]
+    NotFound,
+    /// The request conflicts with existing state, e.g. a duplicate unique value.
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// The database could not be reached in time: retrying later may succeed.
+    #[error("Service unavailable")]
+    Unavailable(#[source] sea_orm::DbErr),
+    /// Anything else. The source is logged, never sent.
+    #[error("Internal server error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        if database_unreachable(&error) {
+            Self::Unavailable(error)
+        } else {
+            Self::Internal(Box::new(error))
+        }
+    }
+}
+
+/// True when the failure is the database being out of reach (a retry may succeed), as opposed
+/// to a fault in the query or the data.
+fn database_unreachable(error: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as SqlxError;
+    use sea_orm::{DbErr, RuntimeErr};
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Query(RuntimeErr::SqlxError(cause)) | DbErr::Exec(RuntimeErr::SqlxError(cause)) => {
+            matches!(
+                cause.as_ref(),
+                SqlxError::Io(_)
+                    | SqlxError::Tls(_)
+                    | SqlxError::PoolTimedOut
+                    | SqlxError::PoolClosed
+                    | SqlxError::WorkerCrashed
+            )
+        }
+        _ => false,
+    }
+}
+
+impl poem::error::ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        ApiError::status(self)
+    }
+}
+
+/// Documents the error statuses in the OpenAPI document, with [`ErrorBody`] as their schema.
+#[derive(ApiResponse)]
+#[allow(dead_code)] // Only its metadata is used.
+enum DocumentedErrors {
+    /// The request does not match the operation's schema.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The request conflicts with existing state.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// An unexpected failure; the detail is in the server log under the request id.
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (the database) is unavailable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiResponse for ApiError {
+    fn meta() -> MetaResponses {
+        DocumentedErrors::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        DocumentedErrors::register(registry);
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.status(), public_message(&self), None, None)
+    }
+}
+
+fn public_message(error: &ApiError) -> String {
+    error.to_string()
+}
+
+/// The fixed text sent for a status when poem itself rejected the request.
+fn generic_message(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "Validation failed",
+        StatusCode::UNAUTHORIZED => "Unauthorized",
+        StatusCode::FORBIDDEN => "Forbidden",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::NOT_ACCEPTABLE => "Not acceptable",
+        StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
+        StatusCode::TOO_MANY_REQUESTS => "Too many requests",
+        StatusCode::SERVICE_UNAVAILABLE => "Service unavailable",
+        status if status.is_client_error() => "Bad request",
+        _ => "Internal server error",
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    error: String,
+    details: Option<ValidationDetails>,
+    request_id: Option<String>,
+) -> Response {
+    let body = ErrorBody {
+        error,
+        details,
+        request_id,
+    };
+    let mut response = Json(body).into_response();
+    response.set_status(status);
+    response
+}
+
+/// Middleware turning every error into the uniform JSON body, with the request id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonErrors;
+
+impl<E: Endpoint> Middleware<E> for JsonErrors {
+    type Output = JsonErrorsEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        JsonErrorsEndpoint { next }
+    }
+}
+
+/// The endpoint produced by [`JsonErrors`].
+#[derive(Debug)]
+pub struct JsonErrorsEndpoint<E> {
+    next: E,
+}
+
+impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
+        let error = match self.next.call(req).await {
+            Ok(output) => return Ok(output.into_response()),
+            Err(error) => error,
+        };
+        let response = if let Some(api_error) = error.downcast_ref::<ApiError>() {
+            let status = api_error.status();
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), error = ?api_error, "request failed");
+            }
+            error_response(status, public_message(api_error), None, request_id)
+        } else {
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::error!(status = status.as_u16(), error = %error, "request failed");
+            }
+            // poem-openapi's parse errors describe the expected shape, not the input.
+            let details = (status == StatusCode::BAD_REQUEST).then(|| ValidationDetails {
+                form_errors: vec![error.to_string()],
+                field_errors: Default::default(),
+            });
+            error_response(
+                status,
+                generic_message(status).to_owned(),
+                details,
+                request_id,
+            )
+        };
+        Ok(response)
+    }
+}

@@ -1,0 +1,89 @@
+//! Persistence: the connection pool, migrations and entities (sea-orm).
+//!
+//! Queries go through sea-orm's builders, which bind every value as a parameter (INPUT-3): no
+//! SQL is ever assembled from strings here.
+
+pub mod users;
+
+use std::path::Path;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use crate::config::DatabaseSettings;
+
+/// Opens the pool with bounded connect, acquire and statement times. For SQLite the folder of
+/// the database file is created on first run.
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    if let Some(folder) = sqlite_file_folder(settings.url()) {
+        std::fs::create_dir_all(folder).map_err(|error| {
+            DbErr::Custom(format!(
+                "cannot create the database folder {}: {error}",
+                folder.display()
+            ))
+        })?;
+    }
+    let statement_timeout = settings.statement_timeout();
+    let mut options = ConnectOptions::new(settings.url().to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .connect_timeout(settings.connect_timeout())
+        .acquire_timeout(settings.acquire_timeout())
+        // Statements are not logged: their bound values can be personal data.
+        .sqlx_logging(false)
+        .map_sqlx_postgres_opts(move |pg| {
+            pg.options([(
+                "statement_timeout",
+                format!("{}ms", statement_timeout.as_millis()),
+            )])
+        })
+        .map_sqlx_sqlite_opts(move |sqlite| {
+            sqlite
+                .busy_timeout(statement_timeout)
+                .foreign_keys(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+    Database::connect(options).await
+}
+
+/// Applies every pending migration; already applied ones are skipped.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// The folder holding a file-backed SQLite database, if `url` names one.
+fn sqlite_file_folder(url: &str) -> Option<&Path> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path)
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_folder_of_a_sqlite_file_is_found() {
+        assert_eq!(
+            sqlite_file_folder("sqlite://data/app.db?mode=rwc"),
+            Some(Path::new("data"))
+        );
+        assert_eq!(
+            sqlite_file_folder("sqlite:///var/lib/app/app.db"),
+            Some(Path::new("/var/lib/app"))
+        );
+        assert_eq!(sqlite_file_folder("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_folder("sqlite://app.db"), None);
+        assert_eq!(sqlite_file_folder("postgres://localhost/app"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Start-up and shutdown: [`App::build`] connects, migrates and binds; [`App::run_until_stopped`]
+//! serves until the shutdown future completes, then drains in-flight requests within the
+//! configured grace period and closes the pool.
+//!
+//! Tests boot the real server through the same two calls, on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Endpoint, EndpointExt, Route, Server};
+use sea_orm::{DatabaseConnection, DbErr};
+use security::logging::request_id::RequestIdLayer;
+
+use crate::api;
+use crate::config::Settings;
+use crate::error::JsonErrors;
+use crate::persistence;
+use crate::telemetry::AccessLog;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot open the database: {0}")]
+    Database(#[source] DbErr),
+    #[error("cannot apply migrations: {0}")]
+    Migration(#[source] DbErr),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A service that is connected, migrated and bound, ready to run.
+pub struct App {
+    settings: Settings,
+    db: DatabaseConnection,
+    acceptor: TcpAcceptor,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Connects to the database, applies migrations and binds the listener.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let db = persistence::connect(&settings.database)
+            .await
+            .map_err(StartupError::Database)?;
+        persistence::migrate(&db)
+            .await
+            .map_err(StartupError::Migration)?;
+
+        let address = SocketAddr::new(settings.server.host, settings.server.port);
+        let acceptor = TcpListener::bind(address)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind { address, source })?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .ok_or_else(|| StartupError::Bind {
+                address,
+                source: std::io::Error::other("no local address"),
+            })?;
+        Ok(Self {
+            settings,
+            db,
+            acceptor,
+            local_addr,
+        })
+    }
+
+    /// The bound port (useful when the configured port was 0).
+    pub fn port(&self) -> u16 {
+        self.local_addr.port()
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The database pool.
+    pub fn database(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// within `server.shutdown_grace_seconds`, and closes the pool.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.settings.server.shutdown_grace_seconds);
+        let endpoint = routes(&self.settings, self.db.clone());
+        let served = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
+            .await;
+        if let Err(error) = self.db.close().await {
+            tracing::warn!(error = %error, "closing the database pool failed");
+        }
+        served
+    }
+}
+
+/// Every route of the service behind the middleware stack, outermost last.
+pub fn routes(settings: &Settings, db: DatabaseConnection) -> impl Endpoint + 'static {
+    let api = api::openapi_service(settings, db);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        // Every error, from a handler or from routing, becomes the uniform JSON body.
+        .with(JsonErrors)
+        // One line per request: method, path without query, status, latency.
+        .with(AccessLog)
+        // Outermost: the id is assigned before anything logs and returned on every response.
+        .with(RequestIdLayer::trusting_incoming(
+            settings.server.trust_client_request_id,
+        ))
+}

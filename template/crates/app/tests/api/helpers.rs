@@ -1,0 +1,263 @@
+//! Boots the real service for a test: a fresh SQLite file (or PostgreSQL database) and a free
+//! port, through the same `App::build` and `run_until_stopped` as `main`.
+
+use std::path::Path;
+
+use app::config::{Environment, Settings};
+use app::startup::App;
+use figment::providers::Env;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The settings every test starts from; a test overrides what it needs.
+pub const BASE_CONFIG: &str = r#"
+[service]
+name = "test-service"
+
+[server]
+host = "127.0.0.1"
+port = 0
+public_origin = "http://localhost"
+shutdown_grace_seconds = 10
+trust_client_request_id = false
+trusted_proxies = []
+
+[database]
+url = "sqlite://DATA_DIR/app.db?mode=rwc"
+max_connections = 4
+min_connections = 0
+connect_timeout_seconds = 2
+acquire_timeout_seconds = 2
+statement_timeout_seconds = 5
+
+[log]
+level = "warn"
+format = "json"
+"#;
+
+/// A running service and what a test needs to talk to it.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub data_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Signals shutdown and waits for the server to drain and stop.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.trigger_shutdown();
+        self.wait_stopped().await
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn trigger_shutdown(&mut self) {
+        if let Some(sender) = self.shutdown.take() {
+            let _ = sender.send(());
+        }
+    }
+
+    /// Waits for the server task to end.
+    pub async fn wait_stopped(&mut self) -> std::io::Result<()> {
+        match self.server.take() {
+            Some(handle) => handle.await.expect("the server task does not panic"),
+            None => Ok(()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger_shutdown();
+    }
+}
+
+/// Settings from [`BASE_CONFIG`] plus `overrides` (TOML), with the SQLite file in `data_dir`.
+pub fn settings(data_dir: &Path, overrides: &str) -> Settings {
+    let config_dir = tempfile::tempdir().expect("config dir");
+    let base = BASE_CONFIG.replace("DATA_DIR", &data_dir.display().to_string());
+    std::fs::write(config_dir.path().join("default.toml"), base).expect("write default.toml");
+    std::fs::write(config_dir.path().join("test.toml"), overrides).expect("write test.toml");
+    // A prefix no variable uses: tests never read the developer's APP_* variables.
+    Settings::load_from(
+        config_dir.path(),
+        Environment::Test,
+        Env::prefixed("RAMPART_TEST_UNUSED_"),
+    )
+    .expect("test settings are valid")
+}
+
+/// Boots the service with the base settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+/// Boots the service with `overrides` applied to the base settings.
+pub async fn spawn_app_with(overrides: &str) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let settings = settings(data_dir.path(), overrides);
+    let app = App::build(settings).await.expect("the app builds");
+    let port = app.port();
+    let (shutdown, signal) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = signal.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        data_dir,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+/// The PostgreSQL server for tests that need one (`TEST_POSTGRES_URL`, default the local
+/// server). Returns `None`, after saying so, when it cannot be reached, unless
+/// `TEST_REQUIRE_SERVICES=1` makes its absence a failure.
+pub async fn postgres_admin_url() -> Option<String> {
+    let url = std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let reachable = match sea_orm::Database::connect(&url).await {
+        Ok(db) => db.ping().await.is_ok(),
+        Err(_) => false,
+    };
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("TEST_REQUIRE_SERVICES").as_deref() == Ok("1") {
+        panic!("PostgreSQL is required (TEST_REQUIRE_SERVICES=1) but {url} cannot be reached");
+    }
+    eprintln!(
+        "skipped: PostgreSQL at {url} cannot be reached (set TEST_REQUIRE_SERVICES=1 to fail instead)"
+    );
+    None
+}
+
+/// Reads a JSON body, failing with the raw text when it is not JSON.
+pub async fn json_body(response: reqwest::Response) -> serde_json::Value {
+    let text = response.text().await.expect("a body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("a JSON body, got: {text}"))
+}
+
+/// A TCP proxy in front of a real server whose link a test can cut and restore, to simulate the
+/// server becoming unreachable without stopping it for everyone else.
+pub struct CuttableProxy {
+    pub port: u16,
+    link_up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept_loop: JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    /// Listens on a free loopback port and forwards to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let link_up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = std::sync::Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let accept_loop = tokio::spawn({
+            let link_up = link_up.clone();
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !link_up.load(Ordering::SeqCst) {
+                        drop(client); // Down: the connection is closed at once.
+                        continue;
+                    }
+                    let upstream = upstream.clone();
+                    connections
+                        .lock()
+                        .expect("connections lock")
+                        .spawn(async move {
+                            if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                                let _ =
+                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            }
+                        });
+                }
+            }
+        });
+        Self {
+            port,
+            link_up,
+            connections,
+            accept_loop,
+        }
+    }
+
+    /// Breaks every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.link_up
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .abort_all();
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.link_up
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+        self.connections
+            .lock()
+            .expect("connections lock")
+            .abort_all();
+    }
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+pub struct TestDatabase {
+    admin_url: String,
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub async fn create(admin_url: &str) -> Self {
+        use sea_orm::ConnectionTrait;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let admin = sea_orm::Database::connect(admin_url)
+            .await
+            .expect("admin connection");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        Self {
+            admin_url: admin_url.to_owned(),
+            name,
+        }
+    }
+
+    /// Drops the database (closing any connection still open to it).
+    pub async fn drop_database(self) {
+        use sea_orm::ConnectionTrait;
+        if let Ok(admin) = sea_orm::Database::connect(&self.admin_url).await {
+            let _ = admin
+                .execute_unprepared(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .await;
+        }
+    }
+}

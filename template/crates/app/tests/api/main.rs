@@ -1,0 +1,10 @@
+//! Integration tests: each boots the real service on port 0 with a fresh database and speaks
+//! HTTP to it. One test binary, one module per area.
+
+mod config;
+mod health;
+mod helpers;
+mod migrations;
+mod openapi;
+mod shutdown;
+mod users;

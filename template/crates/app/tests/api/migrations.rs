@@ -1,0 +1,85 @@
+use app::persistence;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
+
+use crate::helpers::{TestDatabase, postgres_admin_url, settings};
+
+/// Migrations apply to an empty database, and applying them again changes nothing.
+async fn migrations_apply_once_then_are_a_no_op(url: &str) {
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let mut settings = settings(data_dir.path(), "");
+    settings.database.url = url.to_owned().into();
+    let db = persistence::connect(&settings.database)
+        .await
+        .expect("connect");
+
+    assert!(
+        !Migrator::get_pending_migrations(&db)
+            .await
+            .expect("status")
+            .is_empty()
+    );
+    persistence::migrate(&db).await.expect("first run");
+    assert!(
+        Migrator::get_pending_migrations(&db)
+            .await
+            .expect("status")
+            .is_empty()
+    );
+    let applied = Migrator::get_applied_migrations(&db)
+        .await
+        .expect("applied")
+        .len();
+
+    db.execute_unprepared(
+        "INSERT INTO users (id, email, name, role, created_at) \
+         VALUES ('6f1c1a2e-0000-4000-8000-000000000001', 'a@example.com', 'A', 'user', CURRENT_TIMESTAMP)",
+    )
+    .await
+    .expect("the users table exists");
+
+    persistence::migrate(&db).await.expect("second run");
+    assert_eq!(
+        Migrator::get_applied_migrations(&db)
+            .await
+            .expect("applied")
+            .len(),
+        applied,
+        "nothing new applied"
+    );
+    assert_eq!(
+        app::persistence::users::Entity::find()
+            .count(&db)
+            .await
+            .expect("count"),
+        1,
+        "the data survived"
+    );
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn sqlite_migrations_apply_to_a_fresh_file_and_reapply_as_a_no_op() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}/fresh/app.db?mode=rwc", dir.path().display());
+    migrations_apply_once_then_are_a_no_op(&url).await;
+    assert!(
+        dir.path().join("fresh/app.db").is_file(),
+        "the file was created on first run"
+    );
+}
+
+#[tokio::test]
+async fn postgres_migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() {
+    let Some(admin_url) = postgres_admin_url().await else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    let url = format!(
+        "{}/{}",
+        admin_url.rsplit_once('/').expect("a database in the URL").0,
+        database.name
+    );
+    migrations_apply_once_then_are_a_no_op(&url).await;
+    database.drop_database().await;
+}

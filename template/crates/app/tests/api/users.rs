@@ -1,0 +1,135 @@
+use crate::helpers::{json_body, spawn_app};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_created_user_can_be_read_back() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/users"))
+        .json(&json!({"email": "Ada@Example.com", "name": "Ada Lovelace", "role": "user"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+    let created = json_body(response).await;
+    assert_eq!(
+        created["email"], "ada@example.com",
+        "addresses are stored in one case"
+    );
+    let id = created["id"].as_str().expect("an id");
+
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/users/{id}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(json_body(response).await, created);
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_a_json_404_with_the_request_id() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/users/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("an X-Request-Id")
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let body = json_body(response).await;
+    assert_eq!(body["error"], "Not found");
+    assert_eq!(body["request_id"], request_id.as_str());
+}
+
+#[tokio::test]
+async fn a_duplicate_email_is_a_409() {
+    let app = spawn_app().await;
+    for expected in [201, 409] {
+        let response = app
+            .client
+            .post(app.url("/v1/users"))
+            .json(&json!({"email": "grace@example.com", "name": "Grace Hopper", "role": "admin"}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), expected);
+    }
+}
+
+#[tokio::test]
+async fn malformed_requests_are_json_400s() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({"email": "a@example.com", "name": "A", "role": "user", "isAdmin": true}),
+            "an unknown field",
+        ),
+        (
+            json!({"email": "a@example.com", "name": "A", "role": "superuser"}),
+            "a role outside the enum",
+        ),
+        (
+            json!({"email": "a@example.com", "role": "user"}),
+            "a missing name",
+        ),
+        (
+            json!({"email": "a@example.com", "name": "R2D2", "role": "user"}),
+            "digits in the name",
+        ),
+    ];
+    for (body, why) in cases {
+        let response = app
+            .client
+            .post(app.url("/v1/users"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 400, "{why}");
+        assert_eq!(
+            json_body(response).await["error"],
+            "Validation failed",
+            "{why}"
+        );
+    }
+    let response = app
+        .client
+        .get(app.url("/v1/users/not-a-uuid"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400, "a path id that is not a UUID");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_json_404_and_405() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/nowhere"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 404);
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_eq!(json_body(response).await["error"], "Not found");
+
+    let response = app
+        .client
+        .delete(app.url("/v1/users"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 405);
+    assert_eq!(json_body(response).await["error"], "Method not allowed");
+}

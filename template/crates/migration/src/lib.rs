@@ -1,0 +1,21 @@
+//! Schema migrations, in order. Each migration is written once with sea-query's schema builder
+//! and runs unchanged on SQLite and PostgreSQL.
+//!
+//! The service applies pending migrations at start-up ([`Migrator::up`]); applied ones are
+//! recorded in `seaql_migrations`, so running them again is a no-op.
+
+pub use sea_orm_migration::MigratorTrait;
+use sea_orm_migration::{MigrationTrait, async_trait};
+
+mod m20260101_000001_create_users;
+
+/// The ordered list of every migration of the service.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20260101_000001_create_users::Migration)]
+    }
+}

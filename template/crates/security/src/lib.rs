@@ -1,0 +1,10 @@
+//! The security controls of the service, one module per control, grouped by the sections of the
+//! API security checklist (see `CONTROLS.md` at the root of the project for control ids).
+//!
+//! Every module here is free of application types: it holds its configuration, its poem
+//! middleware and its unit tests, so it can be read, tested and reused on its own.
+//!
+//! Reading order:
+//! 1. [`logging::request_id`]: the correlation id every response, log line and audit event carries.
+
+pub mod logging;

@@ -1,0 +1,3 @@
+//! Logging and monitoring controls (checklist section "Logging and Monitoring", LOG-*).
+
+pub mod request_id;
