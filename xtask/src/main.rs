@@ -1,1 +1,135 @@
-fn main() {}
+//! `cargo xtask`: Rampart's tasks. Run `cargo xtask --help`.
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use rampart_xtask::render;
+use rampart_xtask::{ci, demo, repository_root, template_checks};
+use xtask::advisory_db;
+use xtask::ci::CiOptions;
+
+#[derive(Debug, Parser)]
+#[command(about = "Rampart's tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Generate a new service from the template (no cargo-generate install needed).
+    New {
+        /// The project name (a folder of that name is created).
+        name: String,
+        /// Template options as key=value: database=sqlite|postgres, rate_limit_store=memory|redis.
+        #[arg(short = 'd', long = "define", value_name = "KEY=VALUE")]
+        defines: Vec<String>,
+        /// Where to create the project folder (default: the current folder).
+        #[arg(long)]
+        destination: Option<PathBuf>,
+    },
+    /// Generate the default service into target/demo/ and run it on its embedded defaults.
+    Demo {
+        /// The port of the service.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Everything CI checks, including every template variant's own CI.
+    Ci {
+        #[command(flatten)]
+        args: CiArgs,
+        /// Skip rendering and testing the template variants.
+        #[arg(long)]
+        skip_variants: bool,
+    },
+    /// Render every template variant into target/variants/ and run its `cargo xtask ci`.
+    Variants {
+        #[command(flatten)]
+        args: CiArgs,
+        /// Only this variant (e.g. sqlite-memory).
+        #[arg(long)]
+        only: Option<String>,
+    },
+    /// cargo-audit on this repository.
+    Audit(AdvisoryDbArg),
+    /// cargo-deny on this repository.
+    Deny(AdvisoryDbArg),
+    /// Rewrite template/Cargo.lock from Cargo.lock.
+    SyncLock,
+}
+
+#[derive(Debug, clap::Args)]
+struct AdvisoryDbArg {
+    /// A local RustSec advisory database (git repository or bundle) for offline runs; without
+    /// it the tools fetch the live database.
+    #[arg(long, env = advisory_db::ADVISORY_DB_ENV)]
+    advisory_db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CiArgs {
+    #[command(flatten)]
+    db: AdvisoryDbArg,
+    /// Fail instead of skipping when PostgreSQL or Redis cannot be reached.
+    #[arg(long)]
+    require_services: bool,
+}
+
+impl CiArgs {
+    fn options(self) -> CiOptions {
+        CiOptions {
+            advisory_db: self.db.advisory_db,
+            require_services: self.require_services,
+        }
+    }
+}
+
+fn main() -> Result<ExitCode> {
+    // cargo-generate takes the author from USER or CARGO_NAME and fails without one (some CI
+    // and container environments set neither): run again with a neutral one.
+    if std::env::var_os("USER").is_none() && std::env::var_os("CARGO_NAME").is_none() {
+        let status = Command::new(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env("CARGO_NAME", "developer")
+            .status()?;
+        return Ok(ExitCode::from(
+            status.code().unwrap_or(1).clamp(0, 255) as u8
+        ));
+    }
+
+    let root = repository_root();
+    let scratch = xtask::ci::scratch_dir(&root);
+    match Cli::parse().task {
+        Task::New {
+            name,
+            defines,
+            destination,
+        } => {
+            let destination = match destination {
+                Some(destination) => destination,
+                None => std::env::current_dir()?,
+            };
+            let project =
+                render::render(&render::template_dir(&root), &name, &defines, &destination)?;
+            eprintln!("Created {}", project.display());
+        }
+        Task::Demo { port } => demo::run(&root, port)?,
+        Task::Ci {
+            args,
+            skip_variants,
+        } => ci::run(&root, &args.options(), !skip_variants)?,
+        Task::Variants { args, only } => ci::variants(&root, &args.options(), only.as_deref())?,
+        Task::Audit(arg) => {
+            let db = advisory_db::prepare_optional(arg.advisory_db.as_deref(), &scratch)?;
+            xtask::supply_chain::audit(&root, db.as_ref())?;
+        }
+        Task::Deny(arg) => {
+            let db = advisory_db::prepare_optional(arg.advisory_db.as_deref(), &scratch)?;
+            xtask::supply_chain::deny(&root, db.as_ref(), &scratch)?;
+        }
+        Task::SyncLock => template_checks::sync_lock(&root, &scratch)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,1 +1,72 @@
-fn main() {}
+//! `cargo xtask`: the project's tasks. Run `cargo xtask --help`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use xtask::ci::{self, CiOptions};
+use xtask::{advisory_db, supply_chain};
+
+#[derive(Debug, Parser)]
+#[command(about = "Project tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: fmt, clippy, tests, shipped config, cargo-audit, cargo-deny.
+    Ci(CiArgs),
+    /// cargo-audit: known vulnerabilities in Cargo.lock.
+    Audit(AdvisoryDbArg),
+    /// cargo-deny: advisories, bans, licenses and sources against deny.toml.
+    Deny(AdvisoryDbArg),
+}
+
+#[derive(Debug, clap::Args)]
+struct AdvisoryDbArg {
+    /// A local RustSec advisory database (git repository or bundle) for offline runs; without
+    /// it the tools fetch the live database.
+    #[arg(long, env = advisory_db::ADVISORY_DB_ENV)]
+    advisory_db: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct CiArgs {
+    #[command(flatten)]
+    db: AdvisoryDbArg,
+    /// Fail instead of skipping when PostgreSQL or Redis cannot be reached.
+    #[arg(long)]
+    require_services: bool,
+}
+
+fn main() -> Result<()> {
+    let root = project_root();
+    let scratch = ci::scratch_dir(&root);
+    match Cli::parse().command {
+        Task::Ci(args) => ci::run(
+            &root,
+            &CiOptions {
+                advisory_db: args.db.advisory_db,
+                require_services: args.require_services,
+            },
+        ),
+        Task::Audit(args) => {
+            let db = advisory_db::prepare_optional(args.advisory_db.as_deref(), &scratch)?;
+            supply_chain::audit(&root, db.as_ref())
+        }
+        Task::Deny(args) => {
+            let db = advisory_db::prepare_optional(args.advisory_db.as_deref(), &scratch)?;
+            supply_chain::deny(&root, db.as_ref(), &scratch)
+        }
+    }
+}
+
+/// The workspace root: the parent of this crate's folder.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -133,3 +133,30 @@ async fn unknown_routes_and_methods_are_json_404_and_405() {
     assert_eq!(response.status(), 405);
     assert_eq!(json_body(response).await["error"], "Method not allowed");
 }
+
+#[tokio::test]
+async fn sql_injection_payloads_are_stored_as_data() {
+    // INPUT-3: values are bound as parameters, so SQL in a value is just text.
+    let app = spawn_app().await;
+    let payload = "x');DROP_TABLE_users;--@example.com";
+    let response = app
+        .client
+        .post(app.url("/v1/users"))
+        .json(&json!({"email": payload, "name": "O'Brien", "role": "user"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+    let created = json_body(response).await;
+    assert_eq!(created["email"], payload.to_lowercase());
+    assert_eq!(created["name"], "O'Brien");
+
+    let id = created["id"].as_str().expect("an id");
+    let response = app
+        .client
+        .get(app.url(&format!("/v1/users/{id}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "the table is intact");
+}

@@ -1,0 +1,85 @@
+//! `cargo xtask ci`: everything CI checks, in the order a failure is cheapest to find.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::{advisory_db, cmd, services, supply_chain};
+
+/// Options of a CI run.
+#[derive(Debug, Clone, Default)]
+pub struct CiOptions {
+    /// A local RustSec advisory database (git repository or bundle); `None` fetches online.
+    pub advisory_db: Option<PathBuf>,
+    /// Fail, rather than skip, when a test server (PostgreSQL, Redis) cannot be reached.
+    pub require_services: bool,
+}
+
+/// Runs every check of the workspace at `root`.
+pub fn run(root: &Path, options: &CiOptions) -> Result<()> {
+    cmd::step("format");
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["fmt", "--all", "--check"]),
+    )?;
+
+    cmd::step("lint");
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+
+    cmd::step("test servers");
+    services::check(options.require_services)?;
+
+    cmd::step("test");
+    let mut test = cmd::cargo();
+    test.current_dir(root)
+        .args(["test", "--workspace", "--locked"]);
+    if options.require_services {
+        test.env("TEST_REQUIRE_SERVICES", "1");
+    }
+    cmd::run(&mut test)?;
+
+    cmd::step("shipped configuration");
+    for environment in ["development", "test"] {
+        cmd::run(
+            cmd::cargo()
+                .current_dir(root)
+                .args([
+                    "run",
+                    "--quiet",
+                    "--locked",
+                    "--package",
+                    "app",
+                    "--",
+                    "check-config",
+                ])
+                .env("APP_ENVIRONMENT", environment)
+                .env("APP_CONFIG_DIR", root.join("config")),
+        )?;
+    }
+
+    supply_chain_checks(root, options)
+}
+
+/// cargo-audit and cargo-deny, with the local advisory database when one is given.
+pub fn supply_chain_checks(root: &Path, options: &CiOptions) -> Result<()> {
+    let scratch = scratch_dir(root);
+    let db = advisory_db::prepare_optional(options.advisory_db.as_deref(), &scratch)?;
+    cmd::step("cargo audit");
+    supply_chain::audit(root, db.as_ref())?;
+    cmd::step("cargo deny");
+    supply_chain::deny(root, db.as_ref(), &scratch)
+}
+
+/// Where the tasks keep their working files.
+pub fn scratch_dir(root: &Path) -> PathBuf {
+    root.join("target").join("xtask")
+}

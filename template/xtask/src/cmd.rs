@@ -1,0 +1,45 @@
+//! Running commands: each is echoed before it runs, and a failure names the command.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Runs `command`, inheriting standard streams; fails if it exits non-zero.
+pub fn run(command: &mut Command) -> Result<()> {
+    let shown = describe(command);
+    eprintln!("$ {shown}");
+    let status = command
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs `command` and returns whether it succeeded, printing nothing (for probes).
+pub fn succeeds(command: &mut Command) -> bool {
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// `cargo` as the running cargo (the one that invoked the xtask) knows it.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Prints a step heading.
+pub fn step(name: &str) {
+    eprintln!("\n==> {name}");
+}
+
+fn describe(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,14 @@
+//! The project's tasks, as a library so that tools built on this project (Rampart's own xtask
+//! among them) run exactly the same checks.
+//!
+//! - [`ci`]: everything CI checks, in order;
+//! - [`supply_chain`]: cargo-audit and cargo-deny (OPS-1), online or with a local advisory DB;
+//! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
+//! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
+//! - [`cmd`]: runs commands, echoing them.
+
+pub mod advisory_db;
+pub mod ci;
+pub mod cmd;
+pub mod services;
+pub mod supply_chain;

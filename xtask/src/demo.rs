@@ -1,0 +1,212 @@
+//! `cargo xtask demo`: the default variant rendered into `target/demo/`, built, and run on its
+//! embedded defaults; `target/demo/demo.json` tells scripts (and the scanner) where it is.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use xtask::cmd;
+
+use crate::render::{self, Variant};
+
+/// The demo's project name, and so its folder under `target/demo/`.
+const DEMO_NAME: &str = "service";
+
+/// A rendered and built demo service.
+#[derive(Debug)]
+pub struct Demo {
+    pub project: PathBuf,
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub demo_dir: PathBuf,
+    pub port: u16,
+}
+
+/// The target folder shared by this repository and every rendered project, so dependencies
+/// are compiled once.
+pub fn shared_target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+impl Demo {
+    /// Renders the default variant into `target/demo/service` and builds it.
+    pub fn prepare(root: &Path, port: u16) -> Result<Self> {
+        let demo_dir = root.join("target").join("demo");
+        let project = render::render_fresh(root, Variant::DEFAULT, DEMO_NAME, &demo_dir)?;
+        let target_dir = shared_target_dir(root);
+        cmd::step("building the demo service");
+        cmd::run(
+            cmd::cargo()
+                .current_dir(&project)
+                .env("CARGO_TARGET_DIR", &target_dir)
+                .args(["build", "--locked", "--package", "app"]),
+        )?;
+        Ok(Self {
+            binary: target_dir.join("debug").join("app"),
+            // Outside the rendered tree, so data survives a re-render.
+            data_dir: demo_dir.join("data"),
+            project,
+            demo_dir,
+            port,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The service command on its embedded defaults: SQLite under `target/demo/data`.
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .current_dir(&self.project)
+            .env("APP_ENVIRONMENT", "development")
+            .env("APP_CONFIG_DIR", self.project.join("config"))
+            .env("APP_SERVER__PORT", self.port.to_string())
+            .env(
+                "APP_SERVER__PUBLIC_ORIGIN",
+                format!("http://localhost:{}", self.port),
+            )
+            .env(
+                "APP_DATABASE__URL",
+                format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
+            );
+        command
+    }
+
+    /// Writes `target/demo/demo.json` and returns its path.
+    pub fn write_manifest(&self) -> Result<PathBuf> {
+        let base = self.base_url();
+        let manifest = serde_json::json!({
+            "base_url": base,
+            "openapi_url": format!("{base}/openapi.json"),
+            "docs_url": format!("{base}/docs"),
+            "health_url": format!("{base}/health/ready"),
+            "project_dir": self.project,
+            "data_dir": self.data_dir,
+        });
+        let path = self.demo_dir.join("demo.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&manifest)?)?;
+        Ok(path)
+    }
+}
+
+/// Renders, builds and runs the demo in the foreground until Ctrl-C.
+pub fn run(root: &Path, port: u16) -> Result<()> {
+    let demo = Demo::prepare(root, port)?;
+    let manifest = demo.write_manifest()?;
+    let base = demo.base_url();
+    eprintln!(
+        "\nThe demo service starts on {base} (SQLite in {data}).\n\
+         Try:\n  curl {base}/health/ready\n  curl {base}/openapi.json\n  open {base}/docs\n\
+         Details for scripts: {manifest}\nCtrl-C stops it.\n",
+        data = demo.data_dir.display(),
+        manifest = manifest.display(),
+    );
+    let mut command = demo.command();
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // Replace this process, so Ctrl-C and SIGTERM reach the service directly.
+        let error = command.exec();
+        Err(error).context("cannot start the demo service")
+    }
+    #[cfg(not(unix))]
+    {
+        let status = command.status().context("cannot start the demo service")?;
+        if !status.success() {
+            bail!("the demo service exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs the demo briefly: it must become ready, serve an OpenAPI 3 document, and stop cleanly
+/// on SIGTERM.
+pub fn smoke(root: &Path) -> Result<()> {
+    let port = free_port()?;
+    let demo = Demo::prepare(root, port)?;
+    demo.write_manifest()?;
+    let mut child = demo
+        .command()
+        .env("APP_LOG__LEVEL", "warn")
+        .spawn()
+        .context("cannot start the demo service")?;
+    let outcome = probe(&demo);
+    // SIGTERM, as an orchestrator would send: the service must drain and exit 0.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the demo service did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    outcome?;
+    if !status.success() {
+        bail!("the demo service exited with {status} after SIGTERM");
+    }
+    eprintln!("demo: ready, OpenAPI 3 document served, clean stop on SIGTERM");
+    Ok(())
+}
+
+fn probe(demo: &Demo) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match http_get(demo.port, "/health/ready") {
+            Ok((200, _)) => break,
+            _ if Instant::now() > deadline => bail!("the demo never answered 200 on /health/ready"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+    let (status, body) = http_get(demo.port, "/openapi.json")?;
+    if status != 200 {
+        bail!("/openapi.json answered {status}");
+    }
+    let document: serde_json::Value =
+        serde_json::from_str(&body).context("/openapi.json is not JSON")?;
+    let version = document["openapi"].as_str().unwrap_or_default();
+    if !version.starts_with("3.") || document["paths"].as_object().is_none() {
+        bail!("/openapi.json is not an OpenAPI 3 document (openapi = {version:?})");
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.1 GET (the response is read to the end; bodies here are not chunked).
+fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("no HTTP status line")?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
