@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use xtask::ci::CiOptions;
-use xtask::{cmd, services};
+use xtask::{cmd, services, supply_chain};
 
 use crate::demo;
 use crate::render::{self, VARIANTS, Variant};
@@ -53,8 +53,71 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
 
     xtask::ci::supply_chain_checks(root, options)?;
 
+    cmd::step("a known-vulnerable dependency fails both advisory checks");
+    vulnerable_dependency_canary(root, options)?;
+
     if with_variants {
         variants(root, options, None)?;
+    }
+    Ok(())
+}
+
+/// The crate and version the canary adds: tar 0.4.35 has RUSTSEC-2021-0080 (and later ones).
+/// It is not otherwise in the graph, so the version can be pinned without conflicts.
+const VULNERABLE_DEPENDENCY: (&str, &str) = ("tar", "=0.4.35");
+const VULNERABLE_ADVISORY: &str = "RUSTSEC-2021-0080";
+
+/// Proves that the supply-chain checks can fail: a project rendered with one known-vulnerable
+/// dependency added must fail both cargo-audit and cargo-deny, with the same advisory database
+/// the real checks used. Without this, a misconfigured database could pass everything.
+pub fn vulnerable_dependency_canary(root: &Path, options: &CiOptions) -> Result<()> {
+    let scratch = xtask::ci::scratch_dir(root);
+    let project = render::render_fresh(root, Variant::DEFAULT, "vulnerable-canary", &scratch)?;
+    let manifest = project.join("crates/app/Cargo.toml");
+    let text = std::fs::read_to_string(&manifest)?;
+    let (name, version) = VULNERABLE_DEPENDENCY;
+    let text = text.replacen(
+        "[dependencies]\n",
+        &format!("[dependencies]\n{name} = \"{version}\"\n"),
+        1,
+    );
+    std::fs::write(&manifest, text)?;
+    // Let cargo add the new crate to the lockfile.
+    cmd::run(
+        cmd::cargo()
+            .current_dir(&project)
+            .args(["metadata", "--format-version", "1"])
+            .stdout(std::process::Stdio::null()),
+    )?;
+
+    let project_scratch = xtask::ci::scratch_dir(&project);
+    let db =
+        xtask::advisory_db::prepare_optional(options.advisory_db.as_deref(), &project_scratch)?;
+    let checks = [
+        (
+            "cargo-audit",
+            supply_chain::audit_command(&project, db.as_ref())?,
+        ),
+        (
+            "cargo-deny",
+            supply_chain::deny_command(&project, db.as_ref(), &project_scratch)?,
+        ),
+    ];
+    for (tool, mut command) in checks {
+        let output = command.output()?;
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        if output.status.success() || !report.contains(VULNERABLE_ADVISORY) {
+            bail!(
+                "{tool} did not refuse {name} {version} for {VULNERABLE_ADVISORY} \
+                 (exit {}):\n{report}",
+                output.status
+            );
+        }
+        eprintln!("{tool} refused {name} {version}, citing {VULNERABLE_ADVISORY}, as it must");
     }
     Ok(())
 }

@@ -80,7 +80,11 @@ fn every_variant_renders_completely_with_rust_sources_copied_verbatim() {
             "crates/migration/src/lib.rs",
             "xtask/src/main.rs",
         ] {
-            assert!(rendered.contains_key(Path::new(required)), "{}: {required} is missing", variant.name());
+            assert!(
+                rendered.contains_key(Path::new(required)),
+                "{}: {required} is missing",
+                variant.name()
+            );
         }
         assert!(
             !rendered.contains_key(Path::new("cargo-generate.toml")),
@@ -89,13 +93,21 @@ fn every_variant_renders_completely_with_rust_sources_copied_verbatim() {
 
         let manifest = String::from_utf8_lossy(&rendered[Path::new("Cargo.toml")]).into_owned();
         assert!(manifest.contains(&format!("database = \"{}\"", variant.database)));
-        assert!(manifest.contains(&format!("rate_limit_store = \"{}\"", variant.rate_limit_store)));
-        let config = String::from_utf8_lossy(&rendered[Path::new("config/default.toml")]).into_owned();
+        assert!(manifest.contains(&format!(
+            "rate_limit_store = \"{}\"",
+            variant.rate_limit_store
+        )));
+        let config =
+            String::from_utf8_lossy(&rendered[Path::new("config/default.toml")]).into_owned();
         let expected_url = match variant.database {
             "postgres" => "url = \"postgres://postgres@127.0.0.1:5432/sample_service\"",
             _ => "url = \"sqlite://data/app.db?mode=rwc\"",
         };
-        assert!(config.contains(expected_url), "{}: {config}", variant.name());
+        assert!(
+            config.contains(expected_url),
+            "{}: {config}",
+            variant.name()
+        );
         assert!(config.contains("name = \"sample-service\""));
     }
 }
@@ -129,7 +141,11 @@ fn the_cargo_generate_cli_renders_the_same_tree_as_xtask_new() {
             command.args(["-d", &define]);
         }
         let status = command.status().expect("run cargo generate");
-        assert!(status.success(), "cargo generate failed for {}", variant.name());
+        assert!(
+            status.success(),
+            "cargo generate failed for {}",
+            variant.name()
+        );
 
         let from_xtask = tree(&xtask_project);
         let from_cli = tree(&by_cli.path().join("sample-service"));

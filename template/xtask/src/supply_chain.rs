@@ -4,6 +4,7 @@
 //! [`LocalAdvisoryDb`] they run with no network access at all.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{Context, Result};
 
@@ -25,18 +26,32 @@ pub fn ensure_installed(subcommand: &str, package: &str, version: &str) -> Resul
 
 /// `cargo audit` on the workspace at `root`: fails on any known vulnerability.
 pub fn audit(root: &Path, db: Option<&LocalAdvisoryDb>) -> Result<()> {
+    cmd::run(&mut audit_command(root, db)?)
+}
+
+/// The cargo-audit command [`audit`] runs, installing the tool first if needed.
+pub fn audit_command(root: &Path, db: Option<&LocalAdvisoryDb>) -> Result<Command> {
     ensure_installed("audit", "cargo-audit", CARGO_AUDIT_VERSION)?;
     let mut command = cmd::cargo();
     command.current_dir(root).arg("audit");
+    for id in ignored_advisories(root)? {
+        command.arg("--ignore").arg(id);
+    }
     if let Some(db) = db {
         command.arg("--db").arg(&db.checkout).arg("--no-fetch");
     }
-    cmd::run(&mut command)
+    Ok(command)
 }
 
 /// `cargo deny check` (advisories, bans, licenses, sources) on the workspace at `root`, with
 /// its `deny.toml`.
 pub fn deny(root: &Path, db: Option<&LocalAdvisoryDb>, scratch: &Path) -> Result<()> {
+    cmd::run(&mut deny_command(root, db, scratch)?)
+}
+
+/// The cargo-deny command [`deny`] runs, installing the tool (and, offline, fetching the
+/// crates it reads) first.
+pub fn deny_command(root: &Path, db: Option<&LocalAdvisoryDb>, scratch: &Path) -> Result<Command> {
     ensure_installed("deny", "cargo-deny", CARGO_DENY_VERSION)?;
     let mut command = cmd::cargo();
     command.current_dir(root);
@@ -49,11 +64,37 @@ pub fn deny(root: &Path, db: Option<&LocalAdvisoryDb>, scratch: &Path) -> Result
             // cargo-deny reads crate metadata from the local registry cache when offline.
             cmd::run(cmd::cargo().current_dir(root).args(["fetch", "--locked"]))?;
             command
-                .args(["deny", "--offline", "check", "--config"])
-                .arg(config);
+                .args(["deny", "--offline", "--config"])
+                .arg(config)
+                .arg("check");
         }
     }
-    cmd::run(&mut command)
+    Ok(command)
+}
+
+/// The advisory ids `deny.toml` ignores (each with its reason there), so that cargo-audit and
+/// cargo-deny apply one list.
+pub fn ignored_advisories(root: &Path) -> Result<Vec<String>> {
+    let source = root.join("deny.toml");
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?;
+    let config: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", source.display()))?;
+    let entries = config
+        .get("advisories")
+        .and_then(|advisories| advisories.get("ignore"))
+        .and_then(toml::Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Ok(entries
+        .iter()
+        .filter_map(|entry| match entry {
+            toml::Value::String(id) => Some(id.clone()),
+            toml::Value::Table(table) => table.get("id")?.as_str().map(str::to_owned),
+            _ => None,
+        })
+        .collect())
 }
 
 /// A copy of `deny.toml` whose advisory database is the local one.
@@ -82,6 +123,20 @@ fn offline_deny_config(root: &Path, deny_db_path: &Path, scratch: &Path) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ignored_advisories_are_read_from_deny_toml() {
+        let root = tempfile::tempdir().expect("root");
+        std::fs::write(
+            root.path().join("deny.toml"),
+            "[advisories]\nignore = [\"RUSTSEC-0000-0001\", { id = \"RUSTSEC-0000-0002\", reason = \"r\" }]\n",
+        )
+        .expect("write");
+        assert_eq!(
+            ignored_advisories(root.path()).expect("read"),
+            ["RUSTSEC-0000-0001", "RUSTSEC-0000-0002"]
+        );
+    }
 
     #[test]
     fn the_offline_config_keeps_the_policy_and_points_at_the_local_db() {
