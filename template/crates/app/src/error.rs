@@ -214,9 +214,10 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), error = %error, "request failed");
             }
-            // poem-openapi's parse errors describe the expected shape, not the input.
+            // poem-openapi's parse messages can quote the rejected value ("found ..."), which may
+            // be a password: the client gets a fixed text and the message is not logged.
             let details = (status == StatusCode::BAD_REQUEST).then(|| ValidationDetails {
-                form_errors: vec![error.to_string()],
+                form_errors: vec!["The request does not match the operation's schema".to_owned()],
                 field_errors: Default::default(),
             });
             error_response(
