@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use xtask::ci::CiOptions;
-use xtask::{cmd, services, supply_chain};
+use xtask::{cmd, supply_chain};
 
 use crate::demo;
 use crate::render::{self, VARIANTS, Variant};
@@ -15,35 +15,7 @@ use crate::template_checks;
 pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> {
     let scratch = xtask::ci::scratch_dir(root);
 
-    cmd::step("format");
-    cmd::run(
-        cmd::cargo()
-            .current_dir(root)
-            .args(["fmt", "--all", "--check"]),
-    )?;
-
-    cmd::step("lint");
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-
-    cmd::step("test servers");
-    services::check(options.require_services)?;
-
-    cmd::step("test");
-    let mut test = cmd::cargo();
-    test.current_dir(root)
-        .args(["test", "--workspace", "--locked"]);
-    if options.require_services {
-        test.env("TEST_REQUIRE_SERVICES", "1");
-    }
-    cmd::run(&mut test)?;
+    xtask::ci::format_lint_test(root, options)?;
 
     cmd::step("template agrees with this repository");
     template_checks::check_all(root, &scratch)?;
@@ -82,13 +54,7 @@ pub fn vulnerable_dependency_canary(root: &Path, options: &CiOptions) -> Result<
         1,
     );
     std::fs::write(&manifest, text)?;
-    // Let cargo add the new crate to the lockfile.
-    cmd::run(
-        cmd::cargo()
-            .current_dir(&project)
-            .args(["metadata", "--format-version", "1"])
-            .stdout(std::process::Stdio::null()),
-    )?;
+    template_checks::resolve(&project)?;
 
     let project_scratch = xtask::ci::scratch_dir(&project);
     let db =

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use rampart_xtask::render;
 use rampart_xtask::{ci, demo, repository_root, template_checks};
 use xtask::advisory_db;
-use xtask::ci::CiOptions;
+use xtask::cli::{AdvisoryDbArg, CiArgs};
 
 #[derive(Debug, Parser)]
 #[command(about = "Rampart's tasks", long_about = None)]
@@ -58,32 +58,6 @@ enum Task {
     Deny(AdvisoryDbArg),
     /// Rewrite template/Cargo.lock from Cargo.lock.
     SyncLock,
-}
-
-#[derive(Debug, clap::Args)]
-struct AdvisoryDbArg {
-    /// A local RustSec advisory database (git repository or bundle) for offline runs; without
-    /// it the tools fetch the live database.
-    #[arg(long, env = advisory_db::ADVISORY_DB_ENV)]
-    advisory_db: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-struct CiArgs {
-    #[command(flatten)]
-    db: AdvisoryDbArg,
-    /// Fail instead of skipping when PostgreSQL or Redis cannot be reached.
-    #[arg(long)]
-    require_services: bool,
-}
-
-impl CiArgs {
-    fn options(self) -> CiOptions {
-        CiOptions {
-            advisory_db: self.db.advisory_db,
-            require_services: self.require_services,
-        }
-    }
 }
 
 fn main() -> Result<ExitCode> {

@@ -98,15 +98,20 @@ pub fn sync_lock(root: &Path, scratch: &Path) -> Result<()> {
     std::fs::copy(root.join("Cargo.lock"), project.join("Cargo.lock"))?;
     // Resolving with the full lock drops the entries the project does not use and keeps the
     // versions of those it does.
-    cmd::run(
-        cmd::cargo()
-            .current_dir(&project)
-            .args(["metadata", "--format-version", "1"])
-            .stdout(std::process::Stdio::null()),
-    )?;
+    resolve(&project)?;
     std::fs::copy(project.join("Cargo.lock"), root.join("template/Cargo.lock"))?;
     eprintln!("template/Cargo.lock updated");
     Ok(())
+}
+
+/// Resolves the dependencies of the workspace at `project`, updating its `Cargo.lock` as needed.
+pub fn resolve(project: &Path) -> Result<()> {
+    cmd::run(
+        cmd::cargo()
+            .current_dir(project)
+            .args(["metadata", "--format-version", "1"])
+            .stdout(std::process::Stdio::null()),
+    )
 }
 
 fn read_toml(path: &Path) -> Result<toml::Table> {

@@ -17,6 +17,33 @@ pub struct CiOptions {
 
 /// Runs every check of the workspace at `root`.
 pub fn run(root: &Path, options: &CiOptions) -> Result<()> {
+    format_lint_test(root, options)?;
+
+    cmd::step("shipped configuration");
+    for environment in ["development", "test"] {
+        cmd::run(
+            cmd::cargo()
+                .current_dir(root)
+                .args([
+                    "run",
+                    "--quiet",
+                    "--locked",
+                    "--package",
+                    "app",
+                    "--",
+                    "check-config",
+                ])
+                .env("APP_ENVIRONMENT", environment)
+                .env("APP_CONFIG_DIR", root.join("config")),
+        )?;
+    }
+
+    supply_chain_checks(root, options)
+}
+
+/// The checks every Cargo workspace of the project gets: formatting, clippy with warnings
+/// denied, and every test (after saying which test servers are reachable).
+pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     cmd::step("format");
     cmd::run(
         cmd::cargo()
@@ -45,28 +72,7 @@ pub fn run(root: &Path, options: &CiOptions) -> Result<()> {
     if options.require_services {
         test.env("TEST_REQUIRE_SERVICES", "1");
     }
-    cmd::run(&mut test)?;
-
-    cmd::step("shipped configuration");
-    for environment in ["development", "test"] {
-        cmd::run(
-            cmd::cargo()
-                .current_dir(root)
-                .args([
-                    "run",
-                    "--quiet",
-                    "--locked",
-                    "--package",
-                    "app",
-                    "--",
-                    "check-config",
-                ])
-                .env("APP_ENVIRONMENT", environment)
-                .env("APP_CONFIG_DIR", root.join("config")),
-        )?;
-    }
-
-    supply_chain_checks(root, options)
+    cmd::run(&mut test)
 }
 
 /// cargo-audit and cargo-deny, with the local advisory database when one is given.

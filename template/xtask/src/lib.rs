@@ -5,10 +5,12 @@
 //! - [`supply_chain`]: cargo-audit and cargo-deny (OPS-1), online or with a local advisory DB;
 //! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
-//! - [`cmd`]: runs commands, echoing them.
+//! - [`cmd`]: runs commands, echoing them;
+//! - [`cli`]: the command-line arguments the tasks share.
 
 pub mod advisory_db;
 pub mod ci;
+pub mod cli;
 pub mod cmd;
 pub mod services;
 pub mod supply_chain;

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use xtask::ci::{self, CiOptions};
-use xtask::{advisory_db, supply_chain};
+use xtask::cli::{AdvisoryDbArg, CiArgs};
+use xtask::{advisory_db, ci, supply_chain};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project tasks", long_about = None)]
@@ -24,34 +24,11 @@ enum Task {
     Deny(AdvisoryDbArg),
 }
 
-#[derive(Debug, clap::Args)]
-struct AdvisoryDbArg {
-    /// A local RustSec advisory database (git repository or bundle) for offline runs; without
-    /// it the tools fetch the live database.
-    #[arg(long, env = advisory_db::ADVISORY_DB_ENV)]
-    advisory_db: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-struct CiArgs {
-    #[command(flatten)]
-    db: AdvisoryDbArg,
-    /// Fail instead of skipping when PostgreSQL or Redis cannot be reached.
-    #[arg(long)]
-    require_services: bool,
-}
-
 fn main() -> Result<()> {
     let root = project_root();
     let scratch = ci::scratch_dir(&root);
     match Cli::parse().command {
-        Task::Ci(args) => ci::run(
-            &root,
-            &CiOptions {
-                advisory_db: args.db.advisory_db,
-                require_services: args.require_services,
-            },
-        ),
+        Task::Ci(args) => ci::run(&root, &args.options()),
         Task::Audit(args) => {
             let db = advisory_db::prepare_optional(args.advisory_db.as_deref(), &scratch)?;
             supply_chain::audit(&root, db.as_ref())

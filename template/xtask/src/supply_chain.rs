@@ -75,13 +75,7 @@ pub fn deny_command(root: &Path, db: Option<&LocalAdvisoryDb>, scratch: &Path) -
 /// The advisory ids `deny.toml` ignores (each with its reason there), so that cargo-audit and
 /// cargo-deny apply one list.
 pub fn ignored_advisories(root: &Path) -> Result<Vec<String>> {
-    let source = root.join("deny.toml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("cannot read {}", source.display()))?;
-    let config: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", source.display()))?;
-    let entries = config
+    let entries = read_deny_toml(root)?
         .get("advisories")
         .and_then(|advisories| advisories.get("ignore"))
         .and_then(toml::Value::as_array)
@@ -99,12 +93,7 @@ pub fn ignored_advisories(root: &Path) -> Result<Vec<String>> {
 
 /// A copy of `deny.toml` whose advisory database is the local one.
 fn offline_deny_config(root: &Path, deny_db_path: &Path, scratch: &Path) -> Result<PathBuf> {
-    let source = root.join("deny.toml");
-    let text = std::fs::read_to_string(&source)
-        .with_context(|| format!("cannot read {}", source.display()))?;
-    let mut config: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", source.display()))?;
+    let mut config = read_deny_toml(root)?;
     let advisories = config
         .entry("advisories")
         .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -118,6 +107,14 @@ fn offline_deny_config(root: &Path, deny_db_path: &Path, scratch: &Path) -> Resu
     let path = scratch.join("deny-offline.toml");
     std::fs::write(&path, toml::to_string(&config)?)?;
     Ok(path)
+}
+
+fn read_deny_toml(root: &Path) -> Result<toml::Table> {
+    let source = root.join("deny.toml");
+    std::fs::read_to_string(&source)
+        .with_context(|| format!("cannot read {}", source.display()))?
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", source.display()))
 }
 
 #[cfg(test)]
