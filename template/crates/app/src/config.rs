@@ -20,6 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+use security::transport::secure_headers::ONE_YEAR;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration keys.
@@ -81,6 +82,7 @@ pub struct Settings {
     pub service: ServiceSettings,
     pub server: ServerSettings,
     pub database: DatabaseSettings,
+    pub headers: HeaderSettings,
     pub log: LogSettings,
 }
 
@@ -154,6 +156,16 @@ impl DatabaseSettings {
     pub fn statement_timeout(&self) -> Duration {
         Duration::from_secs(self.statement_timeout_seconds)
     }
+}
+
+/// Security headers (TLS-5). There is no switch to turn them off.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSettings {
+    /// HSTS `max-age`; production refuses less than a year (31536000).
+    pub hsts_max_age_seconds: u64,
+    /// Adds `preload` to HSTS: only once the domain is ready for the browsers' preload lists.
+    pub hsts_preload: bool,
 }
 
 /// Log output.
@@ -307,6 +319,12 @@ impl Settings {
                     "lets any client choose its request id; enable it only behind a trusted proxy",
                 );
             }
+            if self.headers.hsts_max_age_seconds < ONE_YEAR.as_secs() {
+                refuse(
+                    "headers.hsts_max_age_seconds",
+                    "must be at least 31536000 (one year) in production",
+                );
+            }
             if self.database.url().contains("mode=memory") {
                 refuse(
                     "database.url",
@@ -446,6 +464,9 @@ mod tests {
         connect_timeout_seconds = 5
         acquire_timeout_seconds = 5
         statement_timeout_seconds = 5
+        [headers]
+        hsts_max_age_seconds = 31536000
+        hsts_preload = false
         [log]
         level = "info"
         format = "json"
@@ -553,6 +574,19 @@ mod tests {
             .replace("sqlite::memory:", "sqlite://app.db?mode=memory");
         let error = load(&prod, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("database.url"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_an_hsts_lifetime_under_a_year() {
+        let prod = VALID
+            .replace("http://localhost:8080", "https://api.example.com")
+            .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]")
+            .replace(
+                "hsts_max_age_seconds = 31536000",
+                "hsts_max_age_seconds = 86400",
+            );
+        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("headers.hsts_max_age_seconds"), "{error}");
     }
 
     #[test]

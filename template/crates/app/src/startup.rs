@@ -12,6 +12,9 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{Endpoint, EndpointExt, Route, Server};
 use sea_orm::{DatabaseConnection, DbErr};
 use security::logging::request_id::RequestIdLayer;
+use security::transport::secure_headers::{
+    PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
+};
 
 use crate::api;
 use crate::config::Settings;
@@ -26,6 +29,8 @@ pub enum StartupError {
     Database(#[source] DbErr),
     #[error("cannot apply migrations: {0}")]
     Migration(#[source] DbErr),
+    #[error("invalid security header configuration: {0}")]
+    Headers(#[source] poem::http::header::InvalidHeaderValue),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -40,6 +45,7 @@ pub struct App {
     db: DatabaseConnection,
     acceptor: TcpAcceptor,
     local_addr: SocketAddr,
+    endpoint: poem::endpoint::BoxEndpoint<'static>,
 }
 
 impl std::fmt::Debug for App {
@@ -60,6 +66,9 @@ impl App {
             .await
             .map_err(StartupError::Migration)?;
 
+        let endpoint = routes(&settings, db.clone())
+            .map_err(StartupError::Headers)?
+            .boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(address)
             .into_acceptor()
@@ -78,6 +87,7 @@ impl App {
             db,
             acceptor,
             local_addr,
+            endpoint,
         })
     }
 
@@ -103,7 +113,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_seconds);
-        let endpoint = routes(&self.settings, self.db.clone());
+        let endpoint = self.endpoint;
         let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
             .await;
@@ -114,21 +124,43 @@ impl App {
     }
 }
 
+/// The Content-Security-Policy of the interactive documentation page. Swagger UI is one HTML
+/// page with inline script and style; it fetches nothing but the document from this origin.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
+     style-src 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
 /// Every route of the service behind the middleware stack, outermost last.
-pub fn routes(settings: &Settings, db: DatabaseConnection) -> impl Endpoint + 'static {
+pub fn routes(
+    settings: &Settings,
+    db: DatabaseConnection,
+) -> Result<impl Endpoint<Output = poem::Response> + 'static, poem::http::header::InvalidHeaderValue>
+{
     let api = api::openapi_service(settings, db);
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
-    Route::new()
+    let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
+        hsts_max_age: Duration::from_secs(settings.headers.hsts_max_age_seconds),
+        hsts_preload: settings.headers.hsts_preload,
+        page: Some(PagePolicy {
+            path_prefix: "/docs".to_owned(),
+            content_security_policy: DOCS_CONTENT_SECURITY_POLICY.to_owned(),
+        }),
+    })?;
+    Ok(Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
+        // TRACE, TRACK and CONNECT are answered 405 before routing.
+        .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.
         .with(JsonErrors)
         // One line per request: method, path without query, status, latency.
         .with(AccessLog)
+        // Outside the error mapping, so error responses get the headers too.
+        .with(secure_headers)
         // Outermost: the id is assigned before anything logs and returned on every response.
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,
-        ))
+        )))
 }

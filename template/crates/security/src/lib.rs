@@ -6,5 +6,7 @@
 //!
 //! Reading order:
 //! 1. [`logging::request_id`]: the correlation id every response, log line and audit event carries.
+//! 2. [`transport::secure_headers`]: the security headers of every response.
 
 pub mod logging;
+pub mod transport;

@@ -30,6 +30,10 @@ connect_timeout_seconds = 2
 acquire_timeout_seconds = 2
 statement_timeout_seconds = 5
 
+[headers]
+hsts_max_age_seconds = 31536000
+hsts_preload = false
+
 [log]
 level = "warn"
 format = "json"

@@ -2,6 +2,7 @@
 //! HTTP to it. One test binary, one module per area.
 
 mod config;
+mod headers;
 mod health;
 mod helpers;
 mod migrations;

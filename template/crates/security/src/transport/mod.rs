@@ -1,0 +1,3 @@
+//! Transport security controls (checklist section "Transport Security", TLS-*).
+
+pub mod secure_headers;
