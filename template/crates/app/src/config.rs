@@ -83,6 +83,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
+    pub limits: LimitSettings,
     pub log: LogSettings,
 }
 
@@ -166,6 +167,16 @@ pub struct HeaderSettings {
     pub hsts_max_age_seconds: u64,
     /// Adds `preload` to HSTS: only once the domain is ready for the browsers' preload lists.
     pub hsts_preload: bool,
+}
+
+/// Request limits (INPUT-4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// The largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
+    /// The time a client has to deliver its whole body (408 after it).
+    pub body_read_timeout_seconds: u64,
 }
 
 /// Log output.
@@ -255,6 +266,15 @@ impl Settings {
             refuse(
                 "server.shutdown_grace_seconds",
                 "must be at least 1, or in-flight requests are cut at every deploy",
+            );
+        }
+        if self.limits.max_body_bytes == 0 {
+            refuse("limits.max_body_bytes", "must be at least 1");
+        }
+        if self.limits.body_read_timeout_seconds == 0 {
+            refuse(
+                "limits.body_read_timeout_seconds",
+                "must be at least 1: an unbounded wait lets slow clients hold connections",
             );
         }
         if self.database.max_connections == 0 {
@@ -467,6 +487,9 @@ mod tests {
         [headers]
         hsts_max_age_seconds = 31536000
         hsts_preload = false
+        [limits]
+        max_body_bytes = 65536
+        body_read_timeout_seconds = 10
         [log]
         level = "info"
         format = "json"

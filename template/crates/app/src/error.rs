@@ -151,6 +151,7 @@ fn generic_message(status: StatusCode) -> &'static str {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
         StatusCode::NOT_ACCEPTABLE => "Not acceptable",
+        StatusCode::REQUEST_TIMEOUT => "Request timeout",
         StatusCode::PAYLOAD_TOO_LARGE => "Payload too large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported media type",
         StatusCode::TOO_MANY_REQUESTS => "Too many requests",

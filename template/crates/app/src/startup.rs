@@ -11,6 +11,7 @@ use std::time::Duration;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{Endpoint, EndpointExt, Route, Server};
 use sea_orm::{DatabaseConnection, DbErr};
+use security::input::body_limit::BodyLimit;
 use security::logging::request_id::RequestIdLayer;
 use security::transport::secure_headers::{
     PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
@@ -151,6 +152,11 @@ pub fn routes(
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
+        // Bodies are read once, here, within the size and time limits (413, 408).
+        .with(BodyLimit::new(
+            settings.limits.max_body_bytes,
+            Duration::from_secs(settings.limits.body_read_timeout_seconds),
+        ))
         // TRACE, TRACK and CONNECT are answered 405 before routing.
         .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.

@@ -7,6 +7,8 @@
 //! Reading order:
 //! 1. [`logging::request_id`]: the correlation id every response, log line and audit event carries.
 //! 2. [`transport::secure_headers`]: the security headers of every response.
+//! 3. [`input::body_limit`]: request body size and read-time limits.
 
+pub mod input;
 pub mod logging;
 pub mod transport;

@@ -34,6 +34,10 @@ statement_timeout_seconds = 5
 hsts_max_age_seconds = 31536000
 hsts_preload = false
 
+[limits]
+max_body_bytes = 65536
+body_read_timeout_seconds = 10
+
 [log]
 level = "warn"
 format = "json"

@@ -5,6 +5,7 @@ mod config;
 mod headers;
 mod health;
 mod helpers;
+mod limits;
 mod migrations;
 mod openapi;
 mod shutdown;

@@ -1,0 +1,3 @@
+//! Input validation controls (checklist section "Input Validation", INPUT-*).
+
+pub mod body_limit;
