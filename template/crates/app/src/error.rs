@@ -177,15 +177,152 @@ fn error_response(
     response
 }
 
+/// What a 400 from poem-openapi's own parsing tells the client. Its messages can quote the
+/// rejected value ("found ..."), which may be a password, so only two things are taken from
+/// them: the parameter's name, translated to the name the API documents, and the expected
+/// type's name.
+fn validation_details(
+    error: &poem::Error,
+    request_path: &str,
+    path_parameters: &PathParameterNames,
+) -> ValidationDetails {
+    use poem_openapi::error::{ParseParamError, ParsePathError};
+    let parameter = error
+        .downcast_ref::<ParseParamError>()
+        .map(|e| (e.name, e.reason.as_str()))
+        .or_else(|| {
+            error
+                .downcast_ref::<ParsePathError>()
+                .map(|e| (e.name, e.reason.as_str()))
+        });
+    match parameter {
+        Some((name, reason)) => {
+            let name = path_parameters
+                .documented_name(request_path, name)
+                .unwrap_or(name);
+            ValidationDetails {
+                form_errors: Vec::new(),
+                field_errors: [(name.to_owned(), vec![expected_type_message(reason)])].into(),
+            }
+        }
+        None => ValidationDetails {
+            form_errors: vec!["The request does not match the operation's schema".to_owned()],
+            field_errors: Default::default(),
+        },
+    }
+}
+
+/// The documented names of path parameters. poem-openapi renames them internally to `param0`,
+/// `param1`... in path order; errors must use the names clients see in the OpenAPI document.
+#[derive(Debug, Clone, Default)]
+pub struct PathParameterNames {
+    templates: Vec<Vec<TemplateSegment>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TemplateSegment {
+    Literal(String),
+    Parameter(String),
+}
+
+impl PathParameterNames {
+    /// Reads every path template (`/v1/users/{id}`) of an OpenAPI document.
+    pub fn from_openapi(document: &serde_json::Value) -> Self {
+        let templates = document["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .keys()
+                    .map(|template| {
+                        template
+                            .split('/')
+                            .filter(|segment| !segment.is_empty())
+                            .map(|segment| {
+                                match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                                    Some(name) => TemplateSegment::Parameter(name.to_owned()),
+                                    None => TemplateSegment::Literal(segment.to_owned()),
+                                }
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { templates }
+    }
+
+    /// The documented name of poem-openapi's `paramN` for a request to `path`.
+    fn documented_name(&self, path: &str, internal: &str) -> Option<&str> {
+        let index: usize = internal.strip_prefix("param")?.parse().ok()?;
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+        self.templates
+            .iter()
+            .filter(|template| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(part, segment)| match part {
+                            TemplateSegment::Literal(literal) => literal == segment,
+                            TemplateSegment::Parameter(_) => true,
+                        })
+            })
+            // The most specific template wins (`/users/me` over `/users/{id}`).
+            .max_by_key(|template| {
+                template
+                    .iter()
+                    .filter(|part| matches!(part, TemplateSegment::Literal(_)))
+                    .count()
+            })?
+            .iter()
+            .filter_map(|part| match part {
+                TemplateSegment::Parameter(name) => Some(name.as_str()),
+                TemplateSegment::Literal(_) => None,
+            })
+            .nth(index)
+    }
+}
+
+/// `failed to parse "uuid": ...` becomes `expected uuid`; anything else a fixed text.
+fn expected_type_message(reason: &str) -> String {
+    reason
+        .strip_prefix("failed to parse \"")
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(type_name, _)| type_name)
+        .filter(|type_name| {
+            type_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "()_-<>, ".contains(c))
+        })
+        .map_or_else(
+            || "invalid value".to_owned(),
+            |type_name| format!("expected {type_name}"),
+        )
+}
+
 /// Middleware turning every error into the uniform JSON body, with the request id.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct JsonErrors;
+#[derive(Debug, Clone, Default)]
+pub struct JsonErrors {
+    path_parameters: std::sync::Arc<PathParameterNames>,
+}
+
+impl JsonErrors {
+    /// Names path-parameter errors as `document` (the service's OpenAPI document) does.
+    pub fn for_openapi(document: &serde_json::Value) -> Self {
+        Self {
+            path_parameters: std::sync::Arc::new(PathParameterNames::from_openapi(document)),
+        }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for JsonErrors {
     type Output = JsonErrorsEndpoint<E>;
 
     fn transform(&self, next: E) -> Self::Output {
-        JsonErrorsEndpoint { next }
+        JsonErrorsEndpoint {
+            next,
+            path_parameters: self.path_parameters.clone(),
+        }
     }
 }
 
@@ -193,6 +330,7 @@ impl<E: Endpoint> Middleware<E> for JsonErrors {
 #[derive(Debug)]
 pub struct JsonErrorsEndpoint<E> {
     next: E,
+    path_parameters: std::sync::Arc<PathParameterNames>,
 }
 
 impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
@@ -200,6 +338,7 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
 
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
+        let path = req.uri().path().to_owned();
         let error = match self.next.call(req).await {
             Ok(output) => return Ok(output.into_response()),
             Err(error) => error,
@@ -215,12 +354,8 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), error = %error, "request failed");
             }
-            // poem-openapi's parse messages can quote the rejected value ("found ..."), which may
-            // be a password: the client gets a fixed text and the message is not logged.
-            let details = (status == StatusCode::BAD_REQUEST).then(|| ValidationDetails {
-                form_errors: vec!["The request does not match the operation's schema".to_owned()],
-                field_errors: Default::default(),
-            });
+            let details = (status == StatusCode::BAD_REQUEST)
+                .then(|| validation_details(&error, &path, &self.path_parameters));
             error_response(
                 status,
                 generic_message(status).to_owned(),
@@ -229,5 +364,49 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             )
         };
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_path_parameter_names_map_to_documented_ones() {
+        let names = PathParameterNames::from_openapi(&serde_json::json!({
+            "paths": {
+                "/v1/users/{id}": {},
+                "/v1/users/me": {},
+                "/v1/orgs/{org}/members/{member}": {}
+            }
+        }));
+        assert_eq!(names.documented_name("/v1/users/abc", "param0"), Some("id"));
+        assert_eq!(
+            names.documented_name("/v1/orgs/a/members/b", "param1"),
+            Some("member")
+        );
+        assert_eq!(
+            names.documented_name("/v1/users/me", "param0"),
+            None,
+            "no parameter there"
+        );
+        assert_eq!(names.documented_name("/v1/other/x", "param0"), None);
+        assert_eq!(
+            names.documented_name("/v1/users/abc", "limit"),
+            None,
+            "not internal"
+        );
+    }
+
+    #[test]
+    fn the_expected_type_is_named_without_the_rejected_value() {
+        assert_eq!(
+            expected_type_message(r#"failed to parse "string_uuid": invalid character: found `x`"#),
+            "expected string_uuid"
+        );
+        assert_eq!(
+            expected_type_message("anything else: secret"),
+            "invalid value"
+        );
     }
 }

@@ -138,6 +138,7 @@ pub fn routes(
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, poem::http::header::InvalidHeaderValue>
 {
     let api = api::openapi_service(settings, db);
+    let document: serde_json::Value = serde_json::from_str(&api.spec()).unwrap_or_default();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
@@ -160,7 +161,7 @@ pub fn routes(
         // TRACE, TRACK and CONNECT are answered 405 before routing.
         .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.
-        .with(JsonErrors)
+        .with(JsonErrors::for_openapi(&document))
         // One line per request: method, path without query, status, latency.
         .with(AccessLog)
         // Outside the error mapping, so error responses get the headers too.

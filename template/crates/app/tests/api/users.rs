@@ -110,6 +110,21 @@ async fn malformed_requests_are_json_400s() {
         .await
         .expect("request");
     assert_eq!(response.status(), 400, "a path id that is not a UUID");
+    let body = json_body(response).await;
+    assert_eq!(body["error"], "Validation failed");
+    let id_errors = body["details"]["fieldErrors"]["id"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        id_errors.len(),
+        1,
+        "the error names the parameter as the API does: {body}"
+    );
+    assert!(
+        !body.to_string().contains("not-a-uuid"),
+        "the value is not echoed: {body}"
+    );
 }
 
 #[tokio::test]
