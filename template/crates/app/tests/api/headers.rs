@@ -5,7 +5,7 @@ use reqwest::{Method, Response};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::helpers::{TestApp, json_body, spawn_app};
+use crate::helpers::{TestApp, header, json_body, spawn_app};
 
 const EXPECTED: &[(&str, &str)] = &[
     (
@@ -25,11 +25,7 @@ const EXPECTED: &[(&str, &str)] = &[
 
 fn assert_security_headers(response: &Response, what: &str) {
     for (name, value) in EXPECTED {
-        assert_eq!(
-            response.headers().get(*name).and_then(|v| v.to_str().ok()),
-            Some(*value),
-            "{what}: {name}"
-        );
+        assert_eq!(header(response, name), *value, "{what}: {name}");
     }
     for banner in ["server", "x-powered-by"] {
         assert!(
@@ -126,12 +122,7 @@ async fn the_docs_page_has_its_own_policy_that_still_forbids_framing() {
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    let csp = response
-        .headers()
-        .get("content-security-policy")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let csp = header(&response, "content-security-policy");
     assert_eq!(csp, app::startup::DOCS_CONTENT_SECURITY_POLICY);
     assert!(csp.contains("frame-ancestors 'none'") && csp.starts_with("default-src 'none'"));
 }

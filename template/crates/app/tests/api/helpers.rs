@@ -269,3 +269,13 @@ impl TestDatabase {
         }
     }
 }
+
+/// A response header as text ("" when absent or not text).
+pub fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}

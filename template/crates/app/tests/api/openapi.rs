@@ -1,4 +1,4 @@
-use crate::helpers::{json_body, spawn_app};
+use crate::helpers::{header, json_body, spawn_app};
 
 /// Every `$ref` in the document points at a schema the document defines.
 fn dangling_refs(document: &serde_json::Value) -> Vec<String> {
@@ -77,11 +77,6 @@ async fn the_docs_page_is_served() {
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = header(&response, "content-type");
     assert!(content_type.starts_with("text/html"), "{content_type}");
 }

@@ -1,4 +1,4 @@
-use crate::helpers::{json_body, spawn_app};
+use crate::helpers::{header, json_body, spawn_app};
 use serde_json::json;
 
 #[tokio::test]
@@ -39,13 +39,8 @@ async fn an_unknown_user_is_a_json_404_with_the_request_id() {
         .await
         .expect("request");
     assert_eq!(response.status(), 404);
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .expect("an X-Request-Id")
-        .to_str()
-        .expect("ascii")
-        .to_owned();
+    let request_id = header(&response, "x-request-id");
+    assert!(!request_id.is_empty(), "an X-Request-Id");
     let body = json_body(response).await;
     assert_eq!(body["error"], "Not found");
     assert_eq!(body["request_id"], request_id.as_str());
