@@ -102,11 +102,6 @@ impl App {
         self.local_addr
     }
 
-    /// The database pool.
-    pub fn database(&self) -> &DatabaseConnection {
-        &self.db
-    }
-
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within `server.shutdown_grace_seconds`, and closes the pool.
     pub async fn run_until_stopped(
