@@ -8,7 +8,9 @@
 //! 1. [`logging::request_id`]: the correlation id every response, log line and audit event carries.
 //! 2. [`transport::secure_headers`]: the security headers of every response.
 //! 3. [`input::body_limit`]: request body size and read-time limits.
+//! 4. [`input::strict_json`]: JSON bodies parsed strictly and checked against the OpenAPI document.
 
 pub mod input;
+pub mod json_error;
 pub mod logging;
 pub mod transport;

@@ -1,3 +1,8 @@
 //! Transport security controls (checklist section "Transport Security", TLS-*).
 
+pub mod cors;
+pub mod dev_ca;
+pub mod plaintext;
 pub mod secure_headers;
+pub mod server;
+pub mod tls;
