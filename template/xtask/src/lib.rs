@@ -4,6 +4,7 @@
 //! - [`ci`]: everything CI checks, in order;
 //! - [`supply_chain`]: cargo-audit and cargo-deny (OPS-1), online or with a local advisory DB;
 //! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
+//! - [`pins`]: SPKI pins of the serving and backup keys for mobile clients (TLS-3);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
 //! - [`cli`]: the command-line arguments the tasks share.
@@ -12,5 +13,6 @@ pub mod advisory_db;
 pub mod ci;
 pub mod cli;
 pub mod cmd;
+pub mod pins;
 pub mod services;
 pub mod supply_chain;

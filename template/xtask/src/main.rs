@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::cli::{AdvisoryDbArg, CiArgs};
-use xtask::{advisory_db, ci, supply_chain};
+use xtask::{advisory_db, ci, pins, supply_chain};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project tasks", long_about = None)]
@@ -22,6 +22,16 @@ enum Task {
     Audit(AdvisoryDbArg),
     /// cargo-deny: advisories, bans, licenses and sources against deny.toml.
     Deny(AdvisoryDbArg),
+    /// SPKI pins (base64 SHA-256) of the serving certificate's key and of a backup key, for
+    /// mobile clients; creates the backup key on first use.
+    Pins {
+        /// The serving certificate (PEM) [default: data/tls/server.pem, the development one].
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// The backup private key (PEM), created if missing [default: data/tls/backup-key.pem].
+        #[arg(long)]
+        backup_key: Option<PathBuf>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -37,6 +47,7 @@ fn main() -> Result<()> {
             let db = advisory_db::prepare_optional(args.advisory_db.as_deref(), &scratch)?;
             supply_chain::deny(&root, db.as_ref(), &scratch)
         }
+        Task::Pins { cert, backup_key } => pins::run(&root, cert, backup_key),
     }
 }
 
