@@ -177,6 +177,8 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// The time a client has to deliver its whole body (408 after it).
     pub body_read_timeout_seconds: u64,
+    /// The deepest nesting of objects and arrays accepted in a JSON body (400 beyond it).
+    pub max_json_depth: usize,
 }
 
 /// Log output.
@@ -275,6 +277,12 @@ impl Settings {
             refuse(
                 "limits.body_read_timeout_seconds",
                 "must be at least 1: an unbounded wait lets slow clients hold connections",
+            );
+        }
+        if self.limits.max_json_depth == 0 {
+            refuse(
+                "limits.max_json_depth",
+                "must be at least 1: a JSON body is at least one object or array deep",
             );
         }
         if self.database.max_connections == 0 {
@@ -490,6 +498,7 @@ mod tests {
         [limits]
         max_body_bytes = 65536
         body_read_timeout_seconds = 10
+        max_json_depth = 32
         [log]
         level = "info"
         format = "json"
@@ -610,6 +619,13 @@ mod tests {
             );
         let error = load(&prod, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("headers.hsts_max_age_seconds"), "{error}");
+    }
+
+    #[test]
+    fn a_json_depth_of_zero_is_refused() {
+        let bad = VALID.replace("max_json_depth = 32", "max_json_depth = 0");
+        let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("limits.max_json_depth"), "{error}");
     }
 
     #[test]

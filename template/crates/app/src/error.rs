@@ -2,8 +2,10 @@
 //!
 //! Every error the service returns, whether raised by a handler ([`ApiError`]) or by poem itself
 //! (unknown route, wrong method, unparsable request), leaves through [`JsonErrors`] as
-//! `{"error": "...", "request_id": "..."}` with the right status. What is hidden from the client,
-//! and why:
+//! `{"error": "...", "request_id": "..."}` with the right status. A 400 adds `details`: form errors
+//! and field errors under the names the API documents, from the strict body check
+//! ([`ValidationFailure`], every problem at once) or from a parameter poem-openapi refused. What is
+//! hidden from the client, and why:
 //! - the detail of a server-side failure (SQL, paths, driver messages): it helps an attacker map
 //!   the system and helps no client; it is logged server-side with the request id instead;
 //! - the internal message of poem's own errors: only a fixed text per status is sent.
@@ -13,6 +15,7 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
+use security::input::strict_json::ValidationFailure;
 use security::logging::request_id::RequestId;
 
 /// The body of every error response.
@@ -200,9 +203,11 @@ fn validation_details(
             let name = path_parameters
                 .documented_name(request_path, name)
                 .unwrap_or(name);
+            let message =
+                verification_message(reason).unwrap_or_else(|| expected_type_message(reason));
             ValidationDetails {
                 form_errors: Vec::new(),
-                field_errors: [(name.to_owned(), vec![expected_type_message(reason)])].into(),
+                field_errors: [(name.to_owned(), vec![message])].into(),
             }
         }
         None => ValidationDetails {
@@ -283,6 +288,37 @@ impl PathParameterNames {
     }
 }
 
+/// `verification failed. maximum(100, exclusive: false)` becomes `must be at most 100`. The rule
+/// poem-openapi names is the declared schema, never the rejected value.
+fn verification_message(reason: &str) -> Option<String> {
+    let rule = reason.strip_prefix("verification failed. ")?;
+    let (name, arguments) = rule.strip_suffix(')')?.split_once('(')?;
+    let number = |text: &str| text.parse::<f64>().is_ok().then(|| text.to_owned());
+    Some(match name {
+        "maximum" | "minimum" => {
+            let (limit, exclusive) = arguments.split_once(", exclusive: ")?;
+            let limit = number(limit)?;
+            match (name, exclusive) {
+                ("maximum", "true") => format!("must be less than {limit}"),
+                ("maximum", _) => format!("must be at most {limit}"),
+                ("minimum", "true") => format!("must be greater than {limit}"),
+                _ => format!("must be at least {limit}"),
+            }
+        }
+        "maxLength" => format!("must be at most {} characters", number(arguments)?),
+        "minLength" => format!("must be at least {} characters", number(arguments)?),
+        "maxItems" => format!("must have at most {} items", number(arguments)?),
+        "minItems" => format!("must have at least {} items", number(arguments)?),
+        "multipleOf" => format!("must be a multiple of {}", number(arguments)?),
+        "pattern" => format!(
+            "must match the pattern {}",
+            arguments.strip_prefix('"')?.strip_suffix('"')?
+        ),
+        "uniqueItems" => "must not contain duplicate items".to_owned(),
+        _ => return None,
+    })
+}
+
 /// `failed to parse "uuid": ...` becomes `expected uuid`; anything else a fixed text.
 fn expected_type_message(reason: &str) -> String {
     reason
@@ -354,8 +390,16 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), error = %error, "request failed");
             }
-            let details = (status == StatusCode::BAD_REQUEST)
-                .then(|| validation_details(&error, &path, &self.path_parameters));
+            let details = if let Some(failure) = error.downcast_ref::<ValidationFailure>() {
+                // The strict body check: every problem at once, already free of client values.
+                Some(ValidationDetails {
+                    form_errors: failure.form_errors.clone(),
+                    field_errors: failure.field_errors.clone(),
+                })
+            } else {
+                (status == StatusCode::BAD_REQUEST)
+                    .then(|| validation_details(&error, &path, &self.path_parameters))
+            };
             error_response(
                 status,
                 generic_message(status).to_owned(),
@@ -396,6 +440,23 @@ mod tests {
             None,
             "not internal"
         );
+    }
+
+    #[test]
+    fn a_parameter_outside_its_declared_range_is_told_the_range() {
+        assert_eq!(
+            verification_message("verification failed. maximum(100, exclusive: false)").as_deref(),
+            Some("must be at most 100")
+        );
+        assert_eq!(
+            verification_message("verification failed. minimum(1, exclusive: false)").as_deref(),
+            Some("must be at least 1")
+        );
+        assert_eq!(
+            verification_message("verification failed. maxLength(8)").as_deref(),
+            Some("must be at most 8 characters")
+        );
+        assert_eq!(verification_message("failed to parse \"x\": secret"), None);
     }
 
     #[test]

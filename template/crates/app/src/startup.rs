@@ -12,6 +12,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{Endpoint, EndpointExt, Route, Server};
 use sea_orm::{DatabaseConnection, DbErr};
 use security::input::body_limit::BodyLimit;
+use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
 use security::transport::secure_headers::{
     PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
@@ -32,6 +33,8 @@ pub enum StartupError {
     Migration(#[source] DbErr),
     #[error("invalid security header configuration: {0}")]
     Headers(#[source] poem::http::header::InvalidHeaderValue),
+    #[error("{0}")]
+    Schema(#[source] SchemaError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -67,9 +70,7 @@ impl App {
             .await
             .map_err(StartupError::Migration)?;
 
-        let endpoint = routes(&settings, db.clone())
-            .map_err(StartupError::Headers)?
-            .boxed();
+        let endpoint = routes(&settings, db.clone())?.boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let acceptor = TcpListener::bind(address)
             .into_acceptor()
@@ -126,15 +127,28 @@ pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src '
      style-src 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
+/// `GET /openapi.json`: the document as published, serialised once.
+fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
+    poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(body.clone())
+    })
+}
+
 /// Every route of the service behind the middleware stack, outermost last.
 pub fn routes(
     settings: &Settings,
     db: DatabaseConnection,
-) -> Result<impl Endpoint<Output = poem::Response> + 'static, poem::http::header::InvalidHeaderValue>
-{
+) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
     let api = api::openapi_service(settings, db);
-    let document: serde_json::Value = serde_json::from_str(&api.spec()).unwrap_or_default();
-    let spec = api.spec_endpoint();
+    let mut document: serde_json::Value = serde_json::from_str(&api.spec()).unwrap_or_default();
+    // One source for docs and enforcement: request objects are closed (`additionalProperties:
+    // false`) in the document that is both served and checked by `StrictJson`.
+    strict_json::close_request_body_objects(&mut document);
+    let strict_json = StrictJson::from_openapi(&document, settings.limits.max_json_depth)
+        .map_err(StartupError::Schema)?;
+    let spec = openapi_document(serde_json::to_string_pretty(&document).unwrap_or_default());
     let docs = api.swagger_ui();
     let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
         hsts_max_age: Duration::from_secs(settings.headers.hsts_max_age_seconds),
@@ -143,11 +157,14 @@ pub fn routes(
             path_prefix: "/docs".to_owned(),
             content_security_policy: DOCS_CONTENT_SECURITY_POLICY.to_owned(),
         }),
-    })?;
+    })
+    .map_err(StartupError::Headers)?;
     Ok(Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api)
+        // JSON bodies parsed strictly, checked against the served document, all errors at once.
+        .with(strict_json)
         // Bodies are read once, here, within the size and time limits (413, 408).
         .with(BodyLimit::new(
             settings.limits.max_body_bytes,

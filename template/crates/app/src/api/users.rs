@@ -1,7 +1,7 @@
-//! User accounts: `POST /v1/users`, `GET /v1/users/{id}`.
+//! User accounts: `POST /v1/users`, `GET /v1/users` (paged), `GET /v1/users/{id}`.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::param::Path;
+use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlErr};
@@ -69,6 +69,32 @@ impl From<users::Model> for User {
     }
 }
 
+/// The largest page `GET /v1/users` serves (INPUT-4): a client cannot make one request read the
+/// whole table.
+pub const MAX_PAGE_SIZE: u64 = 100;
+/// The page size when the client does not choose one.
+pub const DEFAULT_PAGE_SIZE: u64 = 20;
+
+fn default_page_size() -> u64 {
+    DEFAULT_PAGE_SIZE
+}
+
+/// One page of users, in id order.
+#[derive(Debug, Object)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next: Option<Uuid>,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum UserList {
+    /// A page of users.
+    #[oai(status = 200)]
+    Ok(Json<UserPage>),
+}
+
 #[derive(Debug, ApiResponse)]
 pub enum CreatedUser {
     /// The user was created.
@@ -107,6 +133,26 @@ impl UsersApi {
             }
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Lists users, `limit` (1 to 100, default 20) at a time, in id order. `after` is the `next`
+    /// value of the previous page.
+    #[oai(path = "/users", method = "get")]
+    async fn list(
+        &self,
+        // The cap is declared, so the document shows it and poem-openapi answers 400 above it.
+        #[oai(
+            default = "default_page_size",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
+        limit: Query<u64>,
+        after: Query<Option<Uuid>>,
+    ) -> Result<UserList, ApiError> {
+        let page = users::page(&self.db, after.0, limit.0.min(MAX_PAGE_SIZE)).await?;
+        Ok(UserList::Ok(Json(UserPage {
+            items: page.items.into_iter().map(User::from).collect(),
+            next: page.next,
+        })))
     }
 
     /// Reads one user.

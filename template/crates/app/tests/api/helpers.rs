@@ -37,6 +37,7 @@ hsts_preload = false
 [limits]
 max_body_bytes = 65536
 body_read_timeout_seconds = 10
+max_json_depth = 32
 
 [log]
 level = "warn"

@@ -10,3 +10,4 @@ mod migrations;
 mod openapi;
 mod shutdown;
 mod users;
+mod validation;
