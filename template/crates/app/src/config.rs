@@ -81,6 +81,9 @@ pub struct Settings {
     pub environment: Environment,
     pub service: ServiceSettings,
     pub server: ServerSettings,
+    pub tls: TlsSettings,
+    pub http_redirect: HttpRedirectSettings,
+    pub cors: CorsSettings,
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
     pub limits: LimitSettings,
@@ -99,7 +102,7 @@ pub struct ServiceSettings {
     pub name: String,
 }
 
-/// The public listener.
+/// The public listener: HTTPS, or plaintext behind a TLS-terminating proxy (see [`TlsMode`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
@@ -113,9 +116,72 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// Reuse a client's `X-Request-Id` (only behind a gateway that sets it).
     pub trust_client_request_id: bool,
-    /// Reverse proxies allowed to speak for clients (CIDRs). In production the plaintext
-    /// listener is only acceptable behind such a TLS-terminating proxy.
+    /// Reverse proxies allowed to speak for clients (CIDRs): their `X-Forwarded-*` headers are
+    /// believed, nobody else's.
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Where the listener's TLS comes from (TLS-1, TLS-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// A certificate from a local development CA, generated on first run (refused in
+    /// production).
+    SelfSigned,
+    /// `cert_path` and `key_path` (PEM), reloaded when they change or on SIGHUP.
+    Files,
+    /// No TLS here: plaintext is accepted only from `server.trusted_proxies` that send
+    /// `X-Forwarded-Proto: https`.
+    TerminatedByProxy,
+}
+
+/// TLS of the public listener. TLS 1.3 is the only version offered; there is no setting for it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    /// `self_signed`: the folder holding the development CA and certificate.
+    pub dev_dir: PathBuf,
+    /// `files`: the certificate chain (PEM).
+    pub cert_path: PathBuf,
+    /// `files`: the private key (PEM).
+    pub key_path: PathBuf,
+    /// Time a client has to complete the TLS handshake.
+    pub handshake_timeout_seconds: u64,
+    /// How often the certificate files are checked for a replacement.
+    pub reload_interval_seconds: u64,
+}
+
+impl TlsSettings {
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_seconds)
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_secs(self.reload_interval_seconds)
+    }
+}
+
+/// The plain-HTTP listener: redirects browser navigations to `server.public_origin` and
+/// refuses requests that carry credentials (TLS-1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRedirectSettings {
+    pub enabled: bool,
+    /// On `server.host`; `0` picks a free port (tests).
+    pub port: u16,
+}
+
+/// Cross-origin access for browser clients (TLS-4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`); `*` and `null` are refused.
+    pub allowed_origins: Vec<String>,
+    /// Whether those origins may send cookies or HTTP authentication.
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer.
+    pub max_age_seconds: u64,
 }
 
 /// The database: SQLite (embedded, the default) or PostgreSQL.
@@ -177,6 +243,12 @@ pub struct LimitSettings {
     pub max_body_bytes: usize,
     /// The time a client has to deliver its whole body (408 after it).
     pub body_read_timeout_seconds: u64,
+    /// The time a client has to deliver a request's headers (the connection is closed after).
+    pub header_read_timeout_seconds: u64,
+    /// The request line and headers together, in bytes (at least 8192; 431 above it).
+    pub max_header_bytes: usize,
+    /// Header fields per request (431 above it).
+    pub max_headers: usize,
     /// The deepest nesting of objects and arrays accepted in a JSON body (400 beyond it).
     pub max_json_depth: usize,
 }
@@ -256,12 +328,11 @@ impl Settings {
                 "server.public_origin",
                 "must be an origin such as https://api.example.com (scheme, host, optional port; no path)",
             ),
-            Some(scheme) if self.environment == Environment::Production && scheme != "https" => {
-                refuse(
-                    "server.public_origin",
-                    "must use https in production: clients would otherwise be sent to a plaintext URL",
-                )
-            }
+            Some(scheme) if scheme != "https" => refuse(
+                "server.public_origin",
+                "must use https: the service is reached over HTTPS only (its own listener or its \
+                 TLS proxy), and plain HTTP redirects there",
+            ),
             Some(_) => {}
         }
         if self.server.shutdown_grace_seconds == 0 {
@@ -279,11 +350,75 @@ impl Settings {
                 "must be at least 1: an unbounded wait lets slow clients hold connections",
             );
         }
+        if self.limits.header_read_timeout_seconds == 0 {
+            refuse(
+                "limits.header_read_timeout_seconds",
+                "must be at least 1: an unbounded wait lets slow clients hold connections",
+            );
+        }
+        if self.limits.max_header_bytes < 8192 {
+            refuse("limits.max_header_bytes", "must be at least 8192");
+        }
+        if self.limits.max_headers == 0 {
+            refuse("limits.max_headers", "must be at least 1");
+        }
         if self.limits.max_json_depth == 0 {
             refuse(
                 "limits.max_json_depth",
                 "must be at least 1: a JSON body is at least one object or array deep",
             );
+        }
+        if self.tls.handshake_timeout_seconds == 0 {
+            refuse(
+                "tls.handshake_timeout_seconds",
+                "must be at least 1: a client that never completes its handshake would hold \
+                 a connection forever",
+            );
+        }
+        if self.tls.reload_interval_seconds == 0 {
+            refuse("tls.reload_interval_seconds", "must be at least 1");
+        }
+        match self.tls.mode {
+            TlsMode::Files => {
+                if self.tls.cert_path.as_os_str().is_empty() {
+                    refuse(
+                        "tls.cert_path",
+                        "must name the certificate chain (PEM) in files mode",
+                    );
+                }
+                if self.tls.key_path.as_os_str().is_empty() {
+                    refuse(
+                        "tls.key_path",
+                        "must name the private key (PEM) in files mode",
+                    );
+                }
+            }
+            TlsMode::TerminatedByProxy => {
+                if self.server.trusted_proxies.is_empty() {
+                    refuse(
+                        "server.trusted_proxies",
+                        "must list the TLS-terminating proxy: with tls.mode = \
+                         \"terminated_by_proxy\" plaintext is accepted only from it",
+                    );
+                }
+                if self.http_redirect.enabled {
+                    refuse(
+                        "http_redirect.enabled",
+                        "must be false with tls.mode = \"terminated_by_proxy\": the proxy owns \
+                         plain HTTP",
+                    );
+                }
+            }
+            TlsMode::SelfSigned => {
+                if self.tls.dev_dir.as_os_str().is_empty() {
+                    refuse("tls.dev_dir", "must name a folder for the development CA");
+                }
+            }
+        }
+        for origin in &self.cors.allowed_origins {
+            if let Err(error) = security::transport::cors::check_origin(origin) {
+                refuse("cors.allowed_origins", &error.to_string());
+            }
         }
         if self.database.max_connections == 0 {
             refuse("database.max_connections", "must be at least 1");
@@ -332,13 +467,11 @@ impl Settings {
         }
 
         if self.environment == Environment::Production {
-            // This listener speaks plaintext HTTP: in production that is acceptable only when a
-            // TLS-terminating proxy sits in front of it and is declared here.
-            if self.server.trusted_proxies.is_empty() {
+            if self.tls.mode == TlsMode::SelfSigned {
                 refuse(
-                    "server.trusted_proxies",
-                    "must list the TLS-terminating proxy in production: the service itself \
-                     serves plaintext HTTP",
+                    "tls.mode",
+                    "is self_signed in production: clients cannot verify a development CA; use \
+                     \"files\" with a real certificate or \"terminated_by_proxy\"",
                 );
             }
             if self.server.trust_client_request_id && self.server.trusted_proxies.is_empty() {
@@ -481,10 +614,24 @@ mod tests {
         [server]
         host = "127.0.0.1"
         port = 0
-        public_origin = "http://localhost:8080"
+        public_origin = "https://localhost:8443"
         shutdown_grace_seconds = 5
         trust_client_request_id = false
         trusted_proxies = []
+        [tls]
+        mode = "self_signed"
+        dev_dir = "data/tls"
+        cert_path = ""
+        key_path = ""
+        handshake_timeout_seconds = 10
+        reload_interval_seconds = 5
+        [http_redirect]
+        enabled = true
+        port = 8080
+        [cors]
+        allowed_origins = []
+        allow_credentials = true
+        max_age_seconds = 600
         [database]
         url = "sqlite::memory:"
         max_connections = 2
@@ -498,6 +645,9 @@ mod tests {
         [limits]
         max_body_bytes = 65536
         body_read_timeout_seconds = 10
+        header_read_timeout_seconds = 10
+        max_header_bytes = 16384
+        max_headers = 64
         max_json_depth = 32
         [log]
         level = "info"
@@ -530,7 +680,7 @@ mod tests {
     #[test]
     fn a_valid_file_loads() {
         let settings = load(VALID, Environment::Development, &[]).expect("valid");
-        assert_eq!(settings.server.public_origin, "http://localhost:8080");
+        assert_eq!(settings.server.public_origin, "https://localhost:8443");
     }
 
     #[test]
@@ -582,41 +732,82 @@ mod tests {
         assert!(error.names("server.port"), "{error}");
     }
 
-    #[test]
-    fn production_refuses_a_plaintext_public_origin() {
-        let prod = VALID.replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]");
-        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
-        assert!(error.names("server.public_origin"), "{error}");
-        let fixed = prod.replace("http://localhost:8080", "https://api.example.com");
-        load(&fixed, Environment::Production, &[]).expect("https origin behind a proxy is fine");
+    /// VALID as production would run it: a real certificate from files.
+    fn production() -> String {
+        VALID
+            .replace("https://localhost:8443", "https://api.example.com")
+            .replace("mode = \"self_signed\"", "mode = \"files\"")
+            .replace(
+                "cert_path = \"\"",
+                "cert_path = \"/etc/app/tls/fullchain.pem\"",
+            )
+            .replace("key_path = \"\"", "key_path = \"/etc/app/tls/privkey.pem\"")
     }
 
     #[test]
-    fn production_refuses_plaintext_without_a_tls_proxy() {
-        let prod = VALID.replace("http://localhost:8080", "https://api.example.com");
+    fn a_production_configuration_with_a_real_certificate_loads() {
+        load(&production(), Environment::Production, &[]).expect("valid");
+    }
+
+    #[test]
+    fn a_plaintext_public_origin_is_refused_in_every_environment() {
+        let plain = VALID.replace("https://localhost:8443", "http://localhost:8080");
+        let error = load(&plain, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("server.public_origin"), "{error}");
+    }
+
+    #[test]
+    fn production_refuses_the_development_certificate() {
+        let prod = VALID.replace("https://localhost:8443", "https://api.example.com");
         let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("tls.mode"), "{error}");
+    }
+
+    #[test]
+    fn files_mode_needs_both_paths() {
+        let prod =
+            production().replace("key_path = \"/etc/app/tls/privkey.pem\"", "key_path = \"\"");
+        let error = load(&prod, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("tls.key_path"), "{error}");
+    }
+
+    #[test]
+    fn plaintext_behind_a_proxy_needs_the_proxy_declared_and_no_redirect_listener() {
+        let proxied = production().replace("mode = \"files\"", "mode = \"terminated_by_proxy\"");
+        let error = load(&proxied, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("server.trusted_proxies"), "{error}");
+        assert!(error.names("http_redirect.enabled"), "{error}");
+        let fixed = proxied
+            .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]")
+            .replace("enabled = true", "enabled = false");
+        load(&fixed, Environment::Production, &[]).expect("a declared proxy is fine");
+    }
+
+    #[test]
+    fn a_wildcard_cors_origin_is_refused() {
+        for origin in ["*", "null", "https://app.example.com/"] {
+            let cors = VALID.replace(
+                "allowed_origins = []",
+                &format!("allowed_origins = [\"{origin}\"]"),
+            );
+            let error = load(&cors, Environment::Development, &[]).expect_err("refused");
+            assert!(error.names("cors.allowed_origins"), "{origin}: {error}");
+        }
     }
 
     #[test]
     fn production_refuses_an_in_memory_database() {
-        let prod = VALID
-            .replace("http://localhost:8080", "https://api.example.com")
-            .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]")
-            .replace("sqlite::memory:", "sqlite://app.db?mode=memory");
+        let prod = production().replace("sqlite::memory:", "sqlite://app.db?mode=memory");
         let error = load(&prod, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("database.url"), "{error}");
     }
 
     #[test]
     fn production_refuses_an_hsts_lifetime_under_a_year() {
-        let prod = VALID
-            .replace("http://localhost:8080", "https://api.example.com")
-            .replace("trusted_proxies = []", "trusted_proxies = [\"10.0.0.0/8\"]")
-            .replace(
-                "hsts_max_age_seconds = 31536000",
-                "hsts_max_age_seconds = 86400",
-            );
+        let prod = production().replace(
+            "hsts_max_age_seconds = 31536000",
+            "hsts_max_age_seconds = 86400",
+        );
         let error = load(&prod, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("headers.hsts_max_age_seconds"), "{error}");
     }

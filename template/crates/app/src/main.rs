@@ -43,6 +43,12 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(address = %app.local_addr(), "listening");
+    if let Some(address) = app.http_redirect_addr() {
+        tracing::info!(address = %address, "redirecting plain HTTP to the public origin");
+    }
+    if let Some(ca) = app.dev_ca_cert() {
+        tracing::info!(ca_cert = %ca.display(), "development certificate; trust this CA");
+    }
     match app.run_until_stopped(shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

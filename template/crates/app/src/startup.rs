@@ -6,23 +6,34 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{Endpoint, EndpointExt, Route, Server};
+use poem::http::header::HeaderName;
+use poem::{Endpoint, EndpointExt, Route};
 use sea_orm::{DatabaseConnection, DbErr};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
+use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
+use security::transport::dev_ca;
+use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
 use security::transport::secure_headers::{
-    PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
+    PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig, hashed_page_policy,
 };
+use security::transport::server::{BoundListener, ListenerLimits};
+use security::transport::tls::{self, CertificateFiles, ReloadingCertificate, TlsError};
+use tokio::sync::watch;
 
 use crate::api;
-use crate::config::Settings;
+use crate::config::{Settings, TlsMode};
 use crate::error::JsonErrors;
 use crate::persistence;
 use crate::telemetry::AccessLog;
+
+/// The headers that carry API keys: a credential like `Authorization` and `Cookie`.
+pub const API_KEY_HEADERS: [HeaderName; 1] = [HeaderName::from_static("x-api-key")];
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +44,10 @@ pub enum StartupError {
     Migration(#[source] DbErr),
     #[error("invalid security header configuration: {0}")]
     Headers(#[source] poem::http::header::InvalidHeaderValue),
+    #[error("invalid CORS configuration: {0}")]
+    Cors(#[source] CorsConfigError),
+    #[error("TLS: {0}")]
+    Tls(#[source] TlsError),
     #[error("{0}")]
     Schema(#[source] SchemaError),
     #[error("cannot listen on {address}: {source}")]
@@ -47,22 +62,33 @@ pub enum StartupError {
 pub struct App {
     settings: Settings,
     db: DatabaseConnection,
-    acceptor: TcpAcceptor,
-    local_addr: SocketAddr,
+    listener: BoundListener,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
+    redirect_listener: Option<BoundListener>,
+    certificate: Option<Arc<ReloadingCertificate>>,
+    dev_ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("local_addr", &self.local_addr)
+            .field("local_addr", &self.local_addr())
+            .field("http_redirect_addr", &self.http_redirect_addr())
             .finish_non_exhaustive()
     }
 }
 
 impl App {
-    /// Connects to the database, applies migrations and binds the listener.
+    /// Connects to the database, applies migrations, loads (or in development creates) the
+    /// certificate and binds the listeners.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        tls::install_crypto_provider();
+        let (certificate, dev_ca_cert) = load_certificate(&settings)?;
+        let tls_config = certificate
+            .clone()
+            .map(|certificate| tls::server_config(certificate).map_err(StartupError::Tls))
+            .transpose()?;
+
         let db = persistence::connect(&settings.database)
             .await
             .map_err(StartupError::Database)?;
@@ -72,35 +98,45 @@ impl App {
 
         let endpoint = routes(&settings, db.clone())?.boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
-        let acceptor = TcpListener::bind(address)
-            .into_acceptor()
-            .await
-            .map_err(|source| StartupError::Bind { address, source })?;
-        let local_addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .ok_or_else(|| StartupError::Bind {
-                address,
-                source: std::io::Error::other("no local address"),
-            })?;
+        let listener = bind(address, tls_config).await?;
+        let redirect_listener =
+            if settings.http_redirect.enabled && settings.tls.mode != TlsMode::TerminatedByProxy {
+                let address = SocketAddr::new(settings.server.host, settings.http_redirect.port);
+                Some(bind(address, None).await?)
+            } else {
+                None
+            };
         Ok(Self {
             settings,
             db,
-            acceptor,
-            local_addr,
+            listener,
             endpoint,
+            redirect_listener,
+            certificate,
+            dev_ca_cert,
         })
     }
 
-    /// The bound port (useful when the configured port was 0).
+    /// The bound port of the main listener (useful when the configured port was 0).
     pub fn port(&self) -> u16 {
-        self.local_addr.port()
+        self.listener.local_addr().port()
     }
 
-    /// The bound address.
+    /// The bound address of the main listener.
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr()
+    }
+
+    /// The bound address of the plain-HTTP redirect listener, if it runs.
+    pub fn http_redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_listener
+            .as_ref()
+            .map(BoundListener::local_addr)
+    }
+
+    /// In `self_signed` mode, the development CA certificate clients should trust.
+    pub fn dev_ca_cert(&self) -> Option<&Path> {
+        self.dev_ca_cert.as_deref()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
@@ -110,10 +146,41 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = Duration::from_secs(self.settings.server.shutdown_grace_seconds);
-        let endpoint = self.endpoint;
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(endpoint, shutdown, Some(grace))
+        let limits = listener_limits(&self.settings);
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+
+        let watcher = self
+            .certificate
+            .as_ref()
+            .map(|certificate| certificate.watch(self.settings.tls.reload_interval()));
+        let redirect = self.redirect_listener.map(|listener| {
+            let endpoint = RedirectToHttps::new(plaintext_policy(&self.settings))
+                .with(AccessLog)
+                .with(RequestIdLayer::trusting_incoming(false));
+            tokio::spawn(listener.serve(
+                endpoint,
+                limits.clone(),
+                until_stopped(stopped.clone()),
+                grace,
+            ))
+        });
+        let served = self
+            .listener
+            .serve(self.endpoint, limits, until_stopped(stopped), grace)
             .await;
+        if let Some(redirect) = redirect {
+            redirect.abort();
+        }
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         if let Err(error) = self.db.close().await {
             tracing::warn!(error = %error, "closing the database pool failed");
         }
@@ -121,11 +188,67 @@ impl App {
     }
 }
 
-/// The Content-Security-Policy of the interactive documentation page. Swagger UI is one HTML
-/// page with inline script and style; it fetches nothing but the document from this origin.
-pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline'; \
-     style-src 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
-     frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+/// The certificate to serve and, in development, the CA that signed it.
+fn load_certificate(
+    settings: &Settings,
+) -> Result<(Option<Arc<ReloadingCertificate>>, Option<PathBuf>), StartupError> {
+    let tls = &settings.tls;
+    match tls.mode {
+        TlsMode::TerminatedByProxy => Ok((None, None)),
+        TlsMode::Files => {
+            let files = CertificateFiles {
+                cert: tls.cert_path.clone(),
+                key: tls.key_path.clone(),
+            };
+            let certificate = ReloadingCertificate::load(files).map_err(StartupError::Tls)?;
+            Ok((Some(certificate), None))
+        }
+        TlsMode::SelfSigned => {
+            let hosts: Vec<String> = origin_host(&settings.server.public_origin)
+                .into_iter()
+                .collect();
+            let dev = dev_ca::ensure(&tls.dev_dir, &hosts).map_err(StartupError::Tls)?;
+            let certificate = ReloadingCertificate::load(dev.server).map_err(StartupError::Tls)?;
+            Ok((Some(certificate), Some(dev.ca_cert)))
+        }
+    }
+}
+
+/// `api.example.com` from `https://api.example.com:8443` (brackets of IPv6 removed).
+fn origin_host(origin: &str) -> Option<String> {
+    let authority = origin.split_once("://")?.1;
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next()?,
+        None => authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host),
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+async fn bind(
+    address: SocketAddr,
+    tls: Option<Arc<tls::ServerConfig>>,
+) -> Result<BoundListener, StartupError> {
+    BoundListener::bind(address, tls)
+        .await
+        .map_err(|source| StartupError::Bind { address, source })
+}
+
+fn listener_limits(settings: &Settings) -> ListenerLimits {
+    ListenerLimits {
+        handshake_timeout: settings.tls.handshake_timeout(),
+        header_read_timeout: Duration::from_secs(settings.limits.header_read_timeout_seconds),
+        max_header_bytes: settings.limits.max_header_bytes,
+        max_headers: settings.limits.max_headers,
+        ..ListenerLimits::default()
+    }
+}
+
+fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
+    PlaintextPolicy::new(&settings.server.public_origin, &API_KEY_HEADERS)
+        .trusting_proxies(&settings.server.trusted_proxies)
+}
 
 /// `GET /openapi.json`: the document as published, serialised once.
 fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
@@ -142,26 +265,41 @@ pub fn routes(
     db: DatabaseConnection,
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
     let api = api::openapi_service(settings, db);
-    let mut document: serde_json::Value = serde_json::from_str(&api.spec()).unwrap_or_default();
+    let generated_spec = api.spec();
+    let mut document: serde_json::Value = serde_json::from_str(&generated_spec).unwrap_or_default();
     // One source for docs and enforcement: request objects are closed (`additionalProperties:
     // false`) in the document that is both served and checked by `StrictJson`.
     strict_json::close_request_body_objects(&mut document);
     let strict_json = StrictJson::from_openapi(&document, settings.limits.max_json_depth)
         .map_err(StartupError::Schema)?;
-    let spec = openapi_document(serde_json::to_string_pretty(&document).unwrap_or_default());
-    let docs = api.swagger_ui();
+    let published_spec = serde_json::to_string_pretty(&document).unwrap_or_default();
+    // Swagger UI is one HTML page with inline script and style: its policy allows exactly
+    // those elements by hash, never 'unsafe-inline'. It shows the published document.
+    let docs_html = api
+        .swagger_ui_html()
+        .replacen(&generated_spec, &published_spec, 1);
+    let spec = openapi_document(published_spec);
+    let docs_policy = hashed_page_policy(&docs_html);
+    let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
     let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
         hsts_max_age: Duration::from_secs(settings.headers.hsts_max_age_seconds),
         hsts_preload: settings.headers.hsts_preload,
         page: Some(PagePolicy {
             path_prefix: "/docs".to_owned(),
-            content_security_policy: DOCS_CONTENT_SECURITY_POLICY.to_owned(),
+            content_security_policy: docs_policy,
         }),
     })
     .map_err(StartupError::Headers)?;
+    let cors = Cors::new(&CorsConfig {
+        allowed_origins: settings.cors.allowed_origins.clone(),
+        allow_credentials: settings.cors.allow_credentials,
+        max_age: Duration::from_secs(settings.cors.max_age_seconds),
+    })
+    .map_err(StartupError::Cors)?;
+    let behind_proxy = settings.tls.mode == TlsMode::TerminatedByProxy;
     Ok(Route::new()
         .at("/openapi.json", spec)
-        .nest("/docs", docs)
+        .nest("/docs", Route::new().at("/", docs))
         .nest("/", api)
         // JSON bodies parsed strictly, checked against the served document, all errors at once.
         .with(strict_json)
@@ -174,6 +312,13 @@ pub fn routes(
         .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.
         .with(JsonErrors::for_openapi(&document))
+        // Cross-origin grants for allowlisted origins only, on success and error responses.
+        .with(cors)
+        // Behind a TLS proxy: plaintext only from the proxy, for requests it received over HTTPS.
+        .with_if(
+            behind_proxy,
+            RequireHttpsBehindProxy::new(plaintext_policy(settings)),
+        )
         // One line per request: method, path without query, status, latency.
         .with(AccessLog)
         // Outside the error mapping, so error responses get the headers too.

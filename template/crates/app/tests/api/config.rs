@@ -65,8 +65,25 @@ fn a_malformed_value_refuses_start_up_naming_it() {
 fn unsafe_production_settings_refuse_start_up_naming_them() {
     let (code, stderr) = run_binary(&[("APP_ENVIRONMENT", "production")]);
     assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("tls.mode"),
+        "the development CA in production; {stderr}"
+    );
+}
+
+#[test]
+fn a_wildcard_cors_origin_refuses_start_up() {
+    let (code, stderr) = run_binary(&[("APP_CORS__ALLOWED_ORIGINS", r#"["*"]"#)]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("cors.allowed_origins"), "{stderr}");
+    assert!(stderr.contains("wildcard"), "{stderr}");
+}
+
+#[test]
+fn a_plaintext_public_origin_refuses_start_up() {
+    let (code, stderr) = run_binary(&[("APP_SERVER__PUBLIC_ORIGIN", "http://localhost")]);
+    assert_eq!(code, Some(78), "{stderr}");
     assert!(stderr.contains("server.public_origin"), "{stderr}");
-    assert!(stderr.contains("server.trusted_proxies"), "{stderr}");
 }
 
 #[test]

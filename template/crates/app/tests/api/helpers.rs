@@ -2,12 +2,19 @@
 //! port, through the same `App::build` and `run_until_stopped` as `main`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use app::config::{Environment, Settings};
 use app::startup::App;
 use figment::providers::Env;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 /// The settings every test starts from; a test overrides what it needs.
 pub const BASE_CONFIG: &str = r#"
@@ -17,10 +24,27 @@ name = "test-service"
 [server]
 host = "127.0.0.1"
 port = 0
-public_origin = "http://localhost"
+public_origin = "https://localhost"
 shutdown_grace_seconds = 10
 trust_client_request_id = false
 trusted_proxies = []
+
+[tls]
+mode = "self_signed"
+dev_dir = "DATA_DIR/tls"
+cert_path = ""
+key_path = ""
+handshake_timeout_seconds = 10
+reload_interval_seconds = 1
+
+[http_redirect]
+enabled = true
+port = 0
+
+[cors]
+allowed_origins = []
+allow_credentials = true
+max_age_seconds = 600
 
 [database]
 url = "sqlite://DATA_DIR/app.db?mode=rwc"
@@ -37,6 +61,9 @@ hsts_preload = false
 [limits]
 max_body_bytes = 65536
 body_read_timeout_seconds = 10
+header_read_timeout_seconds = 10
+max_header_bytes = 16384
+max_headers = 64
 max_json_depth = 32
 
 [log]
@@ -46,8 +73,14 @@ format = "json"
 
 /// A running service and what a test needs to talk to it.
 pub struct TestApp {
+    /// `https://127.0.0.1:<port>`.
     pub address: String,
     pub port: u16,
+    /// `http://127.0.0.1:<port>` of the redirect listener, when it runs.
+    pub http_address: Option<String>,
+    /// The development CA that signed the serving certificate (`self_signed` mode).
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Trusts only the development CA; follows no redirects.
     pub client: reqwest::Client,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
@@ -79,6 +112,48 @@ impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
+
+    /// A raw HTTP/1.1 connection over TLS 1.3, for tests that write requests by hand.
+    pub async fn tls_stream(&self) -> TlsStream<TcpStream> {
+        self.tls_stream_with(tls_client_config(self.ca_cert.as_deref(), TLS_1_3))
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// A TLS connection made with `config` (for example limited to TLS 1.2).
+    pub async fn tls_stream_with(
+        &self,
+        config: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port)).await?;
+        let name = ServerName::try_from("localhost").expect("server name");
+        TlsConnector::from(config).connect(name, tcp).await
+    }
+}
+
+/// The protocol versions of a client limited to TLS 1.3, or to TLS 1.2.
+pub const TLS_1_3: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+pub const TLS_1_2: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+
+/// A rustls client that trusts `ca_cert` and speaks only `versions`, with ALPN http/1.1.
+pub fn tls_client_config(
+    ca_cert: Option<&Path>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca_cert) = ca_cert {
+        for cert in CertificateDer::pem_file_iter(ca_cert).expect("read the CA") {
+            roots.add(cert.expect("a PEM certificate")).expect("a CA");
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 impl Drop for TestApp {
@@ -113,21 +188,40 @@ pub async fn spawn_app_with(overrides: &str) -> TestApp {
     let settings = settings(data_dir.path(), overrides);
     let app = App::build(settings).await.expect("the app builds");
     let port = app.port();
+    let scheme = if app.dev_ca_cert().is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let http_address = app
+        .http_redirect_addr()
+        .map(|address| format!("http://{address}"));
+    let ca_cert = app.dev_ca_cert().map(Path::to_owned);
     let (shutdown, signal) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = signal.await;
     }));
     TestApp {
-        address: format!("http://127.0.0.1:{port}"),
+        address: format!("{scheme}://127.0.0.1:{port}"),
         port,
-        client: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .expect("client"),
+        http_address,
+        client: client_trusting(ca_cert.as_deref()),
+        ca_cert,
         data_dir,
         shutdown: Some(shutdown),
         server: Some(server),
     }
+}
+
+/// An HTTP client that trusts only `ca_cert` (when given) and follows no redirects.
+pub fn client_trusting(ca_cert: Option<&Path>) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Some(ca_cert) = ca_cert {
+        let pem = std::fs::read(ca_cert).expect("read the development CA");
+        let ca = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+        builder = builder.tls_certs_only([ca]);
+    }
+    builder.build().expect("client")
 }
 
 /// The PostgreSQL server for tests that need one (`TEST_POSTGRES_URL`, default the local

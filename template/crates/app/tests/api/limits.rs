@@ -3,15 +3,13 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::helpers::{json_body, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, json_body, spawn_app, spawn_app_with};
 
-/// Sends `request` raw and returns the whole response text (the server closes the connection).
-async fn raw_exchange(port: u16, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
+/// Sends `request` raw over TLS and returns the whole response text (the server closes the
+/// connection).
+async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
+    let mut stream = app.tls_stream().await;
     stream.write_all(request).await.expect("write");
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await;
@@ -45,7 +43,7 @@ async fn a_chunked_body_over_the_limit_is_a_413() {
         request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
     }
     request.push_str("0\r\n\r\n");
-    let response = raw_exchange(app.port, request.as_bytes()).await;
+    let response = raw_exchange(&app, request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
 }
 
@@ -56,7 +54,7 @@ async fn a_body_trickling_in_is_cut_with_408() {
     let request =
         b"POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
                     Content-Length: 100\r\n\r\n{";
-    let response = raw_exchange(app.port, request).await;
+    let response = raw_exchange(&app, request).await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("Request timeout"), "{response}");
 }

@@ -1,7 +1,9 @@
 //! Integration tests: each boots the real service on port 0 with a fresh database and speaks
 //! HTTP to it. One test binary, one module per area.
 
+mod browser;
 mod config;
+mod cors;
 mod headers;
 mod health;
 mod helpers;
@@ -9,5 +11,6 @@ mod limits;
 mod migrations;
 mod openapi;
 mod shutdown;
+mod transport;
 mod users;
 mod validation;

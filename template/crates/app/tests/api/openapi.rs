@@ -62,7 +62,7 @@ async fn the_openapi_document_is_valid_openapi_3() {
     assert_eq!(dangling_refs(&document), Vec::<String>::new());
     assert_eq!(
         parsed.servers.first().map(|server| server.url.as_str()),
-        Some("http://localhost"),
+        Some("https://localhost"),
         "the server URL is the configured public origin"
     );
 }

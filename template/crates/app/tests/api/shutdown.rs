@@ -15,9 +15,7 @@ async fn shutdown_drains_an_in_flight_request_and_then_refuses_new_connections()
 
     // Send the head with `Expect: 100-continue`: the server answers "100 Continue" only once the
     // handler is reading the body, which proves the request is in flight.
-    let mut stream = TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .expect("connect");
+    let mut stream = app.tls_stream().await;
     let head = format!(
         "POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
