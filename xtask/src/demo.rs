@@ -1,13 +1,18 @@
 //! `cargo xtask demo`: the default variant rendered into `target/demo/`, built, and run on its
-//! embedded defaults; `target/demo/demo.json` tells scripts (and the scanner) where it is.
+//! embedded defaults (HTTPS with a development CA, a plain-HTTP redirect listener, SQLite);
+//! `target/demo/demo.json` tells scripts (and the scanner) where it is and which CA to trust.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::ServerName;
+use rustls_pki_types::pem::PemObject;
 use xtask::cmd;
 
 use crate::render::{self, Variant};
@@ -22,7 +27,10 @@ pub struct Demo {
     pub binary: PathBuf,
     pub data_dir: PathBuf,
     pub demo_dir: PathBuf,
+    /// The HTTPS listener.
     pub port: u16,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    pub http_port: u16,
 }
 
 /// The target folder shared by this repository and every rendered project, so dependencies
@@ -35,7 +43,7 @@ pub fn shared_target_dir(root: &Path) -> PathBuf {
 
 impl Demo {
     /// Renders the default variant into `target/demo/service` and builds it.
-    pub fn prepare(root: &Path, port: u16) -> Result<Self> {
+    pub fn prepare(root: &Path, port: u16, http_port: u16) -> Result<Self> {
         let demo_dir = root.join("target").join("demo");
         let project = render::render_fresh(root, Variant::DEFAULT, DEMO_NAME, &demo_dir)?;
         let target_dir = shared_target_dir(root);
@@ -53,11 +61,21 @@ impl Demo {
             project,
             demo_dir,
             port,
+            http_port,
         })
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub fn http_url(&self) -> String {
+        format!("http://localhost:{}", self.http_port)
+    }
+
+    /// The development CA the service creates on first run; clients trust it.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.data_dir.join("tls").join("ca.pem")
     }
 
     /// The service command on its embedded defaults: SQLite under `target/demo/data`.
@@ -68,10 +86,9 @@ impl Demo {
             .env("APP_ENVIRONMENT", "development")
             .env("APP_CONFIG_DIR", self.project.join("config"))
             .env("APP_SERVER__PORT", self.port.to_string())
-            .env(
-                "APP_SERVER__PUBLIC_ORIGIN",
-                format!("http://localhost:{}", self.port),
-            )
+            .env("APP_SERVER__PUBLIC_ORIGIN", self.base_url())
+            .env("APP_HTTP_REDIRECT__PORT", self.http_port.to_string())
+            .env("APP_TLS__DEV_DIR", self.data_dir.join("tls"))
             .env(
                 "APP_DATABASE__URL",
                 format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
@@ -84,6 +101,8 @@ impl Demo {
         let base = self.base_url();
         let manifest = serde_json::json!({
             "base_url": base,
+            "http_url": self.http_url(),
+            "ca_cert": self.ca_cert(),
             "openapi_url": format!("{base}/openapi.json"),
             "docs_url": format!("{base}/docs"),
             "health_url": format!("{base}/health/ready"),
@@ -97,14 +116,18 @@ impl Demo {
 }
 
 /// Renders, builds and runs the demo in the foreground until Ctrl-C.
-pub fn run(root: &Path, port: u16) -> Result<()> {
-    let demo = Demo::prepare(root, port)?;
+pub fn run(root: &Path, port: u16, http_port: u16) -> Result<()> {
+    let demo = Demo::prepare(root, port, http_port)?;
     let manifest = demo.write_manifest()?;
     let base = demo.base_url();
     eprintln!(
-        "\nThe demo service starts on {base} (SQLite in {data}).\n\
-         Try:\n  curl {base}/health/ready\n  curl {base}/openapi.json\n  open {base}/docs\n\
+        "\nThe demo service starts on {base}, TLS 1.3 with a development CA created on first run \
+         ({ca}); {http} redirects to it. SQLite in {data}.\n\
+         Try:\n  curl --cacert {ca} {base}/health/ready\n  curl --cacert {ca} {base}/openapi.json\n\
+         \x20 curl -i {http}/docs\n  open {base}/docs (accept the development certificate, or trust {ca})\n\
          Details for scripts: {manifest}\nCtrl-C stops it.\n",
+        http = demo.http_url(),
+        ca = demo.ca_cert().display(),
         data = demo.data_dir.display(),
         manifest = manifest.display(),
     );
@@ -126,11 +149,10 @@ pub fn run(root: &Path, port: u16) -> Result<()> {
     }
 }
 
-/// Runs the demo briefly: it must become ready, serve an OpenAPI 3 document, and stop cleanly
-/// on SIGTERM.
+/// Runs the demo briefly: it must become ready over HTTPS (trusting only the CA it created),
+/// redirect plain HTTP, serve an OpenAPI 3 document, and stop cleanly on SIGTERM.
 pub fn smoke(root: &Path) -> Result<()> {
-    let port = free_port()?;
-    let demo = Demo::prepare(root, port)?;
+    let demo = Demo::prepare(root, free_port()?, free_port()?)?;
     demo.write_manifest()?;
     let mut child = demo
         .command()
@@ -164,13 +186,19 @@ pub fn smoke(root: &Path) -> Result<()> {
 fn probe(demo: &Demo) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        match http_get(demo.port, "/health/ready") {
-            Ok((200, _)) => break,
-            _ if Instant::now() > deadline => bail!("the demo never answered 200 on /health/ready"),
+        let ready = demo
+            .ca_cert()
+            .is_file()
+            .then(|| https_get(demo, "/health/ready"));
+        match ready {
+            Some(Ok((200, _))) => break,
+            _ if Instant::now() > deadline => {
+                bail!("the demo never answered 200 on https://.../health/ready")
+            }
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
-    let (status, body) = http_get(demo.port, "/openapi.json")?;
+    let (status, body) = https_get(demo, "/openapi.json")?;
     if status != 200 {
         bail!("/openapi.json answered {status}");
     }
@@ -180,29 +208,66 @@ fn probe(demo: &Demo) -> Result<()> {
     if !version.starts_with("3.") || document["paths"].as_object().is_none() {
         bail!("/openapi.json is not an OpenAPI 3 document (openapi = {version:?})");
     }
+
+    let mut plain = TcpStream::connect(("127.0.0.1", demo.http_port))?;
+    let (status, head) = http_get(&mut plain, "/docs")?;
+    let expected = format!("location: {}/docs", demo.base_url());
+    if status != 308 || !head.to_ascii_lowercase().contains(&expected) {
+        bail!(
+            "plain HTTP did not redirect to {}/docs: {head}",
+            demo.base_url()
+        );
+    }
     Ok(())
 }
 
-/// A minimal HTTP/1.1 GET (the response is read to the end; bodies here are not chunked).
-fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// A GET over TLS 1.3 that trusts only the demo's development CA.
+fn https_get(demo: &Demo, path: &str) -> Result<(u16, String)> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(demo.ca_cert())? {
+        roots.add(cert?)?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("localhost")?;
+    let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
+    let tcp = TcpStream::connect(("127.0.0.1", demo.port))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    http_get(&mut stream, path)
+}
+
+/// A minimal HTTP/1.1 GET (read to the end; bodies here are not chunked). Returns the status
+/// and, for a redirect, the head; otherwise the body.
+fn http_get(stream: &mut (impl Read + Write), path: &str) -> Result<(u16, String)> {
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
+    let mut response = Vec::new();
+    // A peer that closes without TLS close_notify is fine here: the response is complete.
+    if let Err(error) = stream.read_to_end(&mut response)
+        && error.kind() != std::io::ErrorKind::UnexpectedEof
+    {
+        return Err(error.into());
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
     let status = response
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
         .context("no HTTP status line")?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    Ok((
+        status,
+        if (300..400).contains(&status) {
+            head.to_owned()
+        } else {
+            body.to_owned()
+        },
+    ))
 }
 
 fn free_port() -> Result<u16> {

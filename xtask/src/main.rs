@@ -32,9 +32,12 @@ enum Task {
     },
     /// Generate the default service into target/demo/ and run it on its embedded defaults.
     Demo {
-        /// The port of the service.
-        #[arg(long, default_value_t = 8080)]
+        /// The HTTPS port of the service.
+        #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// The plain-HTTP port that redirects to HTTPS.
+        #[arg(long, default_value_t = 8080)]
+        http_port: u16,
     },
     /// Everything CI checks, including every template variant's own CI.
     Ci {
@@ -89,7 +92,7 @@ fn main() -> Result<ExitCode> {
                 render::render(&render::template_dir(&root), &name, &defines, &destination)?;
             eprintln!("Created {}", project.display());
         }
-        Task::Demo { port } => demo::run(&root, port)?,
+        Task::Demo { port, http_port } => demo::run(&root, port, http_port)?,
         Task::Ci {
             args,
             skip_variants,
