@@ -65,8 +65,18 @@ pub struct App {
     listener: BoundListener,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     redirect_listener: Option<BoundListener>,
-    certificate: Option<Arc<ReloadingCertificate>>,
+    /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
+    _certificate_watcher: Option<AbortOnDrop>,
     dev_ca_cert: Option<PathBuf>,
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -106,13 +116,15 @@ impl App {
             } else {
                 None
             };
+        let certificate_watcher = certificate
+            .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
         Ok(Self {
             settings,
             db,
             listener,
             endpoint,
             redirect_listener,
-            certificate,
+            _certificate_watcher: certificate_watcher,
             dev_ca_cert,
         })
     }
@@ -156,10 +168,6 @@ impl App {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
 
-        let watcher = self
-            .certificate
-            .as_ref()
-            .map(|certificate| certificate.watch(self.settings.tls.reload_interval()));
         let redirect = self.redirect_listener.map(|listener| {
             let endpoint = RedirectToHttps::new(plaintext_policy(&self.settings))
                 .with(AccessLog)
@@ -177,9 +185,6 @@ impl App {
             .await;
         if let Some(redirect) = redirect {
             redirect.abort();
-        }
-        if let Some(watcher) = watcher {
-            watcher.abort();
         }
         if let Err(error) = self.db.close().await {
             tracing::warn!(error = %error, "closing the database pool failed");

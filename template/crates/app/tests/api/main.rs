@@ -8,6 +8,7 @@ mod headers;
 mod health;
 mod helpers;
 mod limits;
+mod malformed;
 mod migrations;
 mod openapi;
 mod shutdown;

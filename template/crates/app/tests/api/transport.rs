@@ -303,49 +303,86 @@ async fn behind_a_proxy_forwarded_https_is_honoured_only_from_trusted_peers() {
     );
 }
 
-#[test]
-fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::{Command, Stdio};
+/// The real binary, started on port 0 with `BASE_CONFIG` plus `extra` (TOML appended to the
+/// file), its JSON log lines readable one by one.
+struct RunningBinary {
+    child: std::process::Child,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
 
-    let config_dir = tempfile::tempdir().expect("config dir");
-    let data_dir = tempfile::tempdir().expect("data dir");
-    let config = crate::helpers::BASE_CONFIG
-        .replace("DATA_DIR", &data_dir.path().display().to_string())
-        .replace("level = \"warn\"", "level = \"info\"");
-    std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_app"))
-        .env_clear()
-        .env("APP_CONFIG_DIR", config_dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the binary");
-    let stdout = child.stdout.take().expect("stdout");
-    let (sender, events) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(event) = serde_json::from_str(&line)
-                && sender.send(event).is_err()
-            {
-                break;
+impl RunningBinary {
+    fn start(overrides: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let config_dir = tempfile::tempdir().expect("config dir");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let config = crate::helpers::BASE_CONFIG
+            .replace("DATA_DIR", &data_dir.path().display().to_string())
+            .replace("level = \"warn\"", "level = \"info\"");
+        std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
+        std::fs::write(config_dir.path().join("test.toml"), overrides).expect("write overrides");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_app"))
+            .env_clear()
+            .env("APP_CONFIG_DIR", config_dir.path())
+            .env("APP_ENVIRONMENT", "test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, events) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str(&line)
+                    && sender.send(event).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            events,
+            _dirs: (config_dir, data_dir),
+        }
+    }
+
+    /// The next log event matching `wanted`; a missing event fails the test instead of hanging.
+    fn wait_for(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        loop {
+            let event = self
+                .events
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the expected log line within 30 s");
+            if wanted(&event) {
+                return event;
             }
         }
-    });
-    // A missing event fails the test instead of hanging it.
-    let next_event = || {
-        events
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the expected log line within 30 s")
-    };
+    }
 
-    let http_address = loop {
-        let event = next_event();
-        if event["message"] == "redirecting plain HTTP to the public origin" {
-            break event["address"].as_str().expect("address").to_owned();
-        }
-    };
+    /// The address logged with `message`.
+    fn address(&self, message: &str) -> String {
+        let event = self.wait_for(|event| event["message"] == message);
+        event["address"].as_str().expect("address").to_owned()
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
+    use std::io::{Read, Write};
+
+    let binary = RunningBinary::start("");
+    let http_address = binary.address("redirecting plain HTTP to the public origin");
     let mut stream = std::net::TcpStream::connect(&http_address).expect("connect");
     stream
         .write_all(
@@ -357,17 +394,54 @@ fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
     stream.read_to_string(&mut response).expect("read");
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
 
-    let audit = loop {
-        let event = next_event();
-        if event["target"] == "audit" {
-            break event;
-        }
-    };
-    let _ = child.kill();
-    let _ = child.wait();
+    let audit = binary.wait_for(|event| event["target"] == "audit");
     assert_eq!(audit["event"], "transport.plaintext_credentials");
     assert_eq!(audit["outcome"], "denied");
     assert_eq!(audit["reason"], "authorization_header");
     assert_eq!(audit["client_ip"], "127.0.0.1");
     assert!(!audit.to_string().contains("sekrit"), "{audit}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_a_replaced_certificate_at_once() {
+    let first_ca = tempfile::tempdir().expect("dir");
+    let second_ca = tempfile::tempdir().expect("dir");
+    let serving = tempfile::tempdir().expect("dir");
+    let first = certificate_in(first_ca.path());
+    let second = certificate_in(second_ca.path());
+    copy_pair(&first, serving.path());
+    // An hour between file checks: only the signal can explain a prompt switch.
+    let binary = RunningBinary::start(&format!(
+        "[tls]\nmode = \"files\"\ncert_path = \"{dir}/cert.pem\"\nkey_path = \"{dir}/key.pem\"\n\
+         reload_interval_seconds = 3600\n",
+        dir = serving.path().display()
+    ));
+    let address = binary.address("listening");
+    let connect = |ca: &Path| {
+        let config = tls_client_config(Some(ca), TLS_1_3);
+        let address = address.clone();
+        async move {
+            let tcp = TcpStream::connect(&address).await?;
+            let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+            tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+        }
+    };
+    assert!(connect(&first.ca_cert).await.is_ok());
+
+    copy_pair(&second, serving.path());
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &binary.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(status.success());
+    let reloaded = binary.wait_for(|event| event["message"] == "TLS certificate reloaded");
+    assert_eq!(reloaded["trigger"], "SIGHUP");
+    assert!(
+        connect(&second.ca_cert).await.is_ok(),
+        "the new certificate is served"
+    );
+    assert!(connect(&first.ca_cert).await.is_err(), "the old one is not");
 }

@@ -139,13 +139,14 @@ impl ReloadingCertificate {
         Ok(true)
     }
 
-    /// Reloads every `interval` and on SIGHUP, for as long as the returned task runs.
+    /// Reloads every `interval` and on SIGHUP, for as long as the returned task runs. The
+    /// SIGHUP handler is in place when this returns (without one, SIGHUP ends the process).
     pub fn watch(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
+        let mut hangups = hangup_signals();
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut hangups = hangup_signals();
             loop {
                 let trigger = tokio::select! {
                     _ = ticks.tick() => "file check",
