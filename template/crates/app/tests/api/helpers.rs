@@ -213,6 +213,18 @@ pub async fn spawn_app_with(overrides: &str) -> TestApp {
     }
 }
 
+/// The OpenAPI document the service publishes at `/openapi.json`.
+pub async fn published_document(app: &TestApp) -> serde_json::Value {
+    let response = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    json_body(response).await
+}
+
 /// An HTTP client that trusts only `ca_cert` (when given) and follows no redirects.
 pub fn client_trusting(ca_cert: Option<&Path>) -> reqwest::Client {
     let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());

@@ -3,17 +3,11 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, json_body, spawn_app};
+use crate::helpers::{TestApp, json_body, published_document, spawn_app};
 
 /// Every `(method, path template)` of the published document.
 async fn operations(app: &TestApp) -> Vec<(reqwest::Method, String)> {
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request");
-    let document = json_body(response).await;
+    let document = published_document(app).await;
     let mut found = Vec::new();
     for (template, item) in document["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {

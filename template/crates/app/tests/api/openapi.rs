@@ -1,4 +1,4 @@
-use crate::helpers::{header, json_body, spawn_app};
+use crate::helpers::{header, published_document, spawn_app};
 
 /// Every `$ref` in the document points at a schema the document defines.
 fn dangling_refs(document: &serde_json::Value) -> Vec<String> {
@@ -31,14 +31,7 @@ fn dangling_refs(document: &serde_json::Value) -> Vec<String> {
 #[tokio::test]
 async fn the_openapi_document_is_valid_openapi_3() {
     let app = spawn_app().await;
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 200);
-    let document = json_body(response).await;
+    let document = published_document(&app).await;
 
     // The typed model of OpenAPI 3.0 rejects a document missing required members.
     let parsed: openapiv3::OpenAPI =

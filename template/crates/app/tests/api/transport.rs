@@ -25,6 +25,20 @@ async fn read_until_closed<S: AsyncReadExt + Unpin>(
     (received, closed)
 }
 
+/// Asks `/health/live` over an open connection and expects 200.
+async fn assert_live_over<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S) {
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (received, _) = read_until_closed(stream, Duration::from_secs(10)).await;
+    assert!(
+        received.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
 /// Writes a raw request over TLS and returns the response head's status line.
 async fn raw_status_line(app: &TestApp, request: &[u8]) -> String {
     let mut stream = app.tls_stream().await;
@@ -54,16 +68,7 @@ async fn a_tls_1_2_client_is_refused_and_a_tls_1_3_client_is_served() {
         session.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_3)
     );
-    stream
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let (received, _) = read_until_closed(&mut stream, Duration::from_secs(10)).await;
-    assert!(
-        received.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&received)
-    );
+    assert_live_over(&mut stream).await;
 }
 
 #[tokio::test]
@@ -132,30 +137,56 @@ async fn oversized_or_too_many_headers_are_refused_with_431() {
     assert!(status.starts_with("HTTP/1.1 431"), "{status}");
 }
 
-/// Creates a certificate pair signed by a fresh development CA in `dir`.
-fn certificate_in(dir: &Path) -> dev_ca::DevCertificates {
-    dev_ca::ensure(dir, &[]).expect("certificate")
+/// Two certificates from two development CAs, and a folder serving the first (`cert.pem`,
+/// `key.pem`) until [`TwoCertificates::serve_second`].
+struct TwoCertificates {
+    first: dev_ca::DevCertificates,
+    second: dev_ca::DevCertificates,
+    serving: tempfile::TempDir,
+    _cas: (tempfile::TempDir, tempfile::TempDir),
 }
 
-fn copy_pair(from: &dev_ca::DevCertificates, to: &Path) {
-    std::fs::copy(&from.server.cert, to.join("cert.pem")).expect("copy cert");
-    std::fs::copy(&from.server.key, to.join("key.pem")).expect("copy key");
+impl TwoCertificates {
+    fn new() -> Self {
+        let cas = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let this = Self {
+            first: dev_ca::ensure(cas.0.path(), &[]).expect("certificate"),
+            second: dev_ca::ensure(cas.1.path(), &[]).expect("certificate"),
+            serving: tempfile::tempdir().expect("dir"),
+            _cas: cas,
+        };
+        this.copy(&this.first);
+        this
+    }
+
+    fn copy(&self, from: &dev_ca::DevCertificates) {
+        let to = self.serving.path();
+        std::fs::copy(&from.server.cert, to.join("cert.pem")).expect("copy cert");
+        std::fs::copy(&from.server.key, to.join("key.pem")).expect("copy key");
+    }
+
+    fn serve_second(&self) {
+        self.copy(&self.second);
+    }
+
+    /// `[tls]` settings serving the folder's files, plus `extra` lines.
+    fn files_mode(&self, extra: &str) -> String {
+        format!(
+            "[tls]\nmode = \"files\"\ncert_path = \"{dir}/cert.pem\"\nkey_path = \"{dir}/key.pem\"\n{extra}",
+            dir = self.serving.path().display()
+        )
+    }
 }
 
 #[tokio::test]
 async fn a_replaced_certificate_is_served_on_the_next_connection_without_dropping_open_ones() {
-    let first_ca = tempfile::tempdir().expect("dir");
-    let second_ca = tempfile::tempdir().expect("dir");
-    let serving = tempfile::tempdir().expect("dir");
-    let first = certificate_in(first_ca.path());
-    let second = certificate_in(second_ca.path());
-    copy_pair(&first, serving.path());
+    let certificates = TwoCertificates::new();
+    let (first, second) = (&certificates.first, &certificates.second);
 
-    let app = spawn_app_with(&format!(
-        "[tls]\nmode = \"files\"\ncert_path = \"{dir}/cert.pem\"\nkey_path = \"{dir}/key.pem\"\n",
-        dir = serving.path().display()
-    ))
-    .await;
+    let app = spawn_app_with(&certificates.files_mode("")).await;
     let trusts_first = tls_client_config(Some(&first.ca_cert), TLS_1_3);
     let trusts_second = tls_client_config(Some(&second.ca_cert), TLS_1_3);
     let mut open = app
@@ -164,7 +195,7 @@ async fn a_replaced_certificate_is_served_on_the_next_connection_without_droppin
         .expect("the first certificate is served");
     assert!(app.tls_stream_with(trusts_second.clone()).await.is_err());
 
-    copy_pair(&second, serving.path());
+    certificates.serve_second();
     let mut reloaded = false;
     for _ in 0..50 {
         if app.tls_stream_with(trusts_second.clone()).await.is_ok() {
@@ -180,15 +211,7 @@ async fn a_replaced_certificate_is_served_on_the_next_connection_without_droppin
     assert!(app.tls_stream_with(trusts_first).await.is_err());
 
     // The connection opened before the switch still works.
-    open.write_all(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let (received, _) = read_until_closed(&mut open, Duration::from_secs(10)).await;
-    assert!(
-        received.starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&received)
-    );
+    assert_live_over(&mut open).await;
 }
 
 #[tokio::test]
@@ -405,18 +428,10 @@ fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sighup_reloads_a_replaced_certificate_at_once() {
-    let first_ca = tempfile::tempdir().expect("dir");
-    let second_ca = tempfile::tempdir().expect("dir");
-    let serving = tempfile::tempdir().expect("dir");
-    let first = certificate_in(first_ca.path());
-    let second = certificate_in(second_ca.path());
-    copy_pair(&first, serving.path());
+    let certificates = TwoCertificates::new();
+    let (first, second) = (&certificates.first, &certificates.second);
     // An hour between file checks: only the signal can explain a prompt switch.
-    let binary = RunningBinary::start(&format!(
-        "[tls]\nmode = \"files\"\ncert_path = \"{dir}/cert.pem\"\nkey_path = \"{dir}/key.pem\"\n\
-         reload_interval_seconds = 3600\n",
-        dir = serving.path().display()
-    ));
+    let binary = RunningBinary::start(&certificates.files_mode("reload_interval_seconds = 3600\n"));
     let address = binary.address("listening");
     let connect = |ca: &Path| {
         let config = tls_client_config(Some(ca), TLS_1_3);
@@ -431,7 +446,7 @@ async fn sighup_reloads_a_replaced_certificate_at_once() {
     };
     assert!(connect(&first.ca_cert).await.is_ok());
 
-    copy_pair(&second, serving.path());
+    certificates.serve_second();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &binary.child.id().to_string()])
         .status()

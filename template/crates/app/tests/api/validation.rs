@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, json_body, spawn_app};
+use crate::helpers::{TestApp, json_body, published_document, spawn_app};
 
 /// Posts `body` as written (not re-serialised, so duplicate keys and bad JSON reach the server).
 async fn post_raw(app: &TestApp, path: &str, body: impl Into<String>) -> reqwest::Response {
@@ -351,17 +351,6 @@ async fn pages_walk_every_user_exactly_once() {
 
 // ---------------------------------------------------------------------------------------------
 // The OpenAPI walk.
-
-async fn published_document(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(response.status(), 200);
-    json_body(response).await
-}
 
 /// `schema` with `$ref`s (and a single-member `allOf`) followed into the document.
 fn resolve<'a>(document: &'a Value, mut schema: &'a Value) -> &'a Value {
