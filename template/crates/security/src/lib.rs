@@ -9,7 +9,10 @@
 //! 2. [`transport::secure_headers`]: the security headers of every response.
 //! 3. [`input::body_limit`]: request body size and read-time limits.
 //! 4. [`input::strict_json`]: JSON bodies parsed strictly and checked against the OpenAPI document.
+//! 5. [`auth::jwt`]: bearer access tokens validated (signature by the key's own algorithm, time,
+//!    issuer, audience, type) and issued by the built-in issuer.
 
+pub mod auth;
 pub mod input;
 pub mod json_error;
 pub mod logging;

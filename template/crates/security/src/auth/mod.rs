@@ -1,0 +1,3 @@
+//! Authentication and authorization controls (AUTH-*).
+
+pub mod jwt;
