@@ -52,8 +52,15 @@ fn main() -> Result<()> {
 }
 
 /// The workspace root: the parent of this crate's folder.
+///
+/// Read from `CARGO_MANIFEST_DIR` as `cargo run` sets it, falling back to the compile-time value:
+/// cargo reuses a binary built from another checkout with the same layout when they share a
+/// target folder, and the compile-time path would then point at that other checkout.
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
