@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{
-    TLS_1_2, TLS_1_3, TestApp, client_trusting, json_body, spawn_app, spawn_app_with,
+    TLS_1_2, TLS_1_3, TestApp, client_trusting, header, json_body, spawn_app, spawn_app_with,
     tls_client_config,
 };
 
@@ -81,6 +81,20 @@ async fn alpn_offers_h2_and_http_1_1() {
         .await
         .expect("handshake");
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+}
+
+#[tokio::test]
+async fn requests_are_served_over_http_2_when_the_client_offers_it() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert!(header(&response, "strict-transport-security").starts_with("max-age="));
 }
 
 #[tokio::test]
