@@ -504,14 +504,7 @@ impl Settings {
 
 /// Returns the scheme if `origin` is `scheme://host[:port]` with nothing after it.
 fn parse_origin(origin: &str) -> Option<&str> {
-    let (scheme, rest) = origin.split_once("://")?;
-    let valid_scheme = scheme == "https" || scheme == "http";
-    let valid_rest = !rest.is_empty()
-        && !rest.contains(['/', '?', '#', '@', ' '])
-        && rest
-            .rsplit_once(':')
-            .is_none_or(|(_, port)| port.parse::<u16>().is_ok() || rest.ends_with(']'));
-    (valid_scheme && valid_rest).then_some(scheme)
+    security::transport::origin::parse(origin).map(|origin| origin.scheme)
 }
 
 /// One rejected setting.

@@ -17,13 +17,13 @@ use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
 use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
-use security::transport::dev_ca;
 use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
 use security::transport::secure_headers::{
     PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig, hashed_page_policy,
 };
 use security::transport::server::{BoundListener, ListenerLimits};
 use security::transport::tls::{self, CertificateFiles, ReloadingCertificate, TlsError};
+use security::transport::{dev_ca, origin};
 use tokio::sync::watch;
 
 use crate::api;
@@ -209,7 +209,8 @@ fn load_certificate(
             Ok((Some(certificate), None))
         }
         TlsMode::SelfSigned => {
-            let hosts: Vec<String> = origin_host(&settings.server.public_origin)
+            let hosts: Vec<String> = origin::parse(&settings.server.public_origin)
+                .map(|origin| origin.host.to_owned())
                 .into_iter()
                 .collect();
             let dev = dev_ca::ensure(&tls.dev_dir, &hosts).map_err(StartupError::Tls)?;
@@ -217,18 +218,6 @@ fn load_certificate(
             Ok((Some(certificate), Some(dev.ca_cert)))
         }
     }
-}
-
-/// `api.example.com` from `https://api.example.com:8443` (brackets of IPv6 removed).
-fn origin_host(origin: &str) -> Option<String> {
-    let authority = origin.split_once("://")?.1;
-    let host = match authority.strip_prefix('[') {
-        Some(rest) => rest.split(']').next()?,
-        None => authority
-            .rsplit_once(':')
-            .map_or(authority, |(host, _)| host),
-    };
-    (!host.is_empty()).then(|| host.to_owned())
 }
 
 async fn bind(

@@ -90,20 +90,10 @@ pub fn check_origin(origin: &str) -> Result<(), CorsConfigError> {
         "null" => return Err(CorsConfigError::Null),
         _ => {}
     }
-    let invalid = || CorsConfigError::NotAnOrigin(origin.to_owned());
-    let (scheme, rest) = origin.split_once("://").ok_or_else(invalid)?;
-    let host_and_port_ok = !rest.is_empty()
-        && !rest.contains(['/', '?', '#', '@', ' ', '*'])
-        && rest
-            .rsplit_once(':')
-            .is_none_or(|(_, port)| port.parse::<u16>().is_ok() || rest.ends_with(']'));
-    if (scheme == "https" || scheme == "http")
-        && host_and_port_ok
-        && origin == origin.to_ascii_lowercase()
-    {
-        Ok(())
-    } else {
-        Err(invalid())
+    // Browsers send origins in lower case, and a pattern is not an origin.
+    match super::origin::parse(origin) {
+        Some(_) if origin == origin.to_ascii_lowercase() && !origin.contains('*') => Ok(()),
+        _ => Err(CorsConfigError::NotAnOrigin(origin.to_owned())),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod cors;
 pub mod dev_ca;
+pub mod origin;
 pub mod plaintext;
 pub mod secure_headers;
 pub mod server;
