@@ -16,4 +16,5 @@ pub mod auth;
 pub mod input;
 pub mod json_error;
 pub mod logging;
+pub mod operations;
 pub mod transport;

@@ -642,6 +642,25 @@ impl SigningKey {
         })
     }
 
+    /// A stored key whose `kid` is its RFC 7638 thumbprint: the same key always has the same
+    /// id, and two keys never share one.
+    pub fn from_ed25519_pkcs8_thumbprint(der: &[u8]) -> Result<Self, JwtConfigError> {
+        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|_| JwtConfigError::Signing)?;
+        let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+        // The required members in lexicographic order, no whitespace (RFC 7638, section 3).
+        let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        Self::from_ed25519_pkcs8(URL_SAFE_NO_PAD.encode(digest.as_ref()), der)
+    }
+
+    /// A new random key as PKCS#8 DER, for storing.
+    pub fn generate_ed25519_pkcs8() -> Result<Vec<u8>, JwtConfigError> {
+        Ed25519KeyPair::generate()
+            .and_then(|pair| pair.to_pkcs8())
+            .map(|document| document.as_ref().to_vec())
+            .map_err(|_| JwtConfigError::Signing)
+    }
+
     pub fn kid(&self) -> &str {
         &self.verifying.kid
     }

@@ -1,3 +1,7 @@
 //! Authentication and authorization controls (AUTH-*).
 
+pub mod access_control;
+pub mod issuer_keys;
 pub mod jwt;
+pub mod password;
+pub mod secrets;

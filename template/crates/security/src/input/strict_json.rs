@@ -47,6 +47,8 @@ use poem::{Body, Endpoint, Middleware, Request, Result};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+use crate::operations::{OperationTable, operations};
+
 /// The default deepest nesting of objects and arrays accepted in a body: far more than any
 /// honest request needs, far less than what would strain the parser or the validator.
 pub const DEFAULT_MAX_JSON_DEPTH: usize = 32;
@@ -318,9 +320,6 @@ fn is_recursion_limit(error: &serde_json::Error) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The OpenAPI document: closing request objects, translating OpenAPI 3.0 to JSON Schema.
 
-const METHODS: [&str; 8] = [
-    "get", "put", "post", "delete", "options", "head", "patch", "trace",
-];
 const SCHEMA_REF_PREFIX: &str = "#/components/schemas/";
 
 /// True for `application/json`, `application/json; charset=utf-8`, `application/problem+json`.
@@ -333,20 +332,6 @@ fn is_json_media_type(media_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Every `(path template, method, operation)` of the document.
-fn operations(document: &Value) -> impl Iterator<Item = (&str, &str, &Value)> {
-    document["paths"]
-        .as_object()
-        .into_iter()
-        .flat_map(|paths| paths.iter())
-        .flat_map(|(template, item)| {
-            METHODS.iter().filter_map(move |method| {
-                item.get(*method)
-                    .map(|operation| (template.as_str(), *method, operation))
-            })
-        })
 }
 
 /// The schema of an operation's JSON request body, and whether the body is required.
@@ -700,29 +685,7 @@ fn collect_failures(
 // ---------------------------------------------------------------------------------------------
 // The middleware.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    Parameter,
-}
-
-fn template_segments(template: &str) -> Vec<Segment> {
-    template
-        .split('/')
-        .filter(|segment| !segment.is_empty())
-        .map(|segment| {
-            if segment.starts_with('{') && segment.ends_with('}') {
-                Segment::Parameter
-            } else {
-                Segment::Literal(segment.to_owned())
-            }
-        })
-        .collect()
-}
-
 struct Operation {
-    method: Method,
-    template: Vec<Segment>,
     body_required: bool,
     validator: Validator,
 }
@@ -730,8 +693,7 @@ struct Operation {
 impl fmt::Debug for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Operation")
-            .field("method", &self.method)
-            .field("template", &self.template)
+            .field("body_required", &self.body_required)
             .finish_non_exhaustive()
     }
 }
@@ -760,7 +722,7 @@ impl std::error::Error for SchemaError {}
 /// Middleware validating JSON request bodies strictly against an OpenAPI document.
 #[derive(Debug, Clone)]
 pub struct StrictJson {
-    operations: Arc<Vec<Operation>>,
+    operations: Arc<OperationTable<Operation>>,
     max_depth: usize,
 }
 
@@ -769,7 +731,7 @@ impl StrictJson {
     /// the document after [`close_request_body_objects`], the one served to clients.
     pub fn from_openapi(document: &Value, max_depth: usize) -> Result<Self, SchemaError> {
         let components = translated_components(document);
-        let mut compiled = Vec::new();
+        let mut compiled = OperationTable::default();
         for (template, method, operation) in operations(document) {
             let Some((schema, body_required)) = json_request_schema(operation) else {
                 continue;
@@ -790,17 +752,19 @@ impl StrictJson {
                     operation: name.clone(),
                     reason: error.to_string(),
                 })?;
-            compiled.push(Operation {
-                method: Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(
-                    |_| SchemaError {
-                        operation: name.clone(),
-                        reason: "unknown method".to_owned(),
+            compiled
+                .insert(
+                    method,
+                    template,
+                    Operation {
+                        body_required,
+                        validator,
                     },
-                )?,
-                template: template_segments(template),
-                body_required,
-                validator,
-            });
+                )
+                .map_err(|error| SchemaError {
+                    operation: name.clone(),
+                    reason: error.to_string(),
+                })?;
         }
         Ok(Self {
             operations: Arc::new(compiled),
@@ -808,31 +772,11 @@ impl StrictJson {
         })
     }
 
-    /// The operation a request is for: the most specific matching template wins
-    /// (`/users/me` over `/users/{id}`).
+    /// The operation a request is for (see [`OperationTable::find`]).
     fn operation(&self, method: &Method, path: &str) -> Option<&Operation> {
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         self.operations
-            .iter()
-            .filter(|operation| {
-                operation.method == method
-                    && operation.template.len() == segments.len()
-                    && operation
-                        .template
-                        .iter()
-                        .zip(&segments)
-                        .all(|(part, segment)| match part {
-                            Segment::Literal(literal) => literal == segment,
-                            Segment::Parameter => true,
-                        })
-            })
-            .max_by_key(|operation| {
-                operation
-                    .template
-                    .iter()
-                    .filter(|part| matches!(part, Segment::Literal(_)))
-                    .count()
-            })
+            .find(method, path)
+            .map(|matched| matched.value)
     }
 
     /// Checks one body for `operation`: `Ok` when it may go on to typed parsing.

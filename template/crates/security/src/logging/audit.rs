@@ -39,6 +39,10 @@ pub struct AuditEvent<'a> {
     pub reason: &'static str,
     pub client_ip: Option<IpAddr>,
     pub request_id: Option<&'a str>,
+    /// Who acted, once known: a user id, client id or API key id, never a credential.
+    pub subject: Option<&'a str>,
+    /// What decided an authorization: e.g. `GET /v1/users/{id} requires users:read`.
+    pub policy: Option<&'a str>,
 }
 
 impl<'a> AuditEvent<'a> {
@@ -61,7 +65,21 @@ impl<'a> AuditEvent<'a> {
                 .extensions()
                 .get::<RequestId>()
                 .map(RequestId::as_str),
+            subject: None,
+            policy: None,
         }
+    }
+
+    /// Names who acted.
+    pub fn subject(mut self, subject: &'a str) -> Self {
+        self.subject = Some(subject);
+        self
+    }
+
+    /// Names the policy that decided.
+    pub fn policy(mut self, policy: &'a str) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// Writes the event.
@@ -73,6 +91,8 @@ impl<'a> AuditEvent<'a> {
             reason = self.reason,
             client_ip = self.client_ip.map(tracing::field::display),
             request_id = self.request_id,
+            subject = self.subject,
+            policy = self.policy,
             "audit"
         );
     }
