@@ -89,6 +89,7 @@ impl Demo {
             .env("APP_SERVER__PUBLIC_ORIGIN", self.base_url())
             .env("APP_HTTP_REDIRECT__PORT", self.http_port.to_string())
             .env("APP_TLS__DEV_DIR", self.data_dir.join("tls"))
+            .env("APP_AUTH__KEY_DIR", self.data_dir.join("keys"))
             .env(
                 "APP_DATABASE__URL",
                 format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
@@ -96,10 +97,40 @@ impl Demo {
         command
     }
 
-    /// Writes `target/demo/demo.json` and returns its path.
+    /// Prepares the service without serving (`app init`): database, development certificate,
+    /// and on first run the development administrator and demo API key.
+    pub fn init(&self) -> Result<()> {
+        let output = self
+            .command()
+            .arg("init")
+            .env("APP_LOG__LEVEL", "warn")
+            .output()
+            .context("cannot run `app init`")?;
+        if !output.status.success() {
+            bail!(
+                "`app init` failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// The credentials the service wrote on its first run (`data/keys/bootstrap.json`).
+    fn bootstrap_credentials(&self) -> Result<serde_json::Value> {
+        let path = self.data_dir.join("keys").join("bootstrap.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(serde_json::from_str(&text)?)
+    }
+
+    /// Writes `target/demo/demo.json` (after [`Demo::init`]) and returns its path.
     pub fn write_manifest(&self) -> Result<PathBuf> {
         let base = self.base_url();
+        let credentials = self.bootstrap_credentials()?;
         let manifest = serde_json::json!({
+            "admin": credentials["admin"],
+            "api_key": credentials["api_key"],
+            "token_url": format!("{base}/oauth/token"),
             "base_url": base,
             "http_url": self.http_url(),
             "ca_cert": self.ca_cert(),
@@ -118,6 +149,7 @@ impl Demo {
 /// Renders, builds and runs the demo in the foreground until Ctrl-C.
 pub fn run(root: &Path, port: u16, http_port: u16) -> Result<()> {
     let demo = Demo::prepare(root, port, http_port)?;
+    demo.init()?;
     let manifest = demo.write_manifest()?;
     let base = demo.base_url();
     eprintln!(
@@ -125,7 +157,9 @@ pub fn run(root: &Path, port: u16, http_port: u16) -> Result<()> {
          ({ca}); {http} redirects to it. SQLite in {data}.\n\
          Try:\n  curl --cacert {ca} {base}/health/ready\n  curl --cacert {ca} {base}/openapi.json\n\
          \x20 curl -i {http}/docs\n  open {base}/docs (accept the development certificate, or trust {ca})\n\
-         Details for scripts: {manifest}\nCtrl-C stops it.\n",
+         \x20 curl --cacert {ca} -H \"X-API-Key: $(jq -r .api_key {manifest})\" {base}/v1/me\n\
+         The development administrator's email and password, and a demo API key, are in {manifest}.\n\
+         Ctrl-C stops it.\n",
         http = demo.http_url(),
         ca = demo.ca_cert().display(),
         data = demo.data_dir.display(),
@@ -153,13 +187,19 @@ pub fn run(root: &Path, port: u16, http_port: u16) -> Result<()> {
 /// redirect plain HTTP, serve an OpenAPI 3 document, and stop cleanly on SIGTERM.
 pub fn smoke(root: &Path) -> Result<()> {
     let demo = Demo::prepare(root, free_port()?, free_port()?)?;
-    demo.write_manifest()?;
+    demo.init()?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo.write_manifest()?)?)?;
+    let api_key = manifest["api_key"].as_str().unwrap_or_default().to_owned();
+    if !api_key.starts_with("rmp_") || manifest["admin"]["password"].as_str().is_none() {
+        bail!("demo.json lacks the development administrator or the demo API key");
+    }
     let mut child = demo
         .command()
         .env("APP_LOG__LEVEL", "warn")
         .spawn()
         .context("cannot start the demo service")?;
-    let outcome = probe(&demo);
+    let outcome = probe(&demo, &api_key);
     // SIGTERM, as an orchestrator would send: the service must drain and exit 0.
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -183,13 +223,13 @@ pub fn smoke(root: &Path) -> Result<()> {
     Ok(())
 }
 
-fn probe(demo: &Demo) -> Result<()> {
+fn probe(demo: &Demo, api_key: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let ready = demo
             .ca_cert()
             .is_file()
-            .then(|| https_get(demo, "/health/ready"));
+            .then(|| https_get(demo, "/health/ready", None));
         match ready {
             Some(Ok((200, _))) => break,
             _ if Instant::now() > deadline => {
@@ -198,7 +238,15 @@ fn probe(demo: &Demo) -> Result<()> {
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
-    let (status, body) = https_get(demo, "/openapi.json")?;
+    let (status, _) = https_get(demo, "/v1/me", None)?;
+    if status != 401 {
+        bail!("/v1/me without a credential answered {status}, not 401");
+    }
+    let (status, _) = https_get(demo, "/v1/me", Some(("x-api-key", api_key)))?;
+    if status != 200 {
+        bail!("/v1/me with the demo API key answered {status}, not 200");
+    }
+    let (status, body) = https_get(demo, "/openapi.json", None)?;
     if status != 200 {
         bail!("/openapi.json answered {status}");
     }
@@ -210,7 +258,7 @@ fn probe(demo: &Demo) -> Result<()> {
     }
 
     let mut plain = TcpStream::connect(("127.0.0.1", demo.http_port))?;
-    let (status, head) = http_get(&mut plain, "/docs")?;
+    let (status, head) = http_get(&mut plain, "/docs", None)?;
     let expected = format!("location: {}/docs", demo.base_url());
     if status != 308 || !head.to_ascii_lowercase().contains(&expected) {
         bail!(
@@ -222,7 +270,7 @@ fn probe(demo: &Demo) -> Result<()> {
 }
 
 /// A GET over TLS 1.3 that trusts only the demo's development CA.
-fn https_get(demo: &Demo, path: &str) -> Result<(u16, String)> {
+fn https_get(demo: &Demo, path: &str, header: Option<(&str, &str)>) -> Result<(u16, String)> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(demo.ca_cert())? {
         roots.add(cert?)?;
@@ -236,15 +284,22 @@ fn https_get(demo: &Demo, path: &str) -> Result<(u16, String)> {
     let connection = rustls::ClientConnection::new(Arc::new(config), name)?;
     let tcp = TcpStream::connect(("127.0.0.1", demo.port))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
-    http_get(&mut stream, path)
+    http_get(&mut stream, path, header)
 }
 
 /// A minimal HTTP/1.1 GET (read to the end; bodies here are not chunked). Returns the status
 /// and, for a redirect, the head; otherwise the body.
-fn http_get(stream: &mut (impl Read + Write), path: &str) -> Result<(u16, String)> {
+fn http_get(
+    stream: &mut (impl Read + Write),
+    path: &str,
+    header: Option<(&str, &str)>,
+) -> Result<(u16, String)> {
+    let extra = header
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut response = Vec::new();
     // A peer that closes without TLS close_notify is fine here: the response is complete.

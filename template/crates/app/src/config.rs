@@ -87,6 +87,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
     pub limits: LimitSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -252,6 +253,63 @@ pub struct LimitSettings {
     /// The deepest nesting of objects and arrays accepted in a JSON body (400 beyond it).
     pub max_json_depth: usize,
 }
+
+/// Authentication (AUTH-1 to AUTH-4): the built-in issuer, token lifetimes, API keys.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// The `aud` access tokens must carry; empty means `server.public_origin`.
+    pub audience: String,
+    /// Lifetime of the built-in issuer's access tokens (60 to 900 seconds).
+    pub access_token_seconds: u64,
+    /// A refresh token unused for this long expires.
+    pub refresh_token_idle_seconds: u64,
+    /// No refresh token of a login outlives this, however often it rotates.
+    pub refresh_token_absolute_seconds: u64,
+    /// The recognisable prefix of this service's API keys (`rmp_...`).
+    pub api_key_prefix: String,
+    /// After a rotation, the old API key keeps working this long.
+    pub api_key_overlap_seconds: u64,
+    /// The secret keying stored API-key hashes (at least 32 bytes). Empty in development: one is
+    /// generated in `key_dir`. Set it with `APP_AUTH__API_KEY_PEPPER`; never commit it.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub api_key_pepper: SecretString,
+    /// Password hashes computed at once (each takes about 19 MiB); the rest wait briefly.
+    pub password_hash_concurrency: usize,
+    /// Development: the built-in issuer's key, the pepper and the bootstrap admin live here.
+    pub key_dir: PathBuf,
+    /// Production: the built-in issuer's Ed25519 key (PEM PKCS#8). Empty in development.
+    pub signing_key_path: PathBuf,
+    /// Keys that signed before the current one: they verify until their last token expired.
+    pub retired_signing_keys: Vec<RetiredKeySettings>,
+}
+
+/// A signing key taken out of service.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredKeySettings {
+    pub path: PathBuf,
+    /// When it stopped signing (RFC 3339).
+    pub retired_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl AuthSettings {
+    /// The audience of this API: the configured one, or the public origin.
+    pub fn audience_or<'a>(&'a self, public_origin: &'a str) -> &'a str {
+        if self.audience.is_empty() {
+            public_origin
+        } else {
+            &self.audience
+        }
+    }
+
+    pub fn access_token_lifetime(&self) -> Duration {
+        Duration::from_secs(self.access_token_seconds)
+    }
+}
+
+/// The shortest API-key pepper accepted.
+pub const MIN_PEPPER_BYTES: usize = 32;
 
 /// Log output.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -466,7 +524,54 @@ impl Settings {
             );
         }
 
+        let auth = &self.auth;
+        if !(60..=security::auth::jwt::MAX_OWN_LIFETIME.as_secs())
+            .contains(&auth.access_token_seconds)
+        {
+            refuse(
+                "auth.access_token_seconds",
+                "must be between 60 and 900: access tokens live at most 15 minutes",
+            );
+        }
+        if auth.refresh_token_idle_seconds == 0
+            || auth.refresh_token_idle_seconds > auth.refresh_token_absolute_seconds
+        {
+            refuse(
+                "auth.refresh_token_idle_seconds",
+                "must be positive and at most auth.refresh_token_absolute_seconds",
+            );
+        }
+        if security::auth::secrets::KeyPrefix::new(&auth.api_key_prefix).is_err() {
+            refuse(
+                "auth.api_key_prefix",
+                "must be 2 to 10 lowercase letters or digits, starting with a letter",
+            );
+        }
+        if auth.password_hash_concurrency == 0 {
+            refuse("auth.password_hash_concurrency", "must be at least 1");
+        }
+        let pepper = auth.api_key_pepper.expose_secret();
+        if !pepper.is_empty() && pepper.len() < MIN_PEPPER_BYTES {
+            refuse(
+                "auth.api_key_pepper",
+                "must be at least 32 bytes (generate one with `openssl rand -base64 48`)",
+            );
+        }
+
         if self.environment == Environment::Production {
+            if pepper.is_empty() || is_placeholder(pepper) {
+                refuse(
+                    "auth.api_key_pepper",
+                    "must be set in production (APP_AUTH__API_KEY_PEPPER), to a random secret",
+                );
+            }
+            if auth.signing_key_path.as_os_str().is_empty() {
+                refuse(
+                    "auth.signing_key_path",
+                    "must name the issuer's Ed25519 key (PEM) in production; keys are never \
+                     generated there",
+                );
+            }
             if self.tls.mode == TlsMode::SelfSigned {
                 refuse(
                     "tls.mode",
@@ -500,6 +605,14 @@ impl Settings {
             Err(ConfigError { problems })
         }
     }
+}
+
+/// A value copied from an example rather than generated.
+fn is_placeholder(secret: &str) -> bool {
+    let lowered = secret.to_ascii_lowercase();
+    ["change", "example", "placeholder", "secret", "xxxx", "todo"]
+        .iter()
+        .any(|word| lowered.contains(word))
 }
 
 /// Returns the scheme if `origin` is `scheme://host[:port]` with nothing after it.
@@ -642,6 +755,18 @@ mod tests {
         max_header_bytes = 16384
         max_headers = 64
         max_json_depth = 32
+        [auth]
+        audience = ""
+        access_token_seconds = 900
+        refresh_token_idle_seconds = 86400
+        refresh_token_absolute_seconds = 2592000
+        api_key_prefix = "rmp"
+        api_key_overlap_seconds = 86400
+        api_key_pepper = ""
+        password_hash_concurrency = 4
+        key_dir = "data/keys"
+        signing_key_path = ""
+        retired_signing_keys = []
         [log]
         level = "info"
         format = "json"
@@ -730,11 +855,52 @@ mod tests {
         VALID
             .replace("https://localhost:8443", "https://api.example.com")
             .replace("mode = \"self_signed\"", "mode = \"files\"")
+            // Before `key_path`, which it contains.
+            .replace(
+                "signing_key_path = \"\"",
+                "signing_key_path = \"/etc/app/keys/signing-key.pem\"",
+            )
             .replace(
                 "cert_path = \"\"",
                 "cert_path = \"/etc/app/tls/fullchain.pem\"",
             )
             .replace("key_path = \"\"", "key_path = \"/etc/app/tls/privkey.pem\"")
+            .replace(
+                "api_key_pepper = \"\"",
+                "api_key_pepper = \"kV3q9ZrT0pX8mW2nB6yL4cH7jD1fG5sA\"",
+            )
+    }
+
+    #[test]
+    fn production_refuses_a_missing_or_placeholder_pepper_and_a_generated_signing_key() {
+        let unpeppered = production().replace(
+            "api_key_pepper = \"kV3q9ZrT0pX8mW2nB6yL4cH7jD1fG5sA\"",
+            "api_key_pepper = \"\"",
+        );
+        let error = load(&unpeppered, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.api_key_pepper"), "{error}");
+        let placeholder = production().replace(
+            "kV3q9ZrT0pX8mW2nB6yL4cH7jD1fG5sA",
+            "change-me-change-me-change-me-change-me",
+        );
+        let error = load(&placeholder, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.api_key_pepper"), "{error}");
+        let generated = production().replace(
+            "signing_key_path = \"/etc/app/keys/signing-key.pem\"",
+            "signing_key_path = \"\"",
+        );
+        let error = load(&generated, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn access_tokens_cannot_be_configured_to_live_over_15_minutes() {
+        let long = VALID.replace("access_token_seconds = 900", "access_token_seconds = 901");
+        let error = load(&long, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("auth.access_token_seconds"), "{error}");
+        let short_pepper = VALID.replace("api_key_pepper = \"\"", "api_key_pepper = \"short\"");
+        let error = load(&short_pepper, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("auth.api_key_pepper"), "{error}");
     }
 
     #[test]

@@ -48,6 +48,19 @@ pub enum ApiError {
     /// The request conflicts with existing state, e.g. a duplicate unique value.
     #[error("{0}")]
     Conflict(&'static str),
+    /// The credentials presented to a login are wrong (never saying which part).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The principal may not do this (function-level authorization).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The body is well-formed but breaks a rule no schema expresses (a weak password):
+    /// reported like a schema failure, per field.
+    #[error("Validation failed")]
+    Invalid(ValidationFailure),
+    /// Too much work is queued (password hashing): retrying later may succeed.
+    #[error("Service busy")]
+    Busy,
     /// The database could not be reached in time: retrying later may succeed.
     #[error("Service unavailable")]
     Unavailable(#[source] sea_orm::DbErr),
@@ -61,6 +74,10 @@ impl ApiError {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +128,13 @@ enum DocumentedErrors {
     /// The request does not match the operation's schema.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
+    /// No credential, or an invalid or expired one (`WWW-Authenticate: Bearer`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The credential lacks a required scope (`error="insufficient_scope"`), or the principal
+    /// may not perform this operation.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
     /// No such resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
@@ -384,7 +408,14 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             if status.is_server_error() {
                 tracing::error!(status = status.as_u16(), error = ?api_error, "request failed");
             }
-            error_response(status, public_message(api_error), None, request_id)
+            let details = match api_error {
+                ApiError::Invalid(failure) => Some(ValidationDetails {
+                    form_errors: failure.form_errors.clone(),
+                    field_errors: failure.field_errors.clone(),
+                }),
+                _ => None,
+            };
+            error_response(status, public_message(api_error), details, request_id)
         } else {
             let status = error.status();
             if status.is_server_error() {

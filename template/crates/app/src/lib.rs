@@ -2,7 +2,7 @@
 //!
 //! 1. [`config`]: typed, layered settings and the rules that refuse unsafe ones;
 //! 2. [`startup`]: [`startup::App::build`] and [`startup::routes`], the middleware stack in order;
-//! 3. [`api`]: the operations, one module per OpenAPI tag;
+//! 3. [`api`]: the operations, one module per OpenAPI tag, and [`auth`], who may call them;
 //! 4. [`error`]: the one mapping from errors to JSON responses;
 //! 5. [`persistence`]: the pool, migrations and entities;
 //! 6. [`telemetry`], structured logs.
@@ -10,6 +10,7 @@
 //! The security controls themselves live in the `security` crate, one module per control.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod persistence;

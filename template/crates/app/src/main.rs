@@ -1,4 +1,10 @@
-//! `app`: runs the service. `app check-config` only loads and validates the configuration.
+//! `app`: runs the service.
+//!
+//! - `app check-config` only loads and validates the configuration;
+//! - `app init` prepares everything start-up would (database, migrations, development
+//!   certificate and, outside production, the development administrator) and exits;
+//! - `app bootstrap-admin <email>` creates an administrator and prints its one-time password:
+//!   the only way to get the first account in production.
 
 use std::process::ExitCode;
 
@@ -27,8 +33,19 @@ async fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Some("bootstrap-admin") => {
+            let Some(email) = std::env::args().nth(2) else {
+                eprintln!("usage: app bootstrap-admin <email>");
+                return ExitCode::FAILURE;
+            };
+            return bootstrap_admin(settings, &email).await;
+        }
+        Some("init") => {}
         Some(other) => {
-            eprintln!("unknown command `{other}`; usage: app [serve | check-config]");
+            eprintln!(
+                "unknown command `{other}`; usage: app [serve | check-config | init | \
+                 bootstrap-admin <email>]"
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -42,6 +59,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if command.as_deref() == Some("init") {
+        println!("initialised");
+        return ExitCode::SUCCESS;
+    }
     tracing::info!(address = %app.local_addr(), "listening");
     if let Some(address) = app.http_redirect_addr() {
         tracing::info!(address = %address, "redirecting plain HTTP to the public origin");
@@ -56,6 +77,28 @@ async fn main() -> ExitCode {
         }
         Err(error) => {
             tracing::error!(error = %error, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates an administrator with a random password, printed once on standard output.
+async fn bootstrap_admin(settings: Settings, email: &str) -> ExitCode {
+    let created = async {
+        let db = app::persistence::connect(&settings.database).await?;
+        app::persistence::migrate(&db).await?;
+        let auth = app::auth::AuthContext::new(&settings, db, app::auth::system_clock())?;
+        let (admin, password) =
+            app::auth::bootstrap::create_admin(&auth, email, "Administrator").await?;
+        Ok::<_, Box<dyn std::error::Error>>((admin.email, password))
+    };
+    match created.await {
+        Ok((email, password)) => {
+            println!("administrator {email} created; one-time password (shown once):\n{password}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("bootstrap-admin failed: {error}");
             ExitCode::FAILURE
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use poem::http::header::HeaderName;
 use poem::{Endpoint, EndpointExt, Route};
 use sea_orm::{DatabaseConnection, DbErr};
+use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
@@ -27,7 +28,9 @@ use security::transport::{dev_ca, origin};
 use tokio::sync::watch;
 
 use crate::api;
-use crate::config::{Settings, TlsMode};
+use crate::auth::verifier::ServiceVerifier;
+use crate::auth::{self as service_auth, AuthContext, AuthSetupError, SharedClock, bootstrap};
+use crate::config::{Environment, Settings, TlsMode};
 use crate::error::JsonErrors;
 use crate::persistence;
 use crate::telemetry::AccessLog;
@@ -50,6 +53,12 @@ pub enum StartupError {
     Tls(#[source] TlsError),
     #[error("{0}")]
     Schema(#[source] SchemaError),
+    #[error("access policy: {0}")]
+    Policy(#[source] PolicyError),
+    #[error("authentication: {0}")]
+    Auth(#[source] AuthSetupError),
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[source] bootstrap::BootstrapError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -65,6 +74,7 @@ pub struct App {
     listener: BoundListener,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     redirect_listener: Option<BoundListener>,
+    auth: Arc<AuthContext>,
     /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
     _certificate_watcher: Option<AbortOnDrop>,
     dev_ca_cert: Option<PathBuf>,
@@ -92,6 +102,15 @@ impl App {
     /// Connects to the database, applies migrations, loads (or in development creates) the
     /// certificate and binds the listeners.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, service_auth::system_clock()).await
+    }
+
+    /// [`App::build`] with the clock every credential decision reads (tests move it instead of
+    /// sleeping).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
         tls::install_crypto_provider();
         let (certificate, dev_ca_cert) = load_certificate(&settings)?;
         let tls_config = certificate
@@ -106,7 +125,18 @@ impl App {
             .await
             .map_err(StartupError::Migration)?;
 
-        let endpoint = routes(&settings, db.clone())?.boxed();
+        let auth =
+            Arc::new(AuthContext::new(&settings, db.clone(), clock).map_err(StartupError::Auth)?);
+        // The dummy hash unknown accounts are verified against is made now, so the first
+        // login with an unknown address costs no more than any other.
+        let _ = auth.passwords.verify(None, "").await;
+        if settings.environment != Environment::Production {
+            bootstrap::ensure_dev_admin(&auth)
+                .await
+                .map_err(StartupError::Bootstrap)?;
+        }
+
+        let endpoint = routes(&settings, db.clone(), &auth)?.boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = bind(address, tls_config).await?;
         let redirect_listener =
@@ -124,6 +154,7 @@ impl App {
             listener,
             endpoint,
             redirect_listener,
+            auth,
             _certificate_watcher: certificate_watcher,
             dev_ca_cert,
         })
@@ -144,6 +175,11 @@ impl App {
         self.redirect_listener
             .as_ref()
             .map(BoundListener::local_addr)
+    }
+
+    /// The authentication state (issuer keys, password hasher) the service runs with.
+    pub fn auth_context(&self) -> &Arc<AuthContext> {
+        &self.auth
     }
 
     /// In `self_signed` mode, the development CA certificate clients should trust.
@@ -257,8 +293,9 @@ fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
 pub fn routes(
     settings: &Settings,
     db: DatabaseConnection,
+    auth: &Arc<AuthContext>,
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
-    let api = api::openapi_service(settings, db);
+    let api = api::openapi_service(settings, db, auth);
     let generated_spec = api.spec();
     let mut document: serde_json::Value = serde_json::from_str(&generated_spec).unwrap_or_default();
     // One source for docs and enforcement: request objects are closed (`additionalProperties:
@@ -266,6 +303,14 @@ pub fn routes(
     strict_json::close_request_body_objects(&mut document);
     let strict_json = StrictJson::from_openapi(&document, settings.limits.max_json_depth)
         .map_err(StartupError::Schema)?;
+    // Default deny: every operation declares its scopes or is listed as public.
+    let access_policy = AccessPolicy::from_openapi(&document, api::PUBLIC_OPERATIONS)
+        .map_err(StartupError::Policy)?;
+    let access_control = AccessControl::new(
+        access_policy,
+        Arc::new(ServiceVerifier::new(Arc::clone(auth))),
+        API_KEY_HEADERS[0].clone(),
+    );
     let published_spec = serde_json::to_string_pretty(&document).unwrap_or_default();
     // Swagger UI is one HTML page with inline script and style: its policy allows exactly
     // those elements by hash, never 'unsafe-inline'. It shows the published document.
@@ -294,9 +339,20 @@ pub fn routes(
     Ok(Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", Route::new().at("/", docs))
+        .at(
+            "/oauth/token",
+            api::oauth::TokenEndpoint::new(Arc::clone(auth)),
+        )
+        .at("/.well-known/jwks.json", api::oauth::jwks(Arc::clone(auth)))
+        .at(
+            "/.well-known/oauth-authorization-server",
+            api::oauth::metadata(auth),
+        )
         .nest("/", api)
         // JSON bodies parsed strictly, checked against the served document, all errors at once.
         .with(strict_json)
+        // Authentication and the document's scopes, before any body is parsed (401, 403).
+        .with(access_control)
         // Bodies are read once, here, within the size and time limits (413, 408).
         .with(BodyLimit::new(
             settings.limits.max_body_bytes,

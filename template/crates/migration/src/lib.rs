@@ -8,6 +8,7 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::{MigrationTrait, async_trait};
 
 mod m20260101_000001_create_users;
+mod m20261128_000002_authentication;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -16,6 +17,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20260101_000001_create_users::Migration)]
+        vec![
+            Box::new(m20260101_000001_create_users::Migration),
+            Box::new(m20261128_000002_authentication::Migration),
+        ]
     }
 }

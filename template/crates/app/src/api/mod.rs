@@ -1,30 +1,72 @@
 //! The HTTP API: one module per OpenAPI tag. The OpenAPI document is generated from these
-//! declarations, so what is documented is what is served.
+//! declarations, so what is documented is what is served, and what is enforced: each protected
+//! operation names its scopes on its `Authenticated` parameter, and `security::auth::
+//! access_control` enforces the scopes the document shows. An operation without that parameter
+//! must be listed in [`PUBLIC_OPERATIONS`], or the service refuses to start (default deny).
 
+pub mod api_keys;
+pub mod auth;
 pub mod health;
+pub mod notes;
+pub mod oauth;
 pub mod users;
+
+use std::sync::Arc;
 
 use poem_openapi::{OpenApiService, Tags};
 use sea_orm::DatabaseConnection;
 
+use crate::auth::AuthContext;
 use crate::config::Settings;
+
+/// The operations anyone may call without a credential. Adding one here is the explicit,
+/// reviewable opt-out of authentication.
+pub const PUBLIC_OPERATIONS: &[&str] = &[
+    "GET /health/live",
+    "GET /health/ready",
+    // The credential is in the body: a password, or the refresh token to revoke.
+    "POST /v1/auth/login",
+    "POST /v1/auth/logout",
+];
 
 /// The tags grouping operations in the OpenAPI document.
 #[derive(Debug, Tags)]
 pub enum ApiTags {
     /// Liveness and readiness probes.
     Health,
-    /// User accounts.
+    /// Password login and logout.
+    Auth,
+    /// User accounts and your own profile.
     Users,
+    /// API keys: create, list, rotate, revoke.
+    ApiKeys,
+    /// Notes, the demo resource owned by its creator.
+    Notes,
 }
 
 /// Every API of the service, as one OpenAPI service.
-pub type Api = (health::HealthApi, users::UsersApi);
+pub type Api = (
+    health::HealthApi,
+    auth::AuthApi,
+    users::UsersApi,
+    api_keys::ApiKeysApi,
+    notes::NotesApi,
+);
 
 /// Builds the API with its OpenAPI metadata. The server URL is the configured public origin,
 /// never one taken from a request.
-pub fn openapi_service(settings: &Settings, db: DatabaseConnection) -> OpenApiService<Api, ()> {
-    let apis = (health::HealthApi::new(db.clone()), users::UsersApi::new(db));
+pub fn openapi_service(
+    settings: &Settings,
+    db: DatabaseConnection,
+    auth: &Arc<AuthContext>,
+) -> OpenApiService<Api, ()> {
+    let apis = (
+        health::HealthApi::new(db),
+        auth::AuthApi::new(Arc::clone(auth)),
+        users::UsersApi::new(Arc::clone(auth)),
+        api_keys::ApiKeysApi::new(Arc::clone(auth)),
+        notes::NotesApi::new(Arc::clone(auth)),
+    );
     OpenApiService::new(apis, &settings.service.name, env!("CARGO_PKG_VERSION"))
         .server(settings.server.public_origin.clone())
 }

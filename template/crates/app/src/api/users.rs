@@ -1,25 +1,36 @@
-//! User accounts: `POST /v1/users`, `GET /v1/users` (paged), `GET /v1/users/{id}`.
+//! User accounts: `POST /v1/users`, `GET /v1/users` (paged), `GET /v1/users/{id}` for
+//! administrators (function-level authorization, AUTH-6: only the admin role is granted
+//! `users:read` and `users:write`); `GET /v1/me` and `PATCH /v1/me` for everyone's own profile,
+//! where only `name` can change: `role`, `email` and every other field are refused as unknown
+//! (no mass assignment).
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set, SqlErr};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, SqlErr};
+use security::auth::password::PasswordError;
+use security::input::strict_json::ValidationFailure;
 use uuid::Uuid;
 
 use super::ApiTags;
+use crate::auth::AuthContext;
+use crate::auth::scheme::Authenticated;
+use crate::auth::scopes::Scope;
 use crate::error::ApiError;
 use crate::persistence::users::{self, Role as StoredRole};
 
 /// The user API.
 #[derive(Debug)]
 pub struct UsersApi {
-    db: DatabaseConnection,
+    auth: Arc<AuthContext>,
 }
 
 impl UsersApi {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+    pub fn new(auth: Arc<AuthContext>) -> Self {
+        Self { auth }
     }
 }
 
@@ -42,6 +53,19 @@ pub struct NewUser {
     #[oai(validator(min_length = 1, max_length = 100, pattern = r"^[a-zA-Z\s'-]+$"))]
     pub name: String,
     pub role: Role,
+    /// At least 12 characters, not a common password, not the email address.
+    #[oai(validator(max_length = 128))]
+    pub password: String,
+}
+
+/// The fields of your own profile you may change. Anything else (`role`, `email`, `id`) is
+/// refused as an unknown field.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// 1 to 100 letters, spaces, apostrophes or hyphens.
+    #[oai(validator(min_length = 1, max_length = 100, pattern = r"^[a-zA-Z\s'-]+$"))]
+    pub name: String,
 }
 
 /// A stored user.
@@ -113,8 +137,33 @@ pub enum FoundUser {
 impl UsersApi {
     /// Creates a user.
     #[oai(path = "/users", method = "post")]
-    async fn create(&self, body: Json<NewUser>) -> Result<CreatedUser, ApiError> {
+    async fn create(
+        &self,
+        #[oai(scope = "Scope::UsersWrite")] _auth: Authenticated,
+        body: Json<NewUser>,
+    ) -> Result<CreatedUser, ApiError> {
         let new_user = body.0;
+        if let Err(violations) = self
+            .auth
+            .password_policy
+            .check(&new_user.password, Some(&new_user.email))
+        {
+            let mut failure = ValidationFailure::default();
+            failure.field_errors.insert(
+                "password".to_owned(),
+                violations.iter().map(ToString::to_string).collect(),
+            );
+            return Err(ApiError::Invalid(failure));
+        }
+        let password_hash =
+            self.auth
+                .passwords
+                .hash(&new_user.password)
+                .await
+                .map_err(|error| match error {
+                    PasswordError::Busy => ApiError::Busy,
+                    PasswordError::Hashing => ApiError::Internal(Box::new(error)),
+                })?;
         let model = users::ActiveModel {
             id: Set(Uuid::new_v4()),
             // Addresses are compared case-insensitively, so they are stored in one case.
@@ -125,8 +174,9 @@ impl UsersApi {
                 Role::Admin => StoredRole::Admin,
             }),
             created_at: Set(Utc::now()),
+            password_hash: Set(Some(password_hash)),
         };
-        match model.insert(&self.db).await {
+        match model.insert(&self.auth.db).await {
             Ok(created) => Ok(CreatedUser::Created(Json(created.into()))),
             Err(error) if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(ApiError::Conflict("A user with this email already exists"))
@@ -140,6 +190,7 @@ impl UsersApi {
     #[oai(path = "/users", method = "get")]
     async fn list(
         &self,
+        #[oai(scope = "Scope::UsersRead")] _auth: Authenticated,
         // The cap is declared, so the document shows it and poem-openapi answers 400 above it.
         #[oai(
             default = "default_page_size",
@@ -148,7 +199,7 @@ impl UsersApi {
         limit: Query<u64>,
         after: Query<Option<Uuid>>,
     ) -> Result<UserList, ApiError> {
-        let page = users::page(&self.db, after.0, limit.0.min(MAX_PAGE_SIZE)).await?;
+        let page = users::page(&self.auth.db, after.0, limit.0.min(MAX_PAGE_SIZE)).await?;
         Ok(UserList::Ok(Json(UserPage {
             items: page.items.into_iter().map(User::from).collect(),
             next: page.next,
@@ -157,11 +208,53 @@ impl UsersApi {
 
     /// Reads one user.
     #[oai(path = "/users/:id", method = "get")]
-    async fn get(&self, id: Path<Uuid>) -> Result<FoundUser, ApiError> {
+    async fn get(
+        &self,
+        #[oai(scope = "Scope::UsersRead")] _auth: Authenticated,
+        id: Path<Uuid>,
+    ) -> Result<FoundUser, ApiError> {
         users::Entity::find_by_id(id.0)
-            .one(&self.db)
+            .one(&self.auth.db)
             .await?
             .map(|model| FoundUser::Ok(Json(model.into())))
+            .ok_or(ApiError::NotFound)
+    }
+
+    /// Reads your own profile.
+    #[oai(path = "/me", method = "get")]
+    async fn me(
+        &self,
+        #[oai(scope = "Scope::Profile")] auth: Authenticated,
+    ) -> Result<FoundUser, ApiError> {
+        let user = self.caller(&auth).await?;
+        Ok(FoundUser::Ok(Json(user.into())))
+    }
+
+    /// Changes your own name. No other field can be set here.
+    #[oai(path = "/me", method = "patch")]
+    async fn update_me(
+        &self,
+        #[oai(scope = "Scope::Profile")] auth: Authenticated,
+        body: Json<ProfileUpdate>,
+    ) -> Result<FoundUser, ApiError> {
+        let mut user = self.caller(&auth).await?.into_active_model();
+        user.name = Set(body.0.name);
+        let updated = user.update(&self.auth.db).await?;
+        Ok(FoundUser::Ok(Json(updated.into())))
+    }
+}
+
+impl UsersApi {
+    /// The calling user's account.
+    async fn caller(&self, auth: &Authenticated) -> Result<users::Model, ApiError> {
+        let id: Uuid = auth
+            .principal()
+            .subject
+            .parse()
+            .map_err(|_| ApiError::NotFound)?;
+        users::Entity::find_by_id(id)
+            .one(&self.auth.db)
+            .await?
             .ok_or(ApiError::NotFound)
     }
 }

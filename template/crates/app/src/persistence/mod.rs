@@ -3,6 +3,9 @@
 //! Queries go through sea-orm's builders, which bind every value as a parameter (INPUT-3): no
 //! SQL is ever assembled from strings here.
 
+pub mod api_keys;
+pub mod notes;
+pub mod refresh_tokens;
 pub mod users;
 
 use std::path::Path;

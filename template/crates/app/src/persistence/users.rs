@@ -23,6 +23,8 @@ pub struct Model {
     pub name: String,
     pub role: Role,
     pub created_at: DateTimeUtc,
+    /// argon2id PHC string; `None` for an account without a password. Never serialised.
+    pub password_hash: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -104,6 +104,8 @@ fn calling_page(poem::web::Data(api): poem::web::Data<&String>) -> Html<String> 
     Html(format!(
         r#"<!doctype html><html><body><p id="result">pending</p><script>
 const api = "{api}";
+// The bearer token arrives in the fragment, which is never sent to the page's server.
+const token = decodeURIComponent(location.hash.slice(1));
 async function call(name, init, path) {{
   try {{ const r = await fetch(api + path, init); return name + ":" + r.status; }}
   catch (e) {{ return name + ":blocked"; }}
@@ -111,8 +113,9 @@ async function call(name, init, path) {{
 (async () => {{
   const post = await call("post", {{
     method: "POST", credentials: "include",
-    headers: {{ "content-type": "application/json" }},
-    body: JSON.stringify({{ email: "browser@example.com", name: "Browser User", role: "user" }})
+    headers: {{ "content-type": "application/json", "authorization": "Bearer " + token }},
+    body: JSON.stringify({{ email: "browser@example.com", name: "Browser User", role: "user",
+                            password: "plover-quartz-lantern-9" }})
   }}, "/v1/users");
   const get = await call("get", {{ credentials: "include" }}, "/health/live");
   document.getElementById("result").textContent = "RESULT " + post + " " + get;
@@ -163,14 +166,15 @@ async fn a_page_from_an_allowed_origin_can_call_the_api_and_a_foreign_one_cannot
     .await;
     let pin = spki_pin(&app);
 
-    let (dom, log) = load(browser.clone(), format!("{allowed}/"), pin.clone()).await;
+    let token = &app.admin_token;
+    let (dom, log) = load(browser.clone(), format!("{allowed}/#{token}"), pin.clone()).await;
     assert_eq!(
         result_line(&dom),
         "post:201 get:200",
         "allowed origin; log:\n{log}"
     );
 
-    let (dom, log) = load(browser, format!("{foreign}/"), pin).await;
+    let (dom, log) = load(browser, format!("{foreign}/#{token}"), pin).await;
     assert_eq!(
         result_line(&dom),
         "post:blocked get:blocked",
@@ -186,7 +190,10 @@ async fn a_page_from_an_allowed_origin_can_call_the_api_and_a_foreign_one_cannot
         .count(&db)
         .await
         .expect("count");
-    assert_eq!(users, 1, "only the allowed origin's user was created");
+    assert_eq!(
+        users, 2,
+        "the administrator and the allowed origin's user, nobody else"
+    );
 }
 
 #[tokio::test]

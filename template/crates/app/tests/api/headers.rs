@@ -60,7 +60,7 @@ async fn success_and_error_responses_carry_every_security_header() {
     assert_security_headers(&ok, "200");
 
     let bad = app
-        .client
+        .admin
         .post(app.url("/v1/users"))
         .json(&json!({"unexpected": true}))
         .send()
@@ -80,7 +80,7 @@ async fn success_and_error_responses_carry_every_security_header() {
 
     break_the_users_table(&app).await;
     let failed = app
-        .client
+        .admin
         .get(app.url(&format!("/v1/users/{}", uuid::Uuid::new_v4())))
         .send()
         .await

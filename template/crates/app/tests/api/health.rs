@@ -77,7 +77,7 @@ async fn readiness_fails_with_503_json_while_the_database_is_unreachable_and_rec
     assert_eq!(body["database"], "down");
     // A request needing the database gets a JSON 503, not a hang or a 500.
     let response = app
-        .client
+        .admin
         .get(app.url(&format!("/v1/users/{}", uuid::Uuid::new_v4())))
         .send()
         .await

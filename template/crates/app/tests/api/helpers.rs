@@ -66,6 +66,19 @@ max_header_bytes = 16384
 max_headers = 64
 max_json_depth = 32
 
+[auth]
+audience = ""
+access_token_seconds = 900
+refresh_token_idle_seconds = 86400
+refresh_token_absolute_seconds = 2592000
+api_key_prefix = "rmp"
+api_key_overlap_seconds = 86400
+api_key_pepper = "test-pepper-0123456789abcdef0123456789abcdef"
+password_hash_concurrency = 2
+key_dir = "DATA_DIR/keys"
+signing_key_path = ""
+retired_signing_keys = []
+
 [log]
 level = "warn"
 format = "json"
@@ -82,6 +95,16 @@ pub struct TestApp {
     pub ca_cert: Option<std::path::PathBuf>,
     /// Trusts only the development CA; follows no redirects.
     pub client: reqwest::Client,
+    /// `client` with the bootstrap administrator's access token on every request.
+    pub admin: reqwest::Client,
+    /// The bootstrap administrator's credentials and demo API key (`keys/bootstrap.json`).
+    pub credentials: BootstrapCredentials,
+    /// The administrator's access token (all admin scopes).
+    pub admin_token: String,
+    /// The clock every credential decision reads; tests move it instead of sleeping.
+    pub clock: TestClock,
+    /// The service's authentication state: issuer keys, password hasher.
+    pub auth: Arc<app::auth::AuthContext>,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -182,12 +205,117 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with("").await
 }
 
+/// A clock a test sets; it starts at the real time.
+#[derive(Debug, Clone)]
+pub struct TestClock(Arc<std::sync::atomic::AtomicU64>);
+
+impl TestClock {
+    pub fn new() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        Self(Arc::new(std::sync::atomic::AtomicU64::new(now)))
+    }
+
+    pub fn now(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn advance(&self, seconds: u64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn shared(&self) -> app::auth::SharedClock {
+        let time = Arc::clone(&self.0);
+        Arc::new(move || time.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}
+
+/// What the development bootstrap wrote to `keys/bootstrap.json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct BootstrapCredentials {
+    pub admin: AdminLogin,
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AdminLogin {
+    pub email: String,
+    pub password: String,
+}
+
+/// Logs in and returns the token response.
+pub async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> serde_json::Value {
+    let response = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200, "login of {email}");
+    json_body(response).await
+}
+
+/// An access token for the account `email`, with every scope its role allows.
+pub async fn admin_access_token(auth: &app::auth::AuthContext, email: &str) -> String {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let admin = app::persistence::users::Entity::find()
+        .filter(app::persistence::users::Column::Email.eq(email))
+        .one(&auth.db)
+        .await
+        .expect("query")
+        .expect("the bootstrap administrator exists");
+    let scopes = app::auth::scopes::scopes_of_role(admin.role)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    app::auth::tokens::issue_access(auth, &admin.id.to_string(), scopes, None)
+        .expect("signed")
+        .token
+}
+
+/// A client that sends `token` as the bearer credential on every request.
+pub fn client_with_token(ca_cert: Option<&Path>, token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value =
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers);
+    if let Some(ca_cert) = ca_cert {
+        let pem = std::fs::read(ca_cert).expect("read the development CA");
+        let ca = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+        builder = builder.tls_certs_only([ca]);
+    }
+    builder.build().expect("client")
+}
+
 /// Boots the service with `overrides` applied to the base settings.
 pub async fn spawn_app_with(overrides: &str) -> TestApp {
     let data_dir = tempfile::tempdir().expect("data dir");
     let settings = settings(data_dir.path(), overrides);
-    let app = App::build(settings).await.expect("the app builds");
+    spawn_app_with_settings(data_dir, settings).await
+}
+
+/// Boots the service with `settings`, whose files live in `data_dir`.
+pub async fn spawn_app_with_settings(data_dir: tempfile::TempDir, settings: Settings) -> TestApp {
+    capture_audit_events();
+    let clock = TestClock::new();
+    let bootstrap_file = settings.auth.key_dir.join("bootstrap.json");
+    let app = App::build_with_clock(settings, clock.shared())
+        .await
+        .expect("the app builds");
     let port = app.port();
+    let auth = Arc::clone(app.auth_context());
     let scheme = if app.dev_ca_cert().is_some() {
         "https"
     } else {
@@ -201,11 +329,25 @@ pub async fn spawn_app_with(overrides: &str) -> TestApp {
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = signal.await;
     }));
+    let address = format!("{scheme}://127.0.0.1:{port}");
+    let client = client_trusting(ca_cert.as_deref());
+    let credentials: BootstrapCredentials = serde_json::from_slice(
+        &std::fs::read(&bootstrap_file).expect("the development bootstrap wrote its file"),
+    )
+    .expect("bootstrap.json");
+    // The administrator's token comes straight from the issuer: no HTTP login, so tests that
+    // serve plaintext behind a proxy, or move the clock, start the same way.
+    let admin_token = admin_access_token(&auth, &credentials.admin.email).await;
     TestApp {
-        address: format!("{scheme}://127.0.0.1:{port}"),
+        address,
         port,
         http_address,
-        client: client_trusting(ca_cert.as_deref()),
+        admin: client_with_token(ca_cert.as_deref(), &admin_token),
+        admin_token,
+        credentials,
+        clock,
+        auth,
+        client,
         ca_cert,
         data_dir,
         shutdown: Some(shutdown),
@@ -385,4 +527,60 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Audit events recorded by every service in this test process, with their fields as text.
+/// Services run in-process, so a test finds its own events by the request id of its response.
+#[derive(Debug, Default)]
+struct AuditCapture {
+    events: std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for &'static AuditCapture {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "audit" {
+            return;
+        }
+        struct Fields(std::collections::BTreeMap<String, String>);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.insert(
+                    field.name().to_owned(),
+                    format!("{value:?}").trim_matches('"').to_owned(),
+                );
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.insert(field.name().to_owned(), value.to_owned());
+            }
+        }
+        let mut fields = Fields(std::collections::BTreeMap::new());
+        event.record(&mut fields);
+        self.events.lock().expect("audit lock").push(fields.0);
+    }
+}
+
+static AUDIT: std::sync::OnceLock<&'static AuditCapture> = std::sync::OnceLock::new();
+
+/// Starts capturing audit events (once per process).
+pub fn capture_audit_events() {
+    AUDIT.get_or_init(|| {
+        use tracing_subscriber::layer::SubscriberExt;
+        let capture: &'static AuditCapture = Box::leak(Box::default());
+        let subscriber = tracing_subscriber::registry().with(capture);
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        capture
+    });
+}
+
+/// The audit events recorded for the request whose response carried `request_id`.
+pub fn audit_events_for(request_id: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let capture = AUDIT.get().expect("capture_audit_events() was called");
+    capture
+        .events
+        .lock()
+        .expect("audit lock")
+        .iter()
+        .filter(|event| event.get("request_id").map(String::as_str) == Some(request_id))
+        .cloned()
+        .collect()
 }

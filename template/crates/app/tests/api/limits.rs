@@ -20,7 +20,7 @@ async fn raw_exchange(app: &TestApp, request: &[u8]) -> String {
 async fn a_body_over_the_limit_is_a_json_413() {
     let app = spawn_app().await;
     let response = app
-        .client
+        .admin
         .post(app.url("/v1/users"))
         .header("content-type", "application/json")
         .body(format!("{{\"name\":\"{}\"}}", "a".repeat(70 * 1024)))
@@ -35,9 +35,10 @@ async fn a_body_over_the_limit_is_a_json_413() {
 async fn a_chunked_body_over_the_limit_is_a_413() {
     let app = spawn_app().await;
     let chunk = "a".repeat(16 * 1024);
-    let mut request = String::from(
+    let mut request = format!(
         "POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.admin_token
     );
     for _ in 0..5 {
         request.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
@@ -51,10 +52,12 @@ async fn a_chunked_body_over_the_limit_is_a_413() {
 async fn a_body_trickling_in_is_cut_with_408() {
     let app = spawn_app_with("[limits]\nbody_read_timeout_seconds = 1\n").await;
     // Announces 100 bytes, sends one, then goes quiet.
-    let request =
-        b"POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-                    Content-Length: 100\r\n\r\n{";
-    let response = raw_exchange(&app, request).await;
+    let request = format!(
+        "POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {}\r\nContent-Length: 100\r\n\r\n{{",
+        app.admin_token
+    );
+    let response = raw_exchange(&app, request.as_bytes()).await;
     assert!(response.starts_with("HTTP/1.1 408"), "{response}");
     assert!(response.contains("Request timeout"), "{response}");
 }

@@ -1,6 +1,7 @@
 //! Integration tests: each boots the real service on port 0 with a fresh database and speaks
 //! HTTP to it. One test binary, one module per area.
 
+mod auth;
 mod browser;
 mod config;
 mod cors;
@@ -12,6 +13,7 @@ mod malformed;
 mod migrations;
 mod openapi;
 mod shutdown;
+mod tokens;
 mod transport;
 mod users;
 mod validation;

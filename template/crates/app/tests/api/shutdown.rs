@@ -11,14 +11,15 @@ use crate::helpers::{settings, spawn_app};
 #[tokio::test]
 async fn shutdown_drains_an_in_flight_request_and_then_refuses_new_connections() {
     let mut app = spawn_app().await;
-    let body = br#"{"email":"late@example.com","name":"Late Writer","role":"user"}"#;
+    let body = br#"{"email":"late@example.com","name":"Late Writer","role":"user","password":"plover-quartz-lantern-9"}"#;
 
     // Send the head with `Expect: 100-continue`: the server answers "100 Continue" only once the
     // handler is reading the body, which proves the request is in flight.
     let mut stream = app.tls_stream().await;
     let head = format!(
         "POST /v1/users HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+         Authorization: Bearer {}\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        app.admin_token,
         body.len()
     );
     stream.write_all(head.as_bytes()).await.expect("write head");
@@ -66,11 +67,11 @@ async fn shutdown_drains_an_in_flight_request_and_then_refuses_new_connections()
     let db = app::persistence::connect(&settings.database)
         .await
         .expect("reopen");
-    assert_eq!(
-        app::persistence::users::Entity::find()
-            .count(&db)
-            .await
-            .expect("count"),
-        1
-    );
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let written = app::persistence::users::Entity::find()
+        .filter(app::persistence::users::Column::Email.eq("late@example.com"))
+        .count(&db)
+        .await
+        .expect("count");
+    assert_eq!(written, 1);
 }

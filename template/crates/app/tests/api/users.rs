@@ -5,9 +5,9 @@ use serde_json::json;
 async fn a_created_user_can_be_read_back() {
     let app = spawn_app().await;
     let response = app
-        .client
+        .admin
         .post(app.url("/v1/users"))
-        .json(&json!({"email": "Ada@Example.com", "name": "Ada Lovelace", "role": "user"}))
+        .json(&json!({"email": "Ada@Example.com", "name": "Ada Lovelace", "role": "user", "password": "plover-quartz-lantern-9"}))
         .send()
         .await
         .expect("request");
@@ -20,7 +20,7 @@ async fn a_created_user_can_be_read_back() {
     let id = created["id"].as_str().expect("an id");
 
     let response = app
-        .client
+        .admin
         .get(app.url(&format!("/v1/users/{id}")))
         .send()
         .await
@@ -33,7 +33,7 @@ async fn a_created_user_can_be_read_back() {
 async fn an_unknown_user_is_a_json_404_with_the_request_id() {
     let app = spawn_app().await;
     let response = app
-        .client
+        .admin
         .get(app.url(&format!("/v1/users/{}", uuid::Uuid::new_v4())))
         .send()
         .await
@@ -51,9 +51,9 @@ async fn a_duplicate_email_is_a_409() {
     let app = spawn_app().await;
     for expected in [201, 409] {
         let response = app
-            .client
+            .admin
             .post(app.url("/v1/users"))
-            .json(&json!({"email": "grace@example.com", "name": "Grace Hopper", "role": "admin"}))
+            .json(&json!({"email": "grace@example.com", "name": "Grace Hopper", "role": "admin", "password": "plover-quartz-lantern-9"}))
             .send()
             .await
             .expect("request");
@@ -74,17 +74,17 @@ async fn malformed_requests_are_json_400s() {
             "a role outside the enum",
         ),
         (
-            json!({"email": "a@example.com", "role": "user"}),
+            json!({"email": "a@example.com", "role": "user", "password": "plover-quartz-lantern-9"}),
             "a missing name",
         ),
         (
-            json!({"email": "a@example.com", "name": "R2D2", "role": "user"}),
+            json!({"email": "a@example.com", "name": "R2D2", "role": "user", "password": "plover-quartz-lantern-9"}),
             "digits in the name",
         ),
     ];
     for (body, why) in cases {
         let response = app
-            .client
+            .admin
             .post(app.url("/v1/users"))
             .json(&body)
             .send()
@@ -99,7 +99,7 @@ async fn malformed_requests_are_json_400s() {
         );
     }
     let response = app
-        .client
+        .admin
         .get(app.url("/v1/users/not-a-uuid"))
         .send()
         .await
@@ -136,7 +136,7 @@ async fn unknown_routes_and_methods_are_json_404_and_405() {
     assert_eq!(json_body(response).await["error"], "Not found");
 
     let response = app
-        .client
+        .admin
         .delete(app.url("/v1/users"))
         .send()
         .await
@@ -151,9 +151,9 @@ async fn sql_injection_payloads_are_stored_as_data() {
     let app = spawn_app().await;
     let payload = "x');DROP_TABLE_users;--@example.com";
     let response = app
-        .client
+        .admin
         .post(app.url("/v1/users"))
-        .json(&json!({"email": payload, "name": "O'Brien", "role": "user"}))
+        .json(&json!({"email": payload, "name": "O'Brien", "role": "user", "password": "plover-quartz-lantern-9"}))
         .send()
         .await
         .expect("request");
@@ -164,7 +164,7 @@ async fn sql_injection_payloads_are_stored_as_data() {
 
     let id = created["id"].as_str().expect("an id");
     let response = app
-        .client
+        .admin
         .get(app.url(&format!("/v1/users/{id}")))
         .send()
         .await
@@ -179,7 +179,7 @@ async fn xml_bodies_are_refused_unparsed() {
     let app = spawn_app().await;
     let attributes: String = (0..2000).map(|i| format!(" a{i}=\"x\"")).collect();
     let response = app
-        .client
+        .admin
         .post(app.url("/v1/users"))
         .header("content-type", "application/xml")
         .body(format!("<user{attributes}/>"))

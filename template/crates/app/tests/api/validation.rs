@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, json_body, published_document, spawn_app};
 
 /// Posts `body` as written (not re-serialised, so duplicate keys and bad JSON reach the server).
 async fn post_raw(app: &TestApp, path: &str, body: impl Into<String>) -> reqwest::Response {
-    app.client
+    app.admin
         .post(app.url(path))
         .header("content-type", "application/json")
         .body(body.into())
@@ -46,7 +46,7 @@ fn field_messages(details: &Value, field: &str) -> Vec<String> {
 }
 
 fn valid_user() -> Value {
-    json!({"email": "ada@example.com", "name": "Ada Lovelace", "role": "user"})
+    json!({"email": "ada@example.com", "name": "Ada Lovelace", "role": "user", "password": "plover-quartz-lantern-9"})
 }
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn a_repeated_key_is_refused_not_resolved() {
     let response = post_raw(
         &app,
         "/v1/users",
-        r#"{"email":"a@b.co","email":"c@d.co","name":"Ada","role":"user"}"#,
+        r#"{"email":"a@b.co","email":"c@d.co","name":"Ada","role":"user","password":"plover-quartz-lantern-9"}"#,
     )
     .await;
     let status = response.status();
@@ -147,7 +147,7 @@ async fn a_repeated_key_is_refused_not_resolved() {
     let response = post_raw(
         &app,
         "/v1/users",
-        r#"{"email":"c@d.co","name":"Ada","role":"user"}"#,
+        r#"{"email":"c@d.co","name":"Ada","role":"user","password":"plover-quartz-lantern-9"}"#,
     )
     .await;
     assert_eq!(response.status(), 201);
@@ -169,7 +169,7 @@ async fn every_invalid_field_is_reported_at_once() {
         .as_object()
         .map(|fields| fields.keys().collect())
         .unwrap_or_default();
-    assert_eq!(fields, ["email", "name", "role"], "{body}");
+    assert_eq!(fields, ["email", "name", "password", "role"], "{body}");
 }
 
 #[tokio::test]
@@ -229,7 +229,9 @@ async fn a_password_sent_in_the_wrong_place_is_never_echoed() {
             "in a body that is not valid JSON",
         ),
         (
-            format!(r#"{{"email": "a@b.co", "email": "{secret}", "name": "A", "role": "user"}}"#),
+            format!(
+                r#"{{"email": "a@b.co", "email": "{secret}", "name": "A", "role": "user", "password": "plover-quartz-lantern-9"}}"#
+            ),
             "in a repeated key",
         ),
     ] {
@@ -246,7 +248,7 @@ async fn the_page_size_is_capped_at_100() {
     let app = spawn_app().await;
     for (limit, expected) in [("101", 400), ("0", 400), ("100", 200), ("1", 200)] {
         let response = app
-            .client
+            .admin
             .get(app.url(&format!("/v1/users?limit={limit}")))
             .send()
             .await
@@ -264,7 +266,7 @@ async fn the_page_size_is_capped_at_100() {
         }
     }
     let response = app
-        .client
+        .admin
         .get(app.url("/v1/users?limit=101"))
         .send()
         .await
@@ -279,12 +281,21 @@ async fn the_page_size_is_capped_at_100() {
 #[tokio::test]
 async fn pages_walk_every_user_exactly_once() {
     let app = spawn_app().await;
-    let mut created = Vec::new();
+    let me = json_body(
+        app.admin
+            .get(app.url("/v1/me"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    // The bootstrap administrator is the sixth user.
+    let mut created = vec![me["id"].as_str().expect("id").to_owned()];
     for i in 0..5 {
         let response = post_raw(
             &app,
             "/v1/users",
-            json!({"email": format!("user{i}@example.com"), "name": "Page Walker", "role": "user"})
+            json!({"email": format!("user{i}@example.com"), "name": "Page Walker", "role": "user", "password": "plover-quartz-lantern-9"})
                 .to_string(),
         )
         .await;
@@ -306,7 +317,7 @@ async fn pages_walk_every_user_exactly_once() {
             None => "/v1/users?limit=2".to_owned(),
         };
         let response = app
-            .client
+            .admin
             .get(app.url(&query))
             .send()
             .await
@@ -327,7 +338,7 @@ async fn pages_walk_every_user_exactly_once() {
         }
         assert!(pages < 10, "pagination terminates");
     }
-    assert_eq!(pages, 3, "5 users, 2 per page");
+    assert_eq!(pages, 3, "6 users, 2 per page");
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "in id order");
@@ -336,13 +347,13 @@ async fn pages_walk_every_user_exactly_once() {
 
     // Without a limit the default page (20) holds them all.
     let response = app
-        .client
+        .admin
         .get(app.url("/v1/users"))
         .send()
         .await
         .expect("request");
     let page = json_body(response).await;
-    assert_eq!(page["items"].as_array().map(Vec::len), Some(5));
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(6));
     assert!(
         page.get("next").is_none(),
         "no next on the last page: {page}"
@@ -560,7 +571,7 @@ async fn every_json_operation_refuses_every_out_of_schema_body() {
         let url = app.url(&concrete_path(&template));
         for case in cases {
             let response = app
-                .client
+                .admin
                 .request(method.to_uppercase().parse().expect("a method"), &url)
                 .json(&case.body)
                 .send()
@@ -602,7 +613,7 @@ async fn every_query_parameter_above_its_maximum_is_refused() {
                 };
                 let url = app.url(&format!("{}?{name}={}", concrete_path(template), max + 1.0));
                 let response = app
-                    .client
+                    .admin
                     .request(method.to_uppercase().parse().expect("a method"), &url)
                     .send()
                     .await

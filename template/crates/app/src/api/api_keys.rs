@@ -1,0 +1,313 @@
+//! API keys: `POST /v1/api-keys`, `GET /v1/api-keys`, `DELETE /v1/api-keys/{id}`,
+//! `POST /v1/api-keys/{id}/rotate` (AUTH-2, AUTH-6).
+//!
+//! A key's scopes must be a subset of its creator's; the secret is in the creation (or
+//! rotation) response only. A principal manages its own keys; another principal's keys answer
+//! 404 (their existence is not disclosed), unless the caller holds `api_keys:admin`. Listing
+//! another owner's keys without it is 403.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use security::auth::access_control::Principal;
+use security::logging::audit::{AuditEvent, Outcome};
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::auth::AuthContext;
+use crate::auth::api_keys::{self, IssuedKey};
+use crate::auth::scheme::Authenticated;
+use crate::auth::scopes::Scope;
+use crate::error::ApiError;
+use crate::persistence::api_keys as stored;
+
+/// The API-key API.
+#[derive(Debug)]
+pub struct ApiKeysApi {
+    auth: Arc<AuthContext>,
+}
+
+impl ApiKeysApi {
+    pub fn new(auth: Arc<AuthContext>) -> Self {
+        Self { auth }
+    }
+}
+
+/// A new key.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// A label for its owner, 1 to 100 characters.
+    #[oai(validator(min_length = 1, max_length = 100, pattern = r"^[\w .:-]+$"))]
+    pub name: String,
+    /// What the key may do: a subset of the caller's own scopes.
+    #[oai(validator(min_items = 1, max_items = 20, unique_items))]
+    pub scopes: Vec<String>,
+    /// When the key stops working; none means until revoked.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A stored key, without its secret.
+#[derive(Debug, Object)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub last_used_at: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// After a rotation: the key stops working at this time.
+    #[oai(skip_serializing_if_is_none)]
+    pub valid_until: Option<DateTime<Utc>>,
+    #[oai(skip_serializing_if_is_none)]
+    pub replaced_by: Option<Uuid>,
+}
+
+impl From<stored::Model> for ApiKey {
+    fn from(key: stored::Model) -> Self {
+        Self {
+            scopes: key.scope_list(),
+            id: key.id,
+            owner_id: key.owner_id,
+            name: key.name,
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            last_used_at: key.last_used_at,
+            revoked_at: key.revoked_at,
+            valid_until: key.valid_until,
+            replaced_by: key.replaced_by,
+        }
+    }
+}
+
+/// A key with its secret: shown in this response only.
+#[derive(Object)]
+pub struct CreatedApiKey {
+    #[oai(flatten)]
+    pub key: ApiKey,
+    /// The secret. Store it now: it cannot be shown again. Use it as `X-API-Key`, or as the
+    /// `client_secret` (with the key's `id` as `client_id`) at `POST /oauth/token`.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<IssuedKey> for CreatedApiKey {
+    fn from(issued: IssuedKey) -> Self {
+        Self {
+            secret: issued.secret.expose().to_owned(),
+            key: issued.key.into(),
+        }
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum Created {
+    /// The key, with its secret.
+    #[oai(status = 201)]
+    Created(Json<CreatedApiKey>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum KeyList {
+    /// The keys.
+    #[oai(status = 200)]
+    Ok(Json<Vec<ApiKey>>),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum Revoked {
+    /// The key is revoked.
+    #[oai(status = 204)]
+    Revoked,
+}
+
+fn parse_owner(principal: &Principal) -> Result<Uuid, ApiError> {
+    // Every principal of this service is a user id: a token's `sub`, a key's owner.
+    principal
+        .subject
+        .parse()
+        .map_err(|_| ApiError::Forbidden("This principal cannot own API keys"))
+}
+
+/// Whether the caller may manage every principal's keys.
+fn is_key_admin(principal: &Principal) -> bool {
+    principal.has_scope("api_keys:admin")
+}
+
+fn created(issued: IssuedKey) -> Created {
+    Created::Created(Json(issued.into()), "no-store".to_owned())
+}
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::ApiKeys")]
+impl ApiKeysApi {
+    /// Creates an API key with a subset of the caller's scopes. The secret is shown once.
+    #[oai(path = "/api-keys", method = "post")]
+    async fn create(
+        &self,
+        request: &Request,
+        #[oai(scope = "Scope::ApiKeysWrite")] auth: Authenticated,
+        body: Json<NewApiKey>,
+    ) -> Result<Created, ApiError> {
+        let principal = auth.principal();
+        let owner = parse_owner(principal)?;
+        let body = body.0;
+        if let Some(_excess) = body.scopes.iter().find(|scope| !principal.has_scope(scope)) {
+            AuditEvent::for_request(
+                request,
+                "authz.api_key_scopes",
+                Outcome::Denied,
+                "scope_not_held",
+            )
+            .subject(&principal.subject)
+            .policy("a key's scopes must be a subset of its creator's")
+            .record();
+            return Err(ApiError::Forbidden(
+                "A key cannot hold scopes its creator does not hold",
+            ));
+        }
+        if body
+            .expires_at
+            .is_some_and(|expires| expires <= self.auth.now())
+        {
+            return Err(ApiError::Conflict("expires_at must be in the future"));
+        }
+        let issued = api_keys::issue(
+            &self.auth,
+            &self.auth.db,
+            owner,
+            &body.name,
+            &body.scopes,
+            body.expires_at,
+        )
+        .await?;
+        let key_id = issued.key.id.to_string();
+        AuditEvent::for_request(request, "api_key.created", Outcome::Allowed, "created")
+            .subject(&principal.subject)
+            .policy(&key_id)
+            .record();
+        Ok(created(issued))
+    }
+
+    /// Lists the caller's keys; with `api_keys:admin`, `owner` lists another principal's.
+    #[oai(path = "/api-keys", method = "get")]
+    async fn list(
+        &self,
+        request: &Request,
+        #[oai(scope = "Scope::ApiKeysRead")] auth: Authenticated,
+        owner: Query<Option<Uuid>>,
+    ) -> Result<KeyList, ApiError> {
+        let principal = auth.principal();
+        let own = parse_owner(principal)?;
+        let owner = owner.0.unwrap_or(own);
+        if owner != own && !is_key_admin(principal) {
+            AuditEvent::for_request(
+                request,
+                "authz.api_keys_of_other",
+                Outcome::Denied,
+                "not_admin",
+            )
+            .subject(&principal.subject)
+            .policy("other principals' keys require api_keys:admin")
+            .record();
+            return Err(ApiError::Forbidden(
+                "Listing another principal's keys requires api_keys:admin",
+            ));
+        }
+        let keys = stored::Entity::find()
+            .filter(stored::Column::OwnerId.eq(owner))
+            .order_by_asc(stored::Column::CreatedAt)
+            .all(&self.auth.db)
+            .await?;
+        Ok(KeyList::Ok(Json(
+            keys.into_iter().map(ApiKey::from).collect(),
+        )))
+    }
+
+    /// Revokes a key at once.
+    #[oai(path = "/api-keys/:id", method = "delete")]
+    async fn revoke(
+        &self,
+        request: &Request,
+        #[oai(scope = "Scope::ApiKeysWrite")] auth: Authenticated,
+        id: Path<Uuid>,
+    ) -> Result<Revoked, ApiError> {
+        let key = self
+            .find_manageable(request, auth.principal(), id.0)
+            .await?;
+        let key_id = key.id.to_string();
+        api_keys::revoke(&self.auth, key).await?;
+        AuditEvent::for_request(request, "api_key.revoked", Outcome::Allowed, "revoked")
+            .subject(&auth.principal().subject)
+            .policy(&key_id)
+            .record();
+        Ok(Revoked::Revoked)
+    }
+
+    /// Issues a successor with the same scopes. The old key keeps working for the configured
+    /// overlap (`auth.api_key_overlap_seconds`, default 24 hours), then is refused.
+    #[oai(path = "/api-keys/:id/rotate", method = "post")]
+    async fn rotate(
+        &self,
+        request: &Request,
+        #[oai(scope = "Scope::ApiKeysWrite")] auth: Authenticated,
+        id: Path<Uuid>,
+    ) -> Result<Created, ApiError> {
+        let key = self
+            .find_manageable(request, auth.principal(), id.0)
+            .await?;
+        if key.state_at(self.auth.now()) != stored::KeyState::Active || key.replaced_by.is_some() {
+            return Err(ApiError::Conflict(
+                "Only an active key that was not rotated yet can be rotated",
+            ));
+        }
+        let old_id = key.id.to_string();
+        let successor = api_keys::rotate(&self.auth, key).await?;
+        AuditEvent::for_request(request, "api_key.rotated", Outcome::Allowed, "rotated")
+            .subject(&auth.principal().subject)
+            .policy(&old_id)
+            .record();
+        Ok(created(successor))
+    }
+}
+
+impl ApiKeysApi {
+    /// A key the caller may manage: its own, or any with `api_keys:admin`. Others' keys are
+    /// reported missing (object-level authorization: no existence oracle).
+    async fn find_manageable(
+        &self,
+        request: &Request,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<stored::Model, ApiError> {
+        let own = parse_owner(principal)?;
+        let key = stored::Entity::find_by_id(id)
+            .one(&self.auth.db)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        if key.owner_id != own && !is_key_admin(principal) {
+            AuditEvent::for_request(request, "authz.object", Outcome::Denied, "not_owner")
+                .subject(&principal.subject)
+                .policy("API keys are managed by their owner or api_keys:admin")
+                .record();
+            return Err(ApiError::NotFound);
+        }
+        Ok(key)
+    }
+}

@@ -1,0 +1,178 @@
+//! Password login and logout: `POST /v1/auth/login`, `POST /v1/auth/logout` (AUTH-1, AUTH-3).
+//!
+//! Both are public operations: the password, or the refresh token, is the credential. A login
+//! answers the same 401 for an unknown address and a wrong password, after the same argon2id
+//! work (the hasher verifies unknown accounts against a dummy hash), so neither the answer nor
+//! its timing tells which addresses have accounts.
+
+use std::sync::Arc;
+
+use poem::Request;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use security::auth::password::PasswordError;
+use security::logging::audit::{AuditEvent, Outcome};
+
+use super::ApiTags;
+use crate::auth::AuthContext;
+use crate::auth::scopes::scopes_of_role;
+use crate::auth::tokens;
+use crate::error::ApiError;
+use crate::persistence::users;
+
+/// Login and logout.
+#[derive(Debug)]
+pub struct AuthApi {
+    auth: Arc<AuthContext>,
+}
+
+impl AuthApi {
+    pub fn new(auth: Arc<AuthContext>) -> Self {
+        Self { auth }
+    }
+}
+
+/// Email and password.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[oai(validator(min_length = 3, max_length = 254))]
+    pub email: String,
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub password: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest").finish_non_exhaustive()
+    }
+}
+
+/// Tokens of the built-in issuer, as the OAuth 2.0 token endpoint returns them (RFC 6749,
+/// section 5.1).
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    /// A JWT access token (RFC 9068), valid for `expires_in` seconds.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// Exchange it at `POST /oauth/token` (`grant_type=refresh_token`); it rotates on every use.
+    pub refresh_token: String,
+}
+
+/// The refresh token whose family to end.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct LogoutRequest {
+    #[oai(validator(max_length = 64))]
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for LogoutRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogoutRequest").finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum LoginResponse {
+    /// Logged in.
+    #[oai(status = 200)]
+    Ok(Json<TokenResponse>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum LogoutResponse {
+    /// The refresh token's family is revoked (also answered for an unknown token).
+    #[oai(status = 204)]
+    Done,
+}
+
+/// The one message for every failed login.
+const LOGIN_FAILED: &str = "Invalid email or password";
+
+#[OpenApi(prefix_path = "/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Logs in with email and password; returns an access token and a refresh token.
+    #[oai(path = "/login", method = "post")]
+    async fn login(
+        &self,
+        request: &Request,
+        body: Json<LoginRequest>,
+    ) -> Result<LoginResponse, ApiError> {
+        let email = body.email.to_lowercase();
+        let user = users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .one(&self.auth.db)
+            .await?;
+        let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
+        // Unknown account or no password: the hasher still does the full work (dummy hash).
+        let verified = self
+            .auth
+            .passwords
+            .verify(stored, &body.password)
+            .await
+            .map_err(|error| match error {
+                PasswordError::Busy => ApiError::Busy,
+                PasswordError::Hashing => ApiError::Internal(Box::new(error)),
+            })?;
+        let user = match (user, verified) {
+            (Some(user), true) => user,
+            (user, _) => {
+                let reason = match user {
+                    None => "unknown_email",
+                    Some(user) if user.password_hash.is_none() => "no_password",
+                    Some(_) => "wrong_password",
+                };
+                AuditEvent::for_request(request, "authn.password", Outcome::Denied, reason)
+                    .record();
+                return Err(ApiError::Unauthorized(LOGIN_FAILED));
+            }
+        };
+        let subject = user.id.to_string();
+        AuditEvent::for_request(request, "authn.password", Outcome::Allowed, "valid")
+            .subject(&subject)
+            .record();
+        let scopes: Vec<String> = scopes_of_role(user.role)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let refresh_token = tokens::start_family(&self.auth, &user, &scopes).await?;
+        let access = tokens::issue_access(&self.auth, &subject, scopes, None)
+            .map_err(|error| ApiError::Internal(Box::new(error)))?;
+        AuditEvent::for_request(request, "token.issued", Outcome::Allowed, "password")
+            .subject(&subject)
+            .record();
+        Ok(LoginResponse::Ok(
+            Json(TokenResponse {
+                access_token: access.token,
+                token_type: "Bearer".to_owned(),
+                expires_in: access.expires_in,
+                scope: access.scopes.join(" "),
+                refresh_token: refresh_token.expose().to_owned(),
+            }),
+            "no-store".to_owned(),
+        ))
+    }
+
+    /// Logs out: revokes the refresh token and every token rotated from the same login.
+    #[oai(path = "/logout", method = "post")]
+    async fn logout(
+        &self,
+        request: &Request,
+        body: Json<LogoutRequest>,
+    ) -> Result<LogoutResponse, ApiError> {
+        let revoked = tokens::revoke_family_of(&self.auth, &body.refresh_token).await?;
+        let reason = if revoked {
+            "family_revoked"
+        } else {
+            "unknown_token"
+        };
+        AuditEvent::for_request(request, "token.logout", Outcome::Allowed, reason).record();
+        Ok(LogoutResponse::Done)
+    }
+}

@@ -1,0 +1,340 @@
+//! The built-in authorization server's endpoints (AUTH-1, AUTH-2, AUTH-3), outside the API's
+//! OpenAPI document because OAuth 2.0 defines their shape:
+//! - `POST /oauth/token` (RFC 6749): `client_credentials`, the client authenticated by an API
+//!   key (`client_secret_basic` or `client_secret_post`, the key's id as `client_id`), granted
+//!   the requested scopes narrowed to the key's; and `refresh_token`, rotated on every use.
+//!   Form-encoded, `Cache-Control: no-store`, OAuth error bodies (`{"error": "invalid_grant"}`).
+//! - `GET /.well-known/jwks.json`: the public keys tokens are verified with (RFC 7517).
+//! - `GET /.well-known/oauth-authorization-server`: the metadata (RFC 8414).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use poem::http::StatusCode;
+use poem::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue, PRAGMA, WWW_AUTHENTICATE,
+};
+use poem::{Body, Endpoint, Request, Response, Result};
+use security::auth::access_control::AuthFailure;
+use security::auth::issuer_keys;
+use security::logging::audit::{AuditEvent, Outcome};
+use serde_json::{Value, json};
+
+use crate::auth::AuthContext;
+use crate::auth::scopes::{all_scope_names, narrow};
+use crate::auth::tokens::{self, RefreshError, RefreshRefusal};
+use crate::auth::verifier::verify_api_key;
+
+/// An OAuth error response (RFC 6749, section 5.2).
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
+    let mut response = json_response(
+        status,
+        &json!({ "error": error, "error_description": description }),
+    );
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"oauth\""),
+        );
+    }
+    response
+}
+
+/// A JSON response that no cache may keep (RFC 6749, section 5.1).
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json; charset=utf-8")
+        .header(CACHE_CONTROL, "no-store")
+        .header(PRAGMA, "no-cache")
+        .body(body.to_string())
+}
+
+/// `POST /oauth/token`.
+#[derive(Debug, Clone)]
+pub struct TokenEndpoint {
+    auth: Arc<AuthContext>,
+}
+
+impl TokenEndpoint {
+    pub fn new(auth: Arc<AuthContext>) -> Self {
+        Self { auth }
+    }
+}
+
+/// The form's parameters; a parameter sent twice is refused (RFC 6749, section 3.2).
+fn parse_form(bytes: &[u8]) -> Option<BTreeMap<String, String>> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes).ok()?;
+    let mut form = BTreeMap::new();
+    for (name, value) in pairs {
+        if form.insert(name, value).is_some() {
+            return None;
+        }
+    }
+    Some(form)
+}
+
+/// The client's id and secret, from HTTP Basic (RFC 6749, section 2.3.1: each part
+/// form-url-encoded) or from the form; never both.
+fn client_credentials(
+    request: &Request,
+    form: &BTreeMap<String, String>,
+) -> Result<(String, String), &'static str> {
+    let basic = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let (scheme, encoded) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("basic")
+                .then_some(encoded.trim())
+        });
+    let posted = (form.get("client_id"), form.get("client_secret"));
+    match (basic, posted) {
+        (Some(_), (Some(_), _) | (_, Some(_))) => Err("several client authentication methods"),
+        (Some(encoded), _) => {
+            let decoded = STANDARD
+                .decode(encoded)
+                .map_err(|_| "malformed basic credentials")?;
+            let decoded = String::from_utf8(decoded).map_err(|_| "malformed basic credentials")?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or("malformed basic credentials")?;
+            let unescape = |part: &str| -> Result<String, &'static str> {
+                let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={part}"))
+                    .map_err(|_| "malformed basic credentials")?;
+                pairs
+                    .into_iter()
+                    .next()
+                    .map(|(_, value)| value)
+                    .ok_or("malformed basic credentials")
+            };
+            Ok((unescape(id)?, unescape(secret)?))
+        }
+        (None, (Some(id), Some(secret))) => Ok((id.clone(), secret.clone())),
+        (None, _) => Err("no client authentication"),
+    }
+}
+
+impl TokenEndpoint {
+    async fn client_credentials_grant(
+        &self,
+        request: &Request,
+        form: &BTreeMap<String, String>,
+    ) -> Response {
+        let (client_id, secret) = match client_credentials(request, form) {
+            Ok(credentials) => credentials,
+            Err(description) => {
+                AuditEvent::for_request(request, "authn.client", Outcome::Denied, "no_client_auth")
+                    .record();
+                return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", description);
+            }
+        };
+        let key = match verify_api_key(&self.auth, &secret).await {
+            Ok(key) if key.id.to_string() == client_id => key,
+            Ok(_) | Err(AuthFailure::Invalid(_)) => {
+                AuditEvent::for_request(request, "authn.client", Outcome::Denied, "invalid_client")
+                    .record();
+                return oauth_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_client",
+                    "client authentication failed",
+                );
+            }
+            Err(AuthFailure::Unavailable) => {
+                return oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "retry later",
+                );
+            }
+        };
+        let subject = key.owner.id.to_string();
+        AuditEvent::for_request(request, "authn.client", Outcome::Allowed, "api_key")
+            .subject(&subject)
+            .record();
+        let requested: Vec<&str> = form
+            .get("scope")
+            .map(|scope| scope.split_whitespace().collect())
+            .unwrap_or_default();
+        let granted = narrow(&requested, &key.scopes);
+        if granted.is_empty() {
+            AuditEvent::for_request(request, "token.issued", Outcome::Denied, "invalid_scope")
+                .subject(&subject)
+                .record();
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "none of the requested scopes is granted to this client",
+            );
+        }
+        match tokens::issue_access(&self.auth, &subject, granted, Some(key.id.to_string())) {
+            Ok(access) => {
+                AuditEvent::for_request(
+                    request,
+                    "token.issued",
+                    Outcome::Allowed,
+                    "client_credentials",
+                )
+                .subject(&subject)
+                .record();
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "access_token": access.token,
+                        "token_type": "Bearer",
+                        "expires_in": access.expires_in,
+                        "scope": access.scopes.join(" "),
+                    }),
+                )
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "issuing an access token failed");
+                oauth_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "retry later",
+                )
+            }
+        }
+    }
+
+    async fn refresh_token_grant(
+        &self,
+        request: &Request,
+        form: &BTreeMap<String, String>,
+    ) -> Response {
+        let Some(presented) = form.get("refresh_token") else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "refresh_token is required",
+            );
+        };
+        match tokens::refresh(&self.auth, presented).await {
+            Ok(refreshed) => {
+                let subject = refreshed.user_id.to_string();
+                AuditEvent::for_request(request, "token.issued", Outcome::Allowed, "refresh_token")
+                    .subject(&subject)
+                    .record();
+                json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "access_token": refreshed.access.token,
+                        "token_type": "Bearer",
+                        "expires_in": refreshed.access.expires_in,
+                        "scope": refreshed.access.scopes.join(" "),
+                        "refresh_token": refreshed.refresh_token.expose(),
+                    }),
+                )
+            }
+            Err(RefreshError::Refused(refusal)) => {
+                let name = if refusal == RefreshRefusal::Reused {
+                    "token.refresh_reuse"
+                } else {
+                    "token.refresh"
+                };
+                AuditEvent::for_request(request, name, Outcome::Denied, refusal.reason_code())
+                    .record();
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the refresh token is invalid, expired or revoked",
+                )
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "refreshing a token failed");
+                oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "retry later",
+                )
+            }
+        }
+    }
+}
+
+impl Endpoint for TokenEndpoint {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> Result<Response> {
+        if request.method() != poem::http::Method::POST {
+            let mut response = oauth_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "invalid_request",
+                "use POST",
+            );
+            response
+                .headers_mut()
+                .insert(poem::http::header::ALLOW, HeaderValue::from_static("POST"));
+            return Ok(response);
+        }
+        let form_encoded = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| {
+                essence
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if !form_encoded {
+            return Ok(oauth_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        // Already bounded in size and time by `BodyLimit`.
+        let bytes = request.take_body().into_bytes().await?;
+        request.set_body(Body::empty());
+        let Some(form) = parse_form(&bytes) else {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the form is malformed or repeats a parameter",
+            ));
+        };
+        let response = match form.get("grant_type").map(String::as_str) {
+            Some("client_credentials") => self.client_credentials_grant(&request, &form).await,
+            Some("refresh_token") => self.refresh_token_grant(&request, &form).await,
+            Some(_) => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "supported: client_credentials, refresh_token",
+            ),
+            None => oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "grant_type is required",
+            ),
+        };
+        Ok(response)
+    }
+}
+
+/// `GET /.well-known/jwks.json`.
+pub fn jwks(auth: Arc<AuthContext>) -> impl Endpoint<Output = Response> {
+    poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            // Short: a rotation must reach verifiers well within a token's lifetime.
+            .header(CACHE_CONTROL, "public, max-age=300")
+            .body(auth.keys.jwks_at(auth.clock.now()).to_string())
+    })
+}
+
+/// `GET /.well-known/oauth-authorization-server`.
+pub fn metadata(auth: &AuthContext) -> impl Endpoint<Output = Response> + use<> {
+    let document = issuer_keys::metadata(&auth.issuer, &all_scope_names()).to_string();
+    poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .header(CACHE_CONTROL, "public, max-age=3600")
+            .body(document.clone())
+    })
+}

@@ -1,0 +1,182 @@
+//! Authentication and authorization in the service (AUTH-1 to AUTH-4, AUTH-6).
+//!
+//! The controls live in `security::auth` (token validation, the access policy, password
+//! hashing, credential formats); this module binds them to the service's database and
+//! settings:
+//! - [`scopes`]: the API's scopes and what each role may hold;
+//! - [`scheme`]: the credential parameter protected operations declare their scopes on;
+//! - [`verifier`]: bearer tokens and API keys checked for `security::auth::access_control`;
+//! - [`tokens`]: access tokens from the built-in issuer, refresh-token rotation and reuse;
+//! - [`bootstrap`]: the first administrator.
+
+pub mod api_keys;
+pub mod bootstrap;
+pub mod scheme;
+pub mod scopes;
+pub mod tokens;
+pub mod verifier;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use chrono::{DateTime, Utc};
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+use security::auth::issuer_keys::{self, IssuerKeyError, IssuerKeys, RetiredKey};
+use security::auth::jwt::{AccessTokenValidator, Clock, JwtConfigError, TrustedIssuer};
+use security::auth::password::{PasswordHasher, PasswordPolicy};
+use security::auth::secrets::{KeyHasher, KeyPrefix, OpaqueToken};
+
+use crate::config::{AuthSettings, Settings};
+
+/// The time source of every credential decision, injectable so tests never sleep.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The system clock.
+pub fn system_clock() -> SharedClock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0)
+    })
+}
+
+/// Why authentication could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("issuer keys: {0}")]
+    Keys(#[from] IssuerKeyError),
+    #[error("token validation: {0}")]
+    Jwt(#[from] JwtConfigError),
+    #[error("the API-key pepper {0}")]
+    Pepper(String),
+}
+
+/// Everything the auth endpoints and the verifier share.
+pub struct AuthContext {
+    pub db: DatabaseConnection,
+    pub settings: AuthSettings,
+    /// The built-in issuer's identifier: the public origin.
+    pub issuer: String,
+    pub audience: String,
+    pub keys: IssuerKeys,
+    pub validator: AccessTokenValidator,
+    pub clock: SharedClock,
+    pub key_prefix: KeyPrefix,
+    pub key_hasher: KeyHasher,
+    pub passwords: PasswordHasher,
+    pub password_policy: PasswordPolicy,
+}
+
+impl std::fmt::Debug for AuthContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthContext")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthContext {
+    /// Loads (in development creates) the issuer's keys and the pepper, and builds the validator
+    /// trusting the built-in issuer.
+    pub fn new(
+        settings: &Settings,
+        db: DatabaseConnection,
+        clock: SharedClock,
+    ) -> Result<Self, AuthSetupError> {
+        let auth = settings.auth.clone();
+        let issuer = settings.server.public_origin.clone();
+        let audience = auth.audience_or(&issuer).to_owned();
+        let keys = load_issuer_keys(&auth)?;
+        let own = TrustedIssuer {
+            issuer: issuer.clone(),
+            keys: keys.key_set_at(clock.now())?,
+            own: true,
+        };
+        let validator_clock = Arc::clone(&clock);
+        let validator =
+            AccessTokenValidator::new(audience.clone(), [own], move || validator_clock.now())?;
+        let pepper = load_pepper(&auth)?;
+        let key_hasher = KeyHasher::new(&pepper)
+            .map_err(|_| AuthSetupError::Pepper("is shorter than 32 bytes".to_owned()))?;
+        let key_prefix = KeyPrefix::new(&auth.api_key_prefix)
+            .map_err(|_| AuthSetupError::Pepper("prefix is invalid".to_owned()))?;
+        Ok(Self {
+            db,
+            passwords: PasswordHasher::new(auth.password_hash_concurrency),
+            password_policy: PasswordPolicy::default(),
+            settings: auth,
+            issuer,
+            audience,
+            keys,
+            validator,
+            clock,
+            key_prefix,
+            key_hasher,
+        })
+    }
+
+    /// The current time from the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        let seconds = i64::try_from(self.clock.now()).unwrap_or(i64::MAX);
+        DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+    }
+}
+
+fn load_issuer_keys(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {
+    let active = if auth.signing_key_path.as_os_str().is_empty() {
+        issuer_keys::ensure_dev_signing_key(&auth.key_dir)?
+    } else {
+        issuer_keys::load_signing_key(&auth.signing_key_path)?
+    };
+    let retired = auth
+        .retired_signing_keys
+        .iter()
+        .map(|retired| {
+            Ok(RetiredKey {
+                key: issuer_keys::load_signing_key(&retired.path)?
+                    .verifying_key()
+                    .clone(),
+                retired_at: u64::try_from(retired.retired_at.timestamp()).unwrap_or(0),
+            })
+        })
+        .collect::<Result<Vec<_>, IssuerKeyError>>()?;
+    Ok(IssuerKeys::new(active, retired)?)
+}
+
+/// The file holding the development pepper.
+const DEV_PEPPER_FILE: &str = "api-key-pepper";
+
+/// The configured pepper, or in development one generated once in `key_dir`.
+fn load_pepper(auth: &AuthSettings) -> Result<Vec<u8>, AuthSetupError> {
+    let configured = auth.api_key_pepper.expose_secret();
+    if !configured.is_empty() {
+        return Ok(configured.as_bytes().to_vec());
+    }
+    let path = auth.key_dir.join(DEV_PEPPER_FILE);
+    if let Ok(existing) = std::fs::read(&path) {
+        return Ok(existing);
+    }
+    let generated = OpaqueToken::generate();
+    write_owner_only(&path, generated.expose().as_bytes())
+        .map_err(|error| AuthSetupError::Pepper(format!("cannot be written: {error}")))?;
+    Ok(generated.expose().as_bytes().to_vec())
+}
+
+/// Creates `path` readable by its owner only (`0600`); fails if it exists.
+pub fn write_owner_only(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}

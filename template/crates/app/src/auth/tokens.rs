@@ -1,0 +1,255 @@
+//! Tokens of the built-in issuer (AUTH-3): 15-minute access tokens and rotating refresh tokens.
+//!
+//! A login starts a refresh-token family. Each refresh marks the presented token used and
+//! issues its successor in the same family, within one transaction; the mark is a conditional
+//! update (`used_at IS NULL`), so of two concurrent refreshes of one token exactly one wins.
+//! Presenting a token that was already used means it was copied: the whole family is revoked
+//! (RFC 9700, section 4.14.2), the thief's and the owner's tokens alike, and the owner logs in
+//! again. Tokens are 256-bit opaque values stored only as SHA-256 hashes, with an idle lifetime
+//! (per token) and an absolute one (per family, never extended by rotation).
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+};
+use security::auth::jwt::{AccessGrant, issue_access_token};
+use security::auth::secrets::{OpaqueToken, parse_opaque_token};
+use uuid::Uuid;
+
+use super::AuthContext;
+use super::scopes::scopes_of_role;
+use crate::persistence::{refresh_tokens, users};
+
+/// An access token as the token endpoint returns it.
+#[derive(Debug)]
+pub struct IssuedAccessToken {
+    pub token: String,
+    pub expires_in: u64,
+    pub scopes: Vec<String>,
+}
+
+/// Why a refresh token was refused; the code goes to the audit event, the client learns only
+/// `invalid_grant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshRefusal {
+    Malformed,
+    Unknown,
+    Expired,
+    Revoked,
+    /// Already exchanged: the family is now revoked.
+    Reused,
+}
+
+impl RefreshRefusal {
+    pub fn reason_code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown_token",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Reused => "reused",
+        }
+    }
+}
+
+/// A refresh failed: refused, or the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("refresh token refused: {}", .0.reason_code())]
+    Refused(RefreshRefusal),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+    #[error("the access token could not be signed")]
+    Signing,
+}
+
+/// A successful refresh.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub user_id: Uuid,
+    pub access: IssuedAccessToken,
+    pub refresh_token: OpaqueToken,
+}
+
+/// Signs an access token for `subject` with `scopes`.
+pub fn issue_access(
+    auth: &AuthContext,
+    subject: &str,
+    scopes: Vec<String>,
+    client_id: Option<String>,
+) -> Result<IssuedAccessToken, RefreshError> {
+    let lifetime = auth.settings.access_token_lifetime();
+    let grant = AccessGrant {
+        issuer: auth.issuer.clone(),
+        subject: subject.to_owned(),
+        audience: auth.audience.clone(),
+        scopes: scopes.clone(),
+        client_id,
+        issued_at: auth.clock.now(),
+        lifetime,
+    };
+    let token =
+        issue_access_token(auth.keys.active(), &grant).map_err(|_| RefreshError::Signing)?;
+    Ok(IssuedAccessToken {
+        token,
+        expires_in: lifetime.as_secs(),
+        scopes,
+    })
+}
+
+fn seconds(value: u64) -> ChronoDuration {
+    ChronoDuration::seconds(i64::try_from(value).unwrap_or(i64::MAX))
+}
+
+/// Starts a family for `user` (a login) and returns its first refresh token.
+pub async fn start_family(
+    auth: &AuthContext,
+    user: &users::Model,
+    scopes: &[String],
+) -> Result<OpaqueToken, DbErr> {
+    let now = auth.now();
+    let family_expires_at = now + seconds(auth.settings.refresh_token_absolute_seconds);
+    let token = OpaqueToken::generate();
+    insert_token(
+        auth,
+        &auth.db,
+        &token,
+        Uuid::new_v4(),
+        user.id,
+        scopes,
+        now,
+        family_expires_at,
+    )
+    .await?;
+    Ok(token)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one row's columns")]
+async fn insert_token(
+    auth: &AuthContext,
+    db: &impl sea_orm::ConnectionTrait,
+    token: &OpaqueToken,
+    family_id: Uuid,
+    user_id: Uuid,
+    scopes: &[String],
+    now: DateTime<Utc>,
+    family_expires_at: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let idle_end = now + seconds(auth.settings.refresh_token_idle_seconds);
+    refresh_tokens::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        family_id: Set(family_id),
+        token_hash: Set(OpaqueToken::hash(token.expose()).to_hex()),
+        user_id: Set(user_id),
+        client_id: Set(None),
+        scopes: Set(scopes.join(" ")),
+        created_at: Set(now),
+        family_expires_at: Set(family_expires_at),
+        expires_at: Set(idle_end.min(family_expires_at)),
+        used_at: Set(None),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await
+    .map(drop)
+}
+
+/// Exchanges a refresh token for an access token and the token's successor.
+pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, RefreshError> {
+    let presented = parse_opaque_token(presented)
+        .map_err(|_| RefreshError::Refused(RefreshRefusal::Malformed))?;
+    let hash = OpaqueToken::hash(presented).to_hex();
+    let now = auth.now();
+    let transaction = auth.db.begin().await?;
+    // Claim the token first: only one transaction can move `used_at` from NULL, and on SQLite
+    // writing first takes the write lock at once instead of upgrading a read lock later.
+    let claimed = refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::UsedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::TokenHash.eq(hash.clone()))
+        .filter(refresh_tokens::Column::UsedAt.is_null())
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(&transaction)
+        .await?;
+    let stored = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
+        .one(&transaction)
+        .await?;
+    let Some(stored) = stored else {
+        return Err(RefreshError::Refused(RefreshRefusal::Unknown));
+    };
+    if claimed.rows_affected != 1 {
+        transaction.rollback().await?;
+        if stored.revoked_at.is_some() {
+            return Err(RefreshError::Refused(RefreshRefusal::Revoked));
+        }
+        revoke_family(auth, stored.family_id).await?;
+        return Err(RefreshError::Refused(RefreshRefusal::Reused));
+    }
+    if now >= stored.expires_at || now >= stored.family_expires_at {
+        transaction.commit().await?;
+        return Err(RefreshError::Refused(RefreshRefusal::Expired));
+    }
+    let Some(user) = users::Entity::find_by_id(stored.user_id)
+        .one(&transaction)
+        .await?
+    else {
+        return Err(RefreshError::Refused(RefreshRefusal::Unknown));
+    };
+    // A role may have lost scopes since the login: the successor carries only what it still
+    // allows.
+    let allowed = scopes_of_role(user.role);
+    let scopes: Vec<String> = stored
+        .scopes
+        .split_whitespace()
+        .filter(|scope| allowed.contains(scope))
+        .map(str::to_owned)
+        .collect();
+    let successor = OpaqueToken::generate();
+    insert_token(
+        auth,
+        &transaction,
+        &successor,
+        stored.family_id,
+        stored.user_id,
+        &scopes,
+        now,
+        stored.family_expires_at,
+    )
+    .await?;
+    transaction.commit().await?;
+    let access = issue_access(auth, &user.id.to_string(), scopes, None)?;
+    Ok(Refreshed {
+        user_id: user.id,
+        access,
+        refresh_token: successor,
+    })
+}
+
+/// Revokes every token of a family.
+pub async fn revoke_family(auth: &AuthContext, family_id: Uuid) -> Result<(), DbErr> {
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(auth.now()))
+        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(&auth.db)
+        .await
+        .map(drop)
+}
+
+/// Logout: revokes the family of `presented`, if it names one. Says nothing either way.
+pub async fn revoke_family_of(auth: &AuthContext, presented: &str) -> Result<bool, DbErr> {
+    let Ok(presented) = parse_opaque_token(presented) else {
+        return Ok(false);
+    };
+    let hash = OpaqueToken::hash(presented).to_hex();
+    let Some(stored) = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::TokenHash.eq(hash))
+        .one(&auth.db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    revoke_family(auth, stored.family_id).await?;
+    Ok(true)
+}

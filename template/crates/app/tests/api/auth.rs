@@ -1,0 +1,640 @@
+//! Login, refresh-token rotation, API keys and authorization beyond scopes, over HTTPS
+//! (AUTH-2, AUTH-3, AUTH-6, LOG-1, LOG-2).
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, audit_events_for, client_with_token, json_body, login, spawn_app};
+
+/// A password the policy accepts.
+const PASSWORD: &str = "plover-quartz-lantern-9";
+
+/// `POST /oauth/token` with `form`.
+async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).expect("form"))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    token_request(
+        app,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+    )
+    .await
+}
+
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned()
+}
+
+/// Creates a user with the `user` role and logs them in; returns (id, tokens).
+async fn user(app: &TestApp, email: &str) -> (String, Value) {
+    let response = app
+        .admin
+        .post(app.url("/v1/users"))
+        .json(&json!({"email": email, "name": "Test User", "role": "user", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 201);
+    let id = json_body(response).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    (id, login(&app.client, &app.address, email, PASSWORD).await)
+}
+
+fn bearer_client(app: &TestApp, tokens: &Value) -> reqwest::Client {
+    client_with_token(
+        app.ca_cert.as_deref(),
+        tokens["access_token"].as_str().expect("access token"),
+    )
+}
+
+#[tokio::test]
+async fn a_login_returns_a_short_lived_token_and_a_refresh_token_never_cached() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": app.credentials.admin.email, "password": app.credentials.admin.password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let id = request_id(&response);
+    let tokens = json_body(response).await;
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert_eq!(tokens["expires_in"], 900);
+    assert_eq!(tokens["refresh_token"].as_str().map(str::len), Some(43));
+    let events = audit_events_for(&id);
+    let login_event = events
+        .iter()
+        .find(|event| event["event"] == "authn.password")
+        .expect("an authentication event");
+    assert_eq!(login_event["outcome"], "allowed");
+    assert!(events.iter().any(|event| event["event"] == "token.issued"));
+    for event in &events {
+        assert!(!format!("{event:?}").contains(&app.credentials.admin.password));
+    }
+    // The demo API key written beside the administrator works too.
+    assert_eq!(
+        with_key(&app, &app.credentials.api_key, "/v1/me")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_password_and_an_unknown_email_get_the_same_answer_after_the_same_hash_work() {
+    let app = spawn_app().await;
+    let attempt = |email: String| {
+        let client = app.client.clone();
+        let url = app.url("/v1/auth/login");
+        async move {
+            client
+                .post(url)
+                .json(&json!({"email": email, "password": "not-the-password-at-all"}))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let before = app.auth.passwords.hashes_computed();
+    let unknown = attempt("nobody@example.com".to_owned()).await;
+    assert_eq!(
+        app.auth.passwords.hashes_computed(),
+        before + 1,
+        "the unknown address ran one password hash"
+    );
+    let wrong = attempt(app.credentials.admin.email.clone()).await;
+    assert_eq!(app.auth.passwords.hashes_computed(), before + 2);
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(wrong.status(), 401);
+    let (unknown_id, wrong_id) = (request_id(&unknown), request_id(&wrong));
+    let unknown_body = json_body(unknown).await;
+    let wrong_body = json_body(wrong).await;
+    assert_eq!(unknown_body["error"], wrong_body["error"]);
+    let reason = |id: &str| {
+        audit_events_for(id)
+            .into_iter()
+            .find(|event| event["event"] == "authn.password")
+            .map(|event| event["reason"].clone())
+    };
+    assert_eq!(reason(&unknown_id).as_deref(), Some("unknown_email"));
+    assert_eq!(reason(&wrong_id).as_deref(), Some("wrong_password"));
+}
+
+#[tokio::test]
+async fn a_refresh_rotates_the_token_and_reuse_revokes_the_whole_family() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "rotation@example.com").await;
+    let first = tokens["refresh_token"].as_str().expect("refresh token");
+
+    let rotated = refresh(&app, first).await;
+    assert_eq!(rotated.status(), 200);
+    assert_eq!(rotated.headers()["cache-control"], "no-store");
+    let rotated = json_body(rotated).await;
+    let second = rotated["refresh_token"].as_str().expect("a successor");
+    assert_ne!(second, first);
+    assert!(rotated["access_token"].is_string());
+
+    // The first token again: someone copied it. The family, successor included, is revoked.
+    let reuse = refresh(&app, first).await;
+    assert_eq!(reuse.status(), 400);
+    let reuse_id = request_id(&reuse);
+    assert_eq!(json_body(reuse).await["error"], "invalid_grant");
+    let event = audit_events_for(&reuse_id)
+        .into_iter()
+        .find(|event| event["event"] == "token.refresh_reuse")
+        .expect("a reuse event");
+    assert_eq!(event["reason"], "reused");
+    let successor = refresh(&app, second).await;
+    assert_eq!(
+        successor.status(),
+        400,
+        "the successor died with its family"
+    );
+}
+
+#[tokio::test]
+async fn of_two_concurrent_refreshes_of_one_token_exactly_one_succeeds() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "race@example.com").await;
+    let token = tokens["refresh_token"].as_str().expect("refresh token");
+    let (a, b) = tokio::join!(refresh(&app, token), refresh(&app, token));
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 400]);
+}
+
+#[tokio::test]
+async fn logout_revokes_the_family() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "logout@example.com").await;
+    let token = tokens["refresh_token"].as_str().expect("refresh token");
+    let response = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204);
+    assert_eq!(refresh(&app, token).await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_refresh_token_expires_when_idle() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "idle@example.com").await;
+    app.clock.advance(86_400);
+    let response = refresh(&app, tokens["refresh_token"].as_str().expect("token")).await;
+    assert_eq!(response.status(), 400);
+}
+
+/// Creates an API key for the client's principal.
+async fn create_key(app: &TestApp, client: &reqwest::Client, scopes: &[&str]) -> reqwest::Response {
+    client
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "ci", "scopes": scopes}))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn with_key(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn an_api_key_is_shown_once_recognisable_and_limited_to_its_scopes() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "keys@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let response = create_key(&app, &owner, &["profile"]).await;
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let created = json_body(response).await;
+    let secret = created["secret"].as_str().expect("the secret, once");
+    assert!(secret.starts_with("rmp_") && secret.len() == 53, "{secret}");
+
+    assert_eq!(with_key(&app, secret, "/v1/me").await.status(), 200);
+    let beyond = with_key(&app, secret, "/v1/api-keys").await;
+    assert_eq!(
+        beyond.status(),
+        403,
+        "api_keys:read was not granted to the key"
+    );
+
+    let listed = json_body(
+        owner
+            .get(app.url("/v1/api-keys"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    let listed = listed.to_string();
+    assert!(listed.contains(created["id"].as_str().expect("id")));
+    assert!(!listed.contains(secret), "the secret is never shown again");
+
+    let escalation = create_key(&app, &owner, &["users:write"]).await;
+    assert_eq!(
+        escalation.status(),
+        403,
+        "a key cannot hold more than its creator"
+    );
+    let tampered = format!("{}A", &secret[..secret.len() - 1]);
+    assert_eq!(with_key(&app, &tampered, "/v1/me").await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_until_the_overlap_ends_and_not_a_second_longer() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "rotate@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let created = json_body(create_key(&app, &owner, &["profile"]).await).await;
+    let (id, old) = (
+        created["id"].as_str().expect("id"),
+        created["secret"].as_str().expect("secret"),
+    );
+    let rotated = owner
+        .post(app.url(&format!("/v1/api-keys/{id}/rotate")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(rotated.status(), 201);
+    let new = json_body(rotated).await["secret"]
+        .as_str()
+        .expect("successor")
+        .to_owned();
+
+    // The overlap is 86400 s (default). One second before its end both keys work...
+    app.clock.advance(86_399);
+    assert_eq!(with_key(&app, old, "/v1/me").await.status(), 200);
+    assert_eq!(with_key(&app, &new, "/v1/me").await.status(), 200);
+    // ...at its end the old key is refused, and the audit says why.
+    app.clock.advance(1);
+    let refused = with_key(&app, old, "/v1/me").await;
+    assert_eq!(refused.status(), 401);
+    let event = audit_events_for(&request_id(&refused))
+        .into_iter()
+        .find(|event| event["event"] == "authn.api_key")
+        .expect("an authentication event");
+    assert_eq!(event["reason"], "rotated_out");
+    assert_eq!(with_key(&app, &new, "/v1/me").await.status(), 200);
+}
+
+#[tokio::test]
+async fn revoked_and_expired_keys_are_refused() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "revoke@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let revoked = json_body(create_key(&app, &owner, &["profile"]).await).await;
+    let response = owner
+        .delete(app.url(&format!(
+            "/v1/api-keys/{}",
+            revoked["id"].as_str().expect("id")
+        )))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204);
+    let secret = revoked["secret"].as_str().expect("secret");
+    assert_eq!(with_key(&app, secret, "/v1/me").await.status(), 401);
+
+    let expires_at =
+        chrono::DateTime::from_timestamp(i64::try_from(app.clock.now() + 3600).expect("time"), 0)
+            .expect("time");
+    let expiring = owner
+        .post(app.url("/v1/api-keys"))
+        .json(
+            &json!({"name": "short", "scopes": ["profile"], "expires_at": expires_at.to_rfc3339()}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(expiring.status(), 201);
+    let secret = json_body(expiring).await["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    app.clock.advance(3599);
+    assert_eq!(with_key(&app, &secret, "/v1/me").await.status(), 200);
+    app.clock.advance(1);
+    assert_eq!(with_key(&app, &secret, "/v1/me").await.status(), 401);
+}
+
+#[tokio::test]
+async fn client_credentials_narrows_the_requested_scopes_to_the_keys() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "client@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let created = json_body(create_key(&app, &owner, &["profile", "notes:read"]).await).await;
+    let (id, secret) = (
+        created["id"].as_str().expect("id"),
+        created["secret"].as_str().expect("secret"),
+    );
+
+    // client_secret_post
+    let response = token_request(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("scope", "notes:read users:write"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let granted = json_body(response).await;
+    assert_eq!(
+        granted["scope"], "notes:read",
+        "narrowed to the key's scopes"
+    );
+    assert!(granted.get("refresh_token").is_none());
+
+    // client_secret_basic
+    let basic = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(basic.status(), 200);
+    let token = json_body(basic).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let me = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(me.status(), 200, "the key's token acts for its owner");
+
+    let nothing_granted = token_request(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret),
+            ("scope", "users:write"),
+        ],
+    )
+    .await;
+    assert_eq!(nothing_granted.status(), 400);
+    assert_eq!(json_body(nothing_granted).await["error"], "invalid_scope");
+
+    let wrong_id = token_request(
+        &app,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "00000000-0000-0000-0000-000000000000"),
+            ("client_secret", secret),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_id.status(), 401);
+    assert_eq!(json_body(wrong_id).await["error"], "invalid_client");
+}
+
+#[tokio::test]
+async fn another_users_note_is_not_found() {
+    let app = spawn_app().await;
+    let (_, alice) = user(&app, "alice@example.com").await;
+    let (_, mallory) = user(&app, "mallory@example.com").await;
+    let (alice, mallory) = (bearer_client(&app, &alice), bearer_client(&app, &mallory));
+    let note = alice
+        .post(app.url("/v1/notes"))
+        .json(&json!({"title": "private", "body": "alice's"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(note.status(), 201);
+    let id = json_body(note).await["id"].as_str().expect("id").to_owned();
+    let path = app.url(&format!("/v1/notes/{id}"));
+    assert_eq!(
+        alice.get(&path).send().await.expect("request").status(),
+        200
+    );
+    let stolen = mallory.get(&path).send().await.expect("request");
+    assert_eq!(stolen.status(), 404);
+    let event = audit_events_for(&request_id(&stolen))
+        .into_iter()
+        .find(|event| event["event"] == "authz.object")
+        .expect("a denied authorization event");
+    assert_eq!(event["outcome"], "denied");
+    assert_eq!(
+        mallory
+            .delete(&path)
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        404
+    );
+    assert_eq!(
+        alice.get(&path).send().await.expect("request").status(),
+        200,
+        "still there"
+    );
+}
+
+#[tokio::test]
+async fn user_management_and_other_principals_keys_are_admin_only() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "plain@example.com").await;
+    let plain = bearer_client(&app, &tokens);
+    let create = plain
+        .post(app.url("/v1/users"))
+        .json(
+            &json!({"email": "x@example.com", "name": "X", "role": "admin", "password": PASSWORD}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(create.status(), 403);
+    assert!(
+        create.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .contains("users:write")
+    );
+    assert_eq!(
+        plain
+            .get(app.url("/v1/users"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        403
+    );
+
+    let admin_keys = json_body(
+        app.admin
+            .get(app.url("/v1/api-keys"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    let admin_key = admin_keys[0]["id"].as_str().expect("the demo key");
+    let admin_id = admin_keys[0]["owner_id"].as_str().expect("owner");
+    let listing = plain
+        .get(app.url(&format!("/v1/api-keys?owner={admin_id}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(listing.status(), 403);
+    let revoke = plain
+        .delete(app.url(&format!("/v1/api-keys/{admin_key}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        revoke.status(),
+        404,
+        "another principal's key is not disclosed"
+    );
+    // The admin may.
+    let audited = app
+        .admin
+        .get(app.url(&format!("/v1/api-keys?owner={admin_id}")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(audited.status(), 200);
+}
+
+#[tokio::test]
+async fn a_user_cannot_assign_their_own_role() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "climber@example.com").await;
+    let client = bearer_client(&app, &tokens);
+    let response = client
+        .patch(app.url("/v1/me"))
+        .json(&json!({"name": "Climber", "role": "admin"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    let body = json_body(response).await;
+    assert!(body["details"]["fieldErrors"]["role"].is_array(), "{body}");
+    let me = json_body(client.get(app.url("/v1/me")).send().await.expect("request")).await;
+    assert_eq!(me["role"], "user");
+    assert_eq!(
+        me["name"], "Test User",
+        "nothing of the refused request was written"
+    );
+
+    let renamed = client
+        .patch(app.url("/v1/me"))
+        .json(&json!({"name": "Climber"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(renamed.status(), 200);
+}
+
+#[tokio::test]
+async fn a_weak_password_is_refused_per_field_without_echo() {
+    let app = spawn_app().await;
+    let response = app
+        .admin
+        .post(app.url("/v1/users"))
+        .json(&json!({"email": "weak@example.com", "name": "Weak", "role": "user", "password": "Qwerty123456"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 400);
+    let body = json_body(response).await;
+    let problems = body["details"]["fieldErrors"]["password"].to_string();
+    assert!(problems.contains("too common"), "{body}");
+    assert!(!body.to_string().contains("Qwerty123456"));
+}
+
+#[tokio::test]
+async fn the_issuer_publishes_its_keys_and_metadata() {
+    let app = spawn_app().await;
+    let jwks = json_body(
+        app.client
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["kid"], app.auth.keys.active().kid());
+    assert_eq!(keys[0]["kty"], "OKP");
+    assert!(keys[0].get("d").is_none(), "no private part");
+    let metadata = json_body(
+        app.client
+            .get(app.url("/.well-known/oauth-authorization-server"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(metadata["issuer"], "https://localhost");
+    assert_eq!(metadata["token_endpoint"], "https://localhost/oauth/token");
+    assert_eq!(
+        metadata["jwks_uri"],
+        "https://localhost/.well-known/jwks.json"
+    );
+}
+
+#[tokio::test]
+async fn the_token_endpoint_answers_oauth_errors() {
+    let app = spawn_app().await;
+    let unsupported = token_request(&app, &[("grant_type", "password")]).await;
+    assert_eq!(unsupported.status(), 400);
+    assert_eq!(
+        json_body(unsupported).await["error"],
+        "unsupported_grant_type"
+    );
+    let repeated = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=refresh_token&grant_type=client_credentials")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(repeated.status(), 400);
+    assert_eq!(json_body(repeated).await["error"], "invalid_request");
+    let json = app
+        .client
+        .post(app.url("/oauth/token"))
+        .json(&json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(json.status(), 415);
+}
