@@ -262,7 +262,8 @@ async fn an_api_key_is_shown_once_recognisable_and_limited_to_its_scopes() {
         403,
         "a key cannot hold more than its creator"
     );
-    let tampered = format!("{}A", &secret[..secret.len() - 1]);
+    let last = if secret.ends_with('A') { 'Q' } else { 'A' };
+    let tampered = format!("{}{last}", &secret[..secret.len() - 1]);
     assert_eq!(with_key(&app, &tampered, "/v1/me").await.status(), 401);
 }
 
