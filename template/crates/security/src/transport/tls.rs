@@ -145,7 +145,9 @@ impl ReloadingCertificate {
         let this = Arc::clone(self);
         let mut hangups = hangup_signals();
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
+            // The first check one interval from now: the files were just read.
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let trigger = tokio::select! {
