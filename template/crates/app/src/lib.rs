@@ -13,6 +13,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod mail;
 pub mod persistence;
 pub mod startup;
 pub mod telemetry;

@@ -343,6 +343,10 @@ pub fn routes(
             "/oauth/token",
             api::oauth::TokenEndpoint::new(Arc::clone(auth)),
         )
+        .at(
+            "/oauth/revoke",
+            api::oauth::RevocationEndpoint::new(Arc::clone(auth)),
+        )
         .at("/.well-known/jwks.json", api::oauth::jwks(Arc::clone(auth)))
         .at(
             "/.well-known/oauth-authorization-server",

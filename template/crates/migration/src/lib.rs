@@ -9,6 +9,7 @@ use sea_orm_migration::{MigrationTrait, async_trait};
 
 mod m20260101_000001_create_users;
 mod m20261128_000002_authentication;
+mod m20261128_000003_password_reset;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20260101_000001_create_users::Migration),
             Box::new(m20261128_000002_authentication::Migration),
+            Box::new(m20261128_000003_password_reset::Migration),
         ]
     }
 }

@@ -1,6 +1,8 @@
-//! Password login and logout: `POST /v1/auth/login`, `POST /v1/auth/logout` (AUTH-1, AUTH-3).
+//! Password login, logout and reset: `POST /v1/auth/login`, `POST /v1/auth/logout`,
+//! `POST /v1/auth/password-reset`, `POST /v1/auth/password-reset/confirm` (AUTH-1, AUTH-3).
 //!
-//! Both are public operations: the password, or the refresh token, is the credential. A login
+//! All are public operations: the password, the refresh token or the reset token is the
+//! credential. A reset request is answered 202 whether or not the address has an account. A login
 //! answers the same 401 for an unknown address and a wrong password, after the same argon2id
 //! work (the hasher verifies unknown accounts against a dummy hash), so neither the answer nor
 //! its timing tells which addresses have accounts.
@@ -12,10 +14,12 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use security::auth::password::PasswordError;
+use security::input::strict_json::ValidationFailure;
 use security::logging::audit::{AuditEvent, Outcome};
 
 use super::ApiTags;
 use crate::auth::AuthContext;
+use crate::auth::password_reset::{self, ResetError};
 use crate::auth::scopes::scopes_of_role;
 use crate::auth::tokens;
 use crate::error::ApiError;
@@ -41,6 +45,10 @@ pub struct LoginRequest {
     pub email: String,
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
+    /// Browsers: `true` delivers the refresh token in an `HttpOnly; Secure; SameSite=Strict`
+    /// cookie limited to `/oauth`, out of reach of page scripts, instead of in the body.
+    #[oai(default)]
+    pub refresh_cookie: bool,
 }
 
 impl std::fmt::Debug for LoginRequest {
@@ -61,7 +69,9 @@ pub struct TokenResponse {
     /// The granted scopes, space-separated.
     pub scope: String,
     /// Exchange it at `POST /oauth/token` (`grant_type=refresh_token`); it rotates on every use.
-    pub refresh_token: String,
+    /// Absent when it was set as a cookie.
+    #[oai(skip_serializing_if_is_none)]
+    pub refresh_token: Option<String>,
 }
 
 /// The refresh token whose family to end.
@@ -82,7 +92,57 @@ impl std::fmt::Debug for LogoutRequest {
 pub enum LoginResponse {
     /// Logged in.
     #[oai(status = 200)]
-    Ok(Json<TokenResponse>, #[oai(header = "Cache-Control")] String),
+    Ok(
+        Json<TokenResponse>,
+        #[oai(header = "Cache-Control")] String,
+        #[oai(header = "Set-Cookie")] Option<String>,
+    ),
+}
+
+/// The address to send a reset link to.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[oai(validator(min_length = 3, max_length = 254))]
+    pub email: String,
+}
+
+/// The token from the reset link and the new password.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct PasswordResetConfirmation {
+    #[oai(validator(max_length = 64))]
+    pub token: String,
+    /// At least 12 characters, not a common password, not the email address.
+    #[oai(validator(max_length = 128))]
+    pub new_password: String,
+}
+
+impl std::fmt::Debug for PasswordResetConfirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordResetConfirmation")
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fixed message.
+#[derive(Debug, Object)]
+pub struct Message {
+    pub message: String,
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ResetRequested {
+    /// Accepted; a link was mailed if the address has an account.
+    #[oai(status = 202)]
+    Accepted(Json<Message>),
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ResetDone {
+    /// The password is changed and every session of the account is revoked.
+    #[oai(status = 204)]
+    Done,
 }
 
 #[derive(Debug, ApiResponse)]
@@ -142,6 +202,15 @@ impl AuthApi {
             .map(str::to_owned)
             .collect();
         let refresh_token = tokens::start_family(&self.auth, &user, &scopes).await?;
+        let (refresh_token, cookie) = if body.refresh_cookie {
+            let cookie = tokens::refresh_cookie(
+                refresh_token.expose(),
+                self.auth.settings.refresh_token_absolute_seconds,
+            );
+            (None, Some(cookie))
+        } else {
+            (Some(refresh_token.expose().to_owned()), None)
+        };
         let access = tokens::issue_access(&self.auth, &subject, scopes, None)
             .map_err(|error| ApiError::Internal(Box::new(error)))?;
         AuditEvent::for_request(request, "token.issued", Outcome::Allowed, "password")
@@ -153,9 +222,10 @@ impl AuthApi {
                 token_type: "Bearer".to_owned(),
                 expires_in: access.expires_in,
                 scope: access.scopes.join(" "),
-                refresh_token: refresh_token.expose().to_owned(),
+                refresh_token,
             }),
             "no-store".to_owned(),
+            cookie,
         ))
     }
 
@@ -174,5 +244,84 @@ impl AuthApi {
         };
         AuditEvent::for_request(request, "token.logout", Outcome::Allowed, reason).record();
         Ok(LogoutResponse::Done)
+    }
+
+    /// Mails a single-use reset link (valid 15 minutes) if the address has an account. The
+    /// answer is the same either way.
+    #[oai(path = "/password-reset", method = "post")]
+    async fn request_password_reset(
+        &self,
+        request: &Request,
+        body: Json<PasswordResetRequest>,
+    ) -> Result<ResetRequested, ApiError> {
+        let sent = password_reset::request(&self.auth, &body.email).await?;
+        let reason = if sent { "link_sent" } else { "unknown_email" };
+        AuditEvent::for_request(
+            request,
+            "password_reset.requested",
+            Outcome::Allowed,
+            reason,
+        )
+        .record();
+        Ok(ResetRequested::Accepted(Json(Message {
+            message: "If this address has an account, a reset link is on its way".to_owned(),
+        })))
+    }
+
+    /// Sets a new password with the token of a reset link; the token works once.
+    #[oai(path = "/password-reset/confirm", method = "post")]
+    async fn confirm_password_reset(
+        &self,
+        request: &Request,
+        body: Json<PasswordResetConfirmation>,
+    ) -> Result<ResetDone, ApiError> {
+        let invalid = |field: &str, messages: Vec<String>| {
+            let mut failure = ValidationFailure::default();
+            failure.field_errors.insert(field.to_owned(), messages);
+            ApiError::Invalid(failure)
+        };
+        if let Err(violations) = self.auth.password_policy.check(&body.new_password, None) {
+            return Err(invalid(
+                "newPassword",
+                violations.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        let hash =
+            self.auth
+                .passwords
+                .hash(&body.new_password)
+                .await
+                .map_err(|error| match error {
+                    PasswordError::Busy => ApiError::Busy,
+                    PasswordError::Hashing => ApiError::Internal(Box::new(error)),
+                })?;
+        match password_reset::confirm(&self.auth, &body.token, hash).await {
+            Ok(user_id) => {
+                let subject = user_id.to_string();
+                AuditEvent::for_request(
+                    request,
+                    "password_reset.completed",
+                    Outcome::Allowed,
+                    "valid",
+                )
+                .subject(&subject)
+                .record();
+                Ok(ResetDone::Done)
+            }
+            Err(ResetError::Refused(refusal)) => {
+                AuditEvent::for_request(
+                    request,
+                    "password_reset.completed",
+                    Outcome::Denied,
+                    refusal.reason_code(),
+                )
+                .record();
+                Err(invalid(
+                    "token",
+                    vec!["is invalid, used or expired".to_owned()],
+                ))
+            }
+            Err(ResetError::Database(error)) => Err(error.into()),
+        }
     }
 }

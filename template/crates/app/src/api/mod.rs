@@ -24,9 +24,12 @@ use crate::config::Settings;
 pub const PUBLIC_OPERATIONS: &[&str] = &[
     "GET /health/live",
     "GET /health/ready",
-    // The credential is in the body: a password, or the refresh token to revoke.
+    // The credential is in the body: a password, the refresh token to revoke, a reset token.
     "POST /v1/auth/login",
     "POST /v1/auth/logout",
+    // Answers the same for every address; the link goes to the account's mailbox only.
+    "POST /v1/auth/password-reset",
+    "POST /v1/auth/password-reset/confirm",
 ];
 
 /// The tags grouping operations in the OpenAPI document.
@@ -34,7 +37,7 @@ pub const PUBLIC_OPERATIONS: &[&str] = &[
 pub enum ApiTags {
     /// Liveness and readiness probes.
     Health,
-    /// Password login and logout.
+    /// Password login, logout and reset.
     Auth,
     /// User accounts and your own profile.
     Users,

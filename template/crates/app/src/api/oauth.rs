@@ -4,6 +4,11 @@
 //!   key (`client_secret_basic` or `client_secret_post`, the key's id as `client_id`), granted
 //!   the requested scopes narrowed to the key's; and `refresh_token`, rotated on every use.
 //!   Form-encoded, `Cache-Control: no-store`, OAuth error bodies (`{"error": "invalid_grant"}`).
+//!   A browser that logged in with `refresh_cookie` refreshes with the cookie instead of the
+//!   parameter; the request must then come from an allowed origin (`Origin` checked), so
+//!   another site cannot make the browser spend it.
+//! - `POST /oauth/revoke` (RFC 7009): revokes the refresh token's family (logout); with the
+//!   cookie, also clears it.
 //! - `GET /.well-known/jwks.json`: the public keys tokens are verified with (RFC 7517).
 //! - `GET /.well-known/oauth-authorization-server`: the metadata (RFC 8414).
 
@@ -207,29 +212,37 @@ impl TokenEndpoint {
         request: &Request,
         form: &BTreeMap<String, String>,
     ) -> Response {
-        let Some(presented) = form.get("refresh_token") else {
-            return oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "refresh_token is required",
-            );
+        let presented = match presented_refresh_token(&self.auth, request, form) {
+            Ok(presented) => presented,
+            Err(response) => return *response,
         };
-        match tokens::refresh(&self.auth, presented).await {
+        let from_cookie = presented.from_cookie;
+        match tokens::refresh(&self.auth, &presented.token).await {
             Ok(refreshed) => {
                 let subject = refreshed.user_id.to_string();
                 AuditEvent::for_request(request, "token.issued", Outcome::Allowed, "refresh_token")
                     .subject(&subject)
                     .record();
-                json_response(
-                    StatusCode::OK,
-                    &json!({
-                        "access_token": refreshed.access.token,
-                        "token_type": "Bearer",
-                        "expires_in": refreshed.access.expires_in,
-                        "scope": refreshed.access.scopes.join(" "),
-                        "refresh_token": refreshed.refresh_token.expose(),
-                    }),
-                )
+                let mut body = json!({
+                    "access_token": refreshed.access.token,
+                    "token_type": "Bearer",
+                    "expires_in": refreshed.access.expires_in,
+                    "scope": refreshed.access.scopes.join(" "),
+                });
+                if !from_cookie {
+                    body["refresh_token"] = Value::from(refreshed.refresh_token.expose());
+                }
+                let mut response = json_response(StatusCode::OK, &body);
+                if from_cookie {
+                    set_cookie(
+                        &mut response,
+                        &tokens::refresh_cookie(
+                            refreshed.refresh_token.expose(),
+                            self.auth.settings.refresh_token_absolute_seconds,
+                        ),
+                    );
+                }
+                response
             }
             Err(RefreshError::Refused(refusal)) => {
                 let name = if refusal == RefreshRefusal::Reused {
@@ -257,47 +270,173 @@ impl TokenEndpoint {
     }
 }
 
+/// A refresh token and where it came from.
+struct PresentedRefreshToken {
+    token: String,
+    from_cookie: bool,
+}
+
+/// The refresh token of the form, or else of the cookie, whose request must then come from an
+/// allowed origin (a cookie travels with any request the browser makes; the `Origin` header
+/// tells which page made it).
+fn presented_refresh_token(
+    auth: &AuthContext,
+    request: &Request,
+    form: &BTreeMap<String, String>,
+) -> std::result::Result<PresentedRefreshToken, Box<Response>> {
+    if let Some(token) = form.get("refresh_token").or_else(|| form.get("token")) {
+        return Ok(PresentedRefreshToken {
+            token: token.clone(),
+            from_cookie: false,
+        });
+    }
+    let Some(cookie) = cookie_value(request, tokens::REFRESH_COOKIE) else {
+        return Err(Box::new(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "refresh_token is required",
+        )));
+    };
+    let origin = request
+        .headers()
+        .get(poem::http::header::ORIGIN)
+        .and_then(|value| value.to_str().ok());
+    if !origin.is_some_and(|origin| auth.browser_origins.iter().any(|allowed| allowed == origin)) {
+        AuditEvent::for_request(request, "token.refresh", Outcome::Denied, "cookie_origin")
+            .record();
+        return Err(Box::new(oauth_error(
+            StatusCode::FORBIDDEN,
+            "invalid_request",
+            "the refresh cookie is accepted from the service's own origins only",
+        )));
+    }
+    Ok(PresentedRefreshToken {
+        token: cookie,
+        from_cookie: true,
+    })
+}
+
+/// The value of the cookie `name` (RFC 6265 `Cookie` header: `a=1; b=2`).
+fn cookie_value(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers()
+        .get_all(poem::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|header| header.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn set_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response
+            .headers_mut()
+            .append(poem::http::header::SET_COOKIE, value);
+    }
+}
+
+/// Reads the form of a token or revocation request: POST, form-encoded, no repeated parameter.
+async fn read_form(
+    request: &mut Request,
+) -> Result<std::result::Result<BTreeMap<String, String>, Response>> {
+    if request.method() != poem::http::Method::POST {
+        let mut response = oauth_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request",
+            "use POST",
+        );
+        response
+            .headers_mut()
+            .insert(poem::http::header::ALLOW, HeaderValue::from_static("POST"));
+        return Ok(Err(response));
+    }
+    let form_encoded = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !form_encoded {
+        return Ok(Err(oauth_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded",
+        )));
+    }
+    // Already bounded in size and time by `BodyLimit`.
+    let bytes = request.take_body().into_bytes().await?;
+    request.set_body(Body::empty());
+    Ok(parse_form(&bytes).ok_or_else(|| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the form is malformed or repeats a parameter",
+        )
+    }))
+}
+
+/// `POST /oauth/revoke` (RFC 7009): ends the family of a refresh token; always 200.
+#[derive(Debug, Clone)]
+pub struct RevocationEndpoint {
+    auth: Arc<AuthContext>,
+}
+
+impl RevocationEndpoint {
+    pub fn new(auth: Arc<AuthContext>) -> Self {
+        Self { auth }
+    }
+}
+
+impl Endpoint for RevocationEndpoint {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> Result<Response> {
+        let form = match read_form(&mut request).await? {
+            Ok(form) => form,
+            Err(response) => return Ok(response),
+        };
+        let presented = match presented_refresh_token(&self.auth, &request, &form) {
+            Ok(presented) => presented,
+            Err(response) => return Ok(*response),
+        };
+        let revoked = match tokens::revoke_family_of(&self.auth, &presented.token).await {
+            Ok(revoked) => revoked,
+            Err(error) => {
+                tracing::error!(error = %error, "revoking a token failed");
+                return Ok(oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "retry later",
+                ));
+            }
+        };
+        let reason = if revoked {
+            "family_revoked"
+        } else {
+            "unknown_token"
+        };
+        AuditEvent::for_request(&request, "token.revoked", Outcome::Allowed, reason).record();
+        let mut response = json_response(StatusCode::OK, &json!({}));
+        if presented.from_cookie {
+            set_cookie(&mut response, &tokens::cleared_refresh_cookie());
+        }
+        Ok(response)
+    }
+}
+
 impl Endpoint for TokenEndpoint {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> Result<Response> {
-        if request.method() != poem::http::Method::POST {
-            let mut response = oauth_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "invalid_request",
-                "use POST",
-            );
-            response
-                .headers_mut()
-                .insert(poem::http::header::ALLOW, HeaderValue::from_static("POST"));
-            return Ok(response);
-        }
-        let form_encoded = request
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.split(';').next())
-            .is_some_and(|essence| {
-                essence
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if !form_encoded {
-            return Ok(oauth_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request",
-                "the body must be application/x-www-form-urlencoded",
-            ));
-        }
-        // Already bounded in size and time by `BodyLimit`.
-        let bytes = request.take_body().into_bytes().await?;
-        request.set_body(Body::empty());
-        let Some(form) = parse_form(&bytes) else {
-            return Ok(oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "the form is malformed or repeats a parameter",
-            ));
+        let form = match read_form(&mut request).await? {
+            Ok(form) => form,
+            Err(response) => return Ok(response),
         };
         let response = match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => self.client_credentials_grant(&request, &form).await,

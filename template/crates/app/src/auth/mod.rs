@@ -7,10 +7,12 @@
 //! - [`scheme`]: the credential parameter protected operations declare their scopes on;
 //! - [`verifier`]: bearer tokens and API keys checked for `security::auth::access_control`;
 //! - [`tokens`]: access tokens from the built-in issuer, refresh-token rotation and reuse;
+//! - [`password_reset`]: single-use reset links through the mail outbox;
 //! - [`bootstrap`]: the first administrator.
 
 pub mod api_keys;
 pub mod bootstrap;
+pub mod password_reset;
 pub mod scheme;
 pub mod scopes;
 pub mod tokens;
@@ -29,6 +31,7 @@ use security::auth::password::{PasswordHasher, PasswordPolicy};
 use security::auth::secrets::{KeyHasher, KeyPrefix, OpaqueToken};
 
 use crate::config::{AuthSettings, Settings};
+use crate::mail::{DatabaseOutbox, Mailer};
 
 /// The time source of every credential decision, injectable so tests never sleep.
 pub type SharedClock = Arc<dyn Clock>;
@@ -68,6 +71,10 @@ pub struct AuthContext {
     pub key_hasher: KeyHasher,
     pub passwords: PasswordHasher,
     pub password_policy: PasswordPolicy,
+    /// Where password-reset links go (the database outbox by default).
+    pub mailer: Arc<dyn Mailer>,
+    /// Origins whose pages may use the refresh cookie: the public origin and the CORS allowlist.
+    pub browser_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for AuthContext {
@@ -104,7 +111,12 @@ impl AuthContext {
             .map_err(|_| AuthSetupError::Pepper("is shorter than 32 bytes".to_owned()))?;
         let key_prefix = KeyPrefix::new(&auth.api_key_prefix)
             .map_err(|_| AuthSetupError::Pepper("prefix is invalid".to_owned()))?;
+        let browser_origins = std::iter::once(issuer.clone())
+            .chain(settings.cors.allowed_origins.iter().cloned())
+            .collect();
         Ok(Self {
+            mailer: Arc::new(DatabaseOutbox::new(db.clone())),
+            browser_origins,
             db,
             passwords: PasswordHasher::new(auth.password_hash_concurrency),
             password_policy: PasswordPolicy::default(),

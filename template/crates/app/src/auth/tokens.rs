@@ -21,6 +21,23 @@ use super::AuthContext;
 use super::scopes::scopes_of_role;
 use crate::persistence::{refresh_tokens, users};
 
+/// The cookie that carries a browser's refresh token: `__Secure-` (only ever set over HTTPS),
+/// `HttpOnly` (no page script reads it), `SameSite=Strict` (no other site's request carries
+/// it) and `Path=/oauth` (sent to the token and revocation endpoints only).
+pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
+
+/// `Set-Cookie` for a refresh token living `max_age` seconds.
+pub fn refresh_cookie(token: &str, max_age: u64) -> String {
+    format!(
+        "{REFRESH_COOKIE}={token}; Path=/oauth; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
+    )
+}
+
+/// `Set-Cookie` removing the refresh cookie.
+pub fn cleared_refresh_cookie() -> String {
+    format!("{REFRESH_COOKIE}=; Path=/oauth; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+}
+
 /// An access token as the token endpoint returns it.
 #[derive(Debug)]
 pub struct IssuedAccessToken {

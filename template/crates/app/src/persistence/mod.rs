@@ -5,6 +5,8 @@
 
 pub mod api_keys;
 pub mod notes;
+pub mod outbox;
+pub mod password_resets;
 pub mod refresh_tokens;
 pub mod users;
 

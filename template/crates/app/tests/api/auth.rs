@@ -639,3 +639,197 @@ async fn the_token_endpoint_answers_oauth_errors() {
         .expect("request");
     assert_eq!(json.status(), 415);
 }
+
+/// The reset link's token from the newest outbox message to `email`.
+async fn mailed_reset_token(app: &TestApp, email: &str) -> Option<String> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let message = app::persistence::outbox::Entity::find()
+        .filter(app::persistence::outbox::Column::Recipient.eq(email))
+        .order_by_desc(app::persistence::outbox::Column::CreatedAt)
+        .one(&app.auth.db)
+        .await
+        .expect("query")?;
+    let (_, token) = message.body.split_once("#token=")?;
+    Some(token.split_whitespace().next()?.to_owned())
+}
+
+async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/password-reset"))
+        .json(&json!({"email": email}))
+        .send()
+        .await
+        .expect("request")
+}
+
+async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/password-reset/confirm"))
+        .json(&json!({"token": token, "new_password": password}))
+        .send()
+        .await
+        .expect("request")
+}
+
+#[tokio::test]
+async fn a_reset_request_answers_the_same_whether_or_not_the_account_exists() {
+    let app = spawn_app().await;
+    let (_, _) = user(&app, "reset@example.com").await;
+    let known = request_reset(&app, "reset@example.com").await;
+    let unknown = request_reset(&app, "nobody@example.com").await;
+    assert_eq!(known.status(), 202);
+    assert_eq!(unknown.status(), 202);
+    let known_id = request_id(&known);
+    assert_eq!(json_body(known).await, json_body(unknown).await);
+    let token = mailed_reset_token(&app, "reset@example.com")
+        .await
+        .expect("a message in the outbox");
+    assert_eq!(token.len(), 43);
+    assert!(
+        mailed_reset_token(&app, "nobody@example.com")
+            .await
+            .is_none()
+    );
+    for event in audit_events_for(&known_id) {
+        assert!(
+            !format!("{event:?}").contains(&token),
+            "the token is logged"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reset_token_works_once_revokes_every_session_and_expires_in_15_minutes() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "once@example.com").await;
+    request_reset(&app, "once@example.com").await;
+    let token = mailed_reset_token(&app, "once@example.com")
+        .await
+        .expect("mailed");
+
+    let weak = confirm_reset(&app, &token, "short").await;
+    assert_eq!(weak.status(), 400, "the policy applies to the new password");
+    let new_password = "saffron-glacier-pivot-4";
+    assert_eq!(
+        confirm_reset(&app, &token, new_password).await.status(),
+        204
+    );
+    let again = confirm_reset(&app, &token, "another-fine-passphrase-5").await;
+    assert_eq!(again.status(), 400, "single use");
+    assert!(json_body(again).await["details"]["fieldErrors"]["token"].is_array());
+
+    login(&app.client, &app.address, "once@example.com", new_password).await;
+    let old_session = refresh(&app, tokens["refresh_token"].as_str().expect("token")).await;
+    assert_eq!(
+        old_session.status(),
+        400,
+        "sessions before the reset are revoked"
+    );
+
+    request_reset(&app, "once@example.com").await;
+    let late = mailed_reset_token(&app, "once@example.com")
+        .await
+        .expect("mailed");
+    app.clock.advance(15 * 60);
+    assert_eq!(
+        confirm_reset(&app, &late, "late-but-strong-passphrase-6")
+            .await
+            .status(),
+        400,
+        "expired after 15 minutes"
+    );
+}
+
+/// The `Set-Cookie` value of a response.
+fn set_cookie(response: &reqwest::Response) -> String {
+    response.headers()["set-cookie"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// `name=value` of a `Set-Cookie` value.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().expect("pair").to_owned()
+}
+
+#[tokio::test]
+async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_allowed_origins_only()
+{
+    let app = spawn_app().await;
+    let (_, _) = user(&app, "browser@example.com").await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(
+            &json!({"email": "browser@example.com", "password": PASSWORD, "refresh_cookie": true}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    let cookie = set_cookie(&response);
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/oauth"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(cookie.starts_with("__Secure-refresh_token="));
+    let body = json_body(response).await;
+    assert!(
+        body.get("refresh_token").is_none(),
+        "not readable by scripts: {body}"
+    );
+
+    let with_cookie = |cookie: String, origin: Option<&'static str>| {
+        let mut request = app
+            .client
+            .post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", cookie)
+            .body("grant_type=refresh_token");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let pair = cookie_pair(&cookie);
+    let no_origin = with_cookie(pair.clone(), None).await.expect("request");
+    assert_eq!(no_origin.status(), 403);
+    let foreign = with_cookie(pair.clone(), Some("https://evil.example"))
+        .await
+        .expect("request");
+    assert_eq!(foreign.status(), 403);
+
+    let refreshed = with_cookie(pair, Some("https://localhost"))
+        .await
+        .expect("request");
+    assert_eq!(refreshed.status(), 200);
+    let rotated = set_cookie(&refreshed);
+    assert_ne!(
+        cookie_pair(&rotated),
+        cookie_pair(&cookie),
+        "the cookie rotates"
+    );
+    let body = json_body(refreshed).await;
+    assert!(body["access_token"].is_string());
+    assert!(body.get("refresh_token").is_none());
+
+    let revoked = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", cookie_pair(&rotated))
+        .header("origin", "https://localhost")
+        .body("")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(revoked.status(), 200);
+    assert!(
+        set_cookie(&revoked).contains("Max-Age=0"),
+        "the cookie is cleared"
+    );
+    let after = with_cookie(cookie_pair(&rotated), Some("https://localhost"))
+        .await
+        .expect("request");
+    assert_eq!(after.status(), 400, "the family is revoked");
+}

@@ -1,0 +1,142 @@
+//! Password reset (AUTH-1, AUTH-3): a single-use token, valid 15 minutes, mailed through the
+//! outbox; the request is answered the same whether or not the account exists.
+//!
+//! The token is 256 random bits, stored only as its SHA-256 hash, and travels in the link's
+//! fragment (`#token=`), which browsers never send to a server or put in a `Referer`. Using it
+//! sets the new password and revokes every refresh-token family of the account, so a session
+//! an attacker held before the reset ends with it.
+
+use chrono::Duration;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, Set,
+    TransactionTrait,
+};
+use security::auth::secrets::{OpaqueToken, parse_opaque_token};
+use uuid::Uuid;
+
+use super::AuthContext;
+use crate::mail::OutgoingMail;
+use crate::persistence::{password_resets, refresh_tokens, users};
+
+/// How long a reset link works.
+pub const RESET_TOKEN_LIFETIME: Duration = Duration::minutes(15);
+
+/// Creates a token for the account of `email`, if there is one, and mails the link. Returns
+/// whether a message was sent, for the audit event only: the client is told the same either
+/// way.
+pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
+    let Some(user) = users::Entity::find()
+        .filter(users::Column::Email.eq(email.to_lowercase()))
+        .one(&auth.db)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let token = OpaqueToken::generate();
+    let now = auth.now();
+    password_resets::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user.id),
+        token_hash: Set(OpaqueToken::hash(token.expose()).to_hex()),
+        created_at: Set(now),
+        expires_at: Set(now + RESET_TOKEN_LIFETIME),
+        used_at: Set(None),
+    }
+    .insert(&auth.db)
+    .await?;
+    let link = format!(
+        "{}/reset-password#token={}",
+        auth.issuer.trim_end_matches('/'),
+        token.expose()
+    );
+    auth.mailer
+        .send(OutgoingMail {
+            to: user.email,
+            subject: "Reset your password".to_owned(),
+            body: format!(
+                "Someone asked to reset the password of this account. If it was you, open this \
+                 link within 15 minutes:\n\n{link}\n\nIf it was not, ignore this message."
+            ),
+        })
+        .await?;
+    Ok(true)
+}
+
+/// Why a reset was refused (the client learns only that the token is invalid or expired).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetRefusal {
+    Malformed,
+    Unknown,
+    Used,
+    Expired,
+}
+
+impl ResetRefusal {
+    pub fn reason_code(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::Unknown => "unknown_token",
+            Self::Used => "used",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// A reset that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("reset token refused: {}", .0.reason_code())]
+    Refused(ResetRefusal),
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Uses `presented` to set `password_hash` (already checked and hashed) on its account, once.
+/// Returns the account's id.
+pub async fn confirm(
+    auth: &AuthContext,
+    presented: &str,
+    password_hash: String,
+) -> Result<Uuid, ResetError> {
+    let presented =
+        parse_opaque_token(presented).map_err(|_| ResetError::Refused(ResetRefusal::Malformed))?;
+    let hash = OpaqueToken::hash(presented).to_hex();
+    let now = auth.now();
+    let transaction = auth.db.begin().await?;
+    // Claim first: of two uses of one token, one moves `used_at` from NULL.
+    let claimed = password_resets::Entity::update_many()
+        .col_expr(password_resets::Column::UsedAt, Expr::value(now))
+        .filter(password_resets::Column::TokenHash.eq(hash.clone()))
+        .filter(password_resets::Column::UsedAt.is_null())
+        .exec(&transaction)
+        .await?;
+    let stored = password_resets::Entity::find()
+        .filter(password_resets::Column::TokenHash.eq(hash))
+        .one(&transaction)
+        .await?
+        .ok_or(ResetError::Refused(ResetRefusal::Unknown))?;
+    if claimed.rows_affected != 1 {
+        return Err(ResetError::Refused(ResetRefusal::Used));
+    }
+    if now >= stored.expires_at {
+        // The claim is kept: an expired token stays unusable.
+        transaction.commit().await?;
+        return Err(ResetError::Refused(ResetRefusal::Expired));
+    }
+    let user = users::Entity::find_by_id(stored.user_id)
+        .one(&transaction)
+        .await?
+        .ok_or(ResetError::Refused(ResetRefusal::Unknown))?;
+    let mut user = user.into_active_model();
+    user.password_hash = Set(Some(password_hash));
+    user.update(&transaction).await?;
+    refresh_tokens::Entity::update_many()
+        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
+        .filter(refresh_tokens::Column::UserId.eq(stored.user_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_null())
+        .exec(&transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(stored.user_id)
+}
