@@ -282,6 +282,29 @@ pub struct AuthSettings {
     pub signing_key_path: PathBuf,
     /// Keys that signed before the current one: they verify until their last token expired.
     pub retired_signing_keys: Vec<RetiredKeySettings>,
+    /// OpenID Connect providers whose access tokens are accepted too.
+    pub external_issuers: Vec<ExternalIssuerSettings>,
+}
+
+/// An external OpenID Connect issuer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalIssuerSettings {
+    /// Exactly the `iss` of its tokens (`https://login.example.com/`); discovery is read from
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Fetched keys are trusted this long without a successful refresh (60 to 86400).
+    #[serde(default = "default_jwks_ttl")]
+    pub jwks_ttl_seconds: u64,
+    /// A private CA for the provider's certificate; empty trusts the system's roots.
+    #[serde(default)]
+    pub ca_cert: PathBuf,
+    /// The scopes its tokens may grant here; others in a token are ignored.
+    pub allowed_scopes: Vec<String>,
+}
+
+fn default_jwks_ttl() -> u64 {
+    3600
 }
 
 /// A signing key taken out of service.
@@ -547,6 +570,26 @@ impl Settings {
                 "must be 2 to 10 lowercase letters or digits, starting with a letter",
             );
         }
+        for (index, external) in auth.external_issuers.iter().enumerate() {
+            if !external.issuer.starts_with("https://") {
+                refuse(
+                    &format!("auth.external_issuers[{index}].issuer"),
+                    "must be an https URL",
+                );
+            }
+            if !(60..=86_400).contains(&external.jwks_ttl_seconds) {
+                refuse(
+                    &format!("auth.external_issuers[{index}].jwks_ttl_seconds"),
+                    "must be between 60 and 86400",
+                );
+            }
+            if external.allowed_scopes.is_empty() {
+                refuse(
+                    &format!("auth.external_issuers[{index}].allowed_scopes"),
+                    "must list the scopes this issuer may grant",
+                );
+            }
+        }
         if auth.password_hash_concurrency == 0 {
             refuse("auth.password_hash_concurrency", "must be at least 1");
         }
@@ -767,6 +810,7 @@ mod tests {
         key_dir = "data/keys"
         signing_key_path = ""
         retired_signing_keys = []
+        external_issuers = []
         [log]
         level = "info"
         format = "json"

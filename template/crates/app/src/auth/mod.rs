@@ -26,7 +26,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use security::auth::issuer_keys::{self, IssuerKeyError, IssuerKeys, RetiredKey};
-use security::auth::jwt::{AccessTokenValidator, Clock, JwtConfigError, TrustedIssuer};
+use security::auth::jwt::{
+    AccessClaims, AccessTokenValidator, Clock, JwtConfigError, TokenError, TrustedIssuer,
+};
+use security::auth::oidc::{ExternalIssuer, ExternalIssuerConfig, OidcError};
 use security::auth::password::{PasswordHasher, PasswordPolicy};
 use security::auth::secrets::{KeyHasher, KeyPrefix, OpaqueToken};
 
@@ -55,6 +58,22 @@ pub enum AuthSetupError {
     Jwt(#[from] JwtConfigError),
     #[error("the API-key pepper {0}")]
     Pepper(String),
+    #[error("external issuer: {0}")]
+    External(#[from] OidcError),
+}
+
+/// An external issuer and the scopes its tokens may grant here.
+#[derive(Debug)]
+pub struct TrustedExternalIssuer {
+    pub issuer: ExternalIssuer,
+    pub allowed_scopes: Vec<String>,
+}
+
+/// The validator for the current keys of every issuer, rebuilt when an external issuer's keys
+/// change (`generations`).
+struct CurrentValidator {
+    generations: Vec<u64>,
+    validator: Arc<AccessTokenValidator>,
 }
 
 /// Everything the auth endpoints and the verifier share.
@@ -65,7 +84,10 @@ pub struct AuthContext {
     pub issuer: String,
     pub audience: String,
     pub keys: IssuerKeys,
-    pub validator: AccessTokenValidator,
+    /// The built-in issuer, as the validator trusts it.
+    own_issuer: TrustedIssuer,
+    pub external_issuers: Vec<TrustedExternalIssuer>,
+    validator: std::sync::RwLock<CurrentValidator>,
     pub clock: SharedClock,
     pub key_prefix: KeyPrefix,
     pub key_hasher: KeyHasher,
@@ -103,9 +125,23 @@ impl AuthContext {
             keys: keys.key_set_at(clock.now())?,
             own: true,
         };
-        let validator_clock = Arc::clone(&clock);
-        let validator =
-            AccessTokenValidator::new(audience.clone(), [own], move || validator_clock.now())?;
+        let external_issuers = auth
+            .external_issuers
+            .iter()
+            .map(|external| {
+                let config = ExternalIssuerConfig {
+                    issuer: external.issuer.clone(),
+                    jwks_ttl: std::time::Duration::from_secs(external.jwks_ttl_seconds),
+                    ca_cert: (!external.ca_cert.as_os_str().is_empty())
+                        .then(|| external.ca_cert.clone()),
+                };
+                Ok(TrustedExternalIssuer {
+                    issuer: ExternalIssuer::new(config, Arc::clone(&clock))?,
+                    allowed_scopes: external.allowed_scopes.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, OidcError>>()?;
+        let validator = build_validator(&audience, &own, &external_issuers, &clock, Vec::new())?;
         let pepper = load_pepper(&auth)?;
         let key_hasher = KeyHasher::new(&pepper)
             .map_err(|_| AuthSetupError::Pepper("is shorter than 32 bytes".to_owned()))?;
@@ -124,11 +160,91 @@ impl AuthContext {
             issuer,
             audience,
             keys,
-            validator,
+            own_issuer: own,
+            validator: std::sync::RwLock::new(CurrentValidator {
+                generations: vec![0; external_issuers.len()],
+                validator: Arc::new(validator),
+            }),
+            external_issuers,
             clock,
             key_prefix,
             key_hasher,
         })
+    }
+
+    /// Validates an access token of any trusted issuer. A token of an external issuer naming a
+    /// key it has not seen makes that issuer refresh its keys (rate-limited) and is checked
+    /// once more.
+    pub async fn validate_access_token(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let error = match self.current_validator().await.validate(token) {
+            Ok(claims) => return Ok(claims),
+            Err(error) => error,
+        };
+        let refreshed = match error.jwks_refresh_issuer() {
+            Some(issuer) => match self.external_issuer(issuer) {
+                Some(external) => external.issuer.refresh_for_unknown_key().await,
+                None => false,
+            },
+            None => false,
+        };
+        if refreshed {
+            self.current_validator().await.validate(token)
+        } else {
+            Err(error)
+        }
+    }
+
+    /// The external issuer named `issuer`.
+    pub fn external_issuer(&self, issuer: &str) -> Option<&TrustedExternalIssuer> {
+        self.external_issuers
+            .iter()
+            .find(|external| external.issuer.issuer() == issuer)
+    }
+
+    /// The validator for the keys usable now (an external issuer's expired keys are refreshed or
+    /// dropped first).
+    async fn current_validator(&self) -> Arc<AccessTokenValidator> {
+        let mut key_sets = Vec::with_capacity(self.external_issuers.len());
+        for external in &self.external_issuers {
+            key_sets.push(external.issuer.current_keys().await);
+        }
+        let generations: Vec<u64> = self
+            .external_issuers
+            .iter()
+            .map(|external| external.issuer.generation())
+            .collect();
+        {
+            let current = self.validator.read().unwrap_or_else(|e| e.into_inner());
+            if current.generations == generations {
+                return Arc::clone(&current.validator);
+            }
+        }
+        match build_validator(
+            &self.audience,
+            &self.own_issuer,
+            &self.external_issuers,
+            &self.clock,
+            key_sets,
+        ) {
+            Ok(validator) => {
+                let validator = Arc::new(validator);
+                *self.validator.write().unwrap_or_else(|e| e.into_inner()) = CurrentValidator {
+                    generations,
+                    validator: Arc::clone(&validator),
+                };
+                validator
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "cannot rebuild the token validator; keeping the previous one");
+                Arc::clone(
+                    &self
+                        .validator
+                        .read()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .validator,
+                )
+            }
+        }
     }
 
     /// The current time from the injected clock.
@@ -136,6 +252,26 @@ impl AuthContext {
         let seconds = i64::try_from(self.clock.now()).unwrap_or(i64::MAX);
         DateTime::from_timestamp(seconds, 0).unwrap_or_default()
     }
+}
+
+/// A validator trusting the built-in issuer and each external issuer with `key_sets` (in
+/// order; missing sets are empty).
+fn build_validator(
+    audience: &str,
+    own: &TrustedIssuer,
+    external: &[TrustedExternalIssuer],
+    clock: &SharedClock,
+    key_sets: Vec<security::auth::jwt::KeySet>,
+) -> Result<AccessTokenValidator, JwtConfigError> {
+    let mut key_sets = key_sets.into_iter();
+    let issuers =
+        std::iter::once(own.clone()).chain(external.iter().map(|external| TrustedIssuer {
+            issuer: external.issuer.issuer().to_owned(),
+            keys: key_sets.next().unwrap_or_default(),
+            own: false,
+        }));
+    let clock = Arc::clone(clock);
+    AccessTokenValidator::new(audience, issuers.collect::<Vec<_>>(), move || clock.now())
 }
 
 fn load_issuer_keys(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {

@@ -36,12 +36,21 @@ impl CredentialVerifier for ServiceVerifier {
             Credential::Bearer(token) => {
                 let claims = self
                     .auth
-                    .validator
-                    .validate(token)
+                    .validate_access_token(token)
+                    .await
                     .map_err(|error| AuthFailure::Invalid(error.reason_code()))?;
+                // An external issuer grants only the scopes it is allowed here.
+                let scopes = match self.auth.external_issuer(&claims.issuer) {
+                    Some(external) => claims
+                        .scopes
+                        .into_iter()
+                        .filter(|scope| external.allowed_scopes.contains(scope))
+                        .collect(),
+                    None => claims.scopes.into_iter().collect(),
+                };
                 Ok(Principal {
                     subject: claims.subject,
-                    scopes: claims.scopes.into_iter().collect(),
+                    scopes,
                     method: AuthMethod::AccessToken,
                     client_id: claims.client_id,
                 })

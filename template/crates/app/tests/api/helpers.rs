@@ -78,6 +78,7 @@ password_hash_concurrency = 2
 key_dir = "DATA_DIR/keys"
 signing_key_path = ""
 retired_signing_keys = []
+external_issuers = []
 
 [log]
 level = "warn"

@@ -11,6 +11,7 @@ mod helpers;
 mod limits;
 mod malformed;
 mod migrations;
+mod oidc;
 mod openapi;
 mod shutdown;
 mod tokens;

@@ -3,5 +3,6 @@
 pub mod access_control;
 pub mod issuer_keys;
 pub mod jwt;
+pub mod oidc;
 pub mod password;
 pub mod secrets;
