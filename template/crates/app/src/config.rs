@@ -258,6 +258,9 @@ pub struct LimitSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
+    /// The built-in OAuth 2.0 issuer (login, `/oauth/token`, its JWKS). Off: only
+    /// `external_issuers` are trusted, and login and the token endpoint refuse.
+    pub built_in_issuer: bool,
     /// The `aud` access tokens must carry; empty means `server.public_origin`.
     pub audience: String,
     /// Lifetime of the built-in issuer's access tokens (60 to 900 seconds).
@@ -590,6 +593,12 @@ impl Settings {
                 );
             }
         }
+        if !auth.built_in_issuer && auth.external_issuers.is_empty() {
+            refuse(
+                "auth.built_in_issuer",
+                "is off and no auth.external_issuers are configured: no token could ever be valid",
+            );
+        }
         if auth.password_hash_concurrency == 0 {
             refuse("auth.password_hash_concurrency", "must be at least 1");
         }
@@ -608,7 +617,7 @@ impl Settings {
                     "must be set in production (APP_AUTH__API_KEY_PEPPER), to a random secret",
                 );
             }
-            if auth.signing_key_path.as_os_str().is_empty() {
+            if auth.built_in_issuer && auth.signing_key_path.as_os_str().is_empty() {
                 refuse(
                     "auth.signing_key_path",
                     "must name the issuer's Ed25519 key (PEM) in production; keys are never \
@@ -799,6 +808,7 @@ mod tests {
         max_headers = 64
         max_json_depth = 32
         [auth]
+        built_in_issuer = true
         audience = ""
         access_token_seconds = 900
         refresh_token_idle_seconds = 86400
@@ -935,6 +945,33 @@ mod tests {
         );
         let error = load(&generated, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn the_built_in_issuer_can_be_off_only_with_an_external_issuer() {
+        let off = VALID.replace("built_in_issuer = true", "built_in_issuer = false");
+        let error = load(&off, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("auth.built_in_issuer"), "{error}");
+        let external = off.replace(
+            "external_issuers = []",
+            "external_issuers = [{ issuer = \"https://login.example.com/\", allowed_scopes = [\"notes:read\"] }]",
+        );
+        load(&external, Environment::Development, &[]).expect("an external issuer suffices");
+        // Production then needs no signing key of its own.
+        let production_external = production()
+            .replace("built_in_issuer = true", "built_in_issuer = false")
+            .replace(
+                "signing_key_path = \"/etc/app/keys/signing-key.pem\"",
+                "signing_key_path = \"\"",
+            )
+            .replace(
+                "external_issuers = []",
+                "external_issuers = [{ issuer = \"https://login.example.com/\", allowed_scopes = [\"notes:read\"] }]",
+            );
+        load(&production_external, Environment::Production, &[]).expect("valid");
+        let plaintext = external.replace("https://login.example.com/", "http://login.example.com/");
+        let error = load(&plaintext, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("auth.external_issuers[0].issuer"), "{error}");
     }
 
     #[test]

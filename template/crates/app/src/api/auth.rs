@@ -164,6 +164,11 @@ impl AuthApi {
         request: &Request,
         body: Json<LoginRequest>,
     ) -> Result<LoginResponse, ApiError> {
+        if !self.auth.issues_tokens() {
+            return Err(ApiError::Forbidden(
+                "Password login is off: sign in with the identity provider",
+            ));
+        }
         let email = body.email.to_lowercase();
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(email))

@@ -438,6 +438,13 @@ impl Endpoint for TokenEndpoint {
             Ok(form) => form,
             Err(response) => return Ok(response),
         };
+        if !self.auth.issues_tokens() {
+            return Ok(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "this service issues no tokens; use its identity provider",
+            ));
+        }
         let response = match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => self.client_credentials_grant(&request, &form).await,
             Some("refresh_token") => self.refresh_token_grant(&request, &form).await,
@@ -459,11 +466,16 @@ impl Endpoint for TokenEndpoint {
 /// `GET /.well-known/jwks.json`.
 pub fn jwks(auth: Arc<AuthContext>) -> impl Endpoint<Output = Response> {
     poem::endpoint::make_sync(move |_| {
+        let jwks = if auth.issues_tokens() {
+            auth.keys.jwks_at(auth.clock.now())
+        } else {
+            json!({ "keys": [] })
+        };
         Response::builder()
             .content_type("application/json")
             // Short: a rotation must reach verifiers well within a token's lifetime.
             .header(CACHE_CONTROL, "public, max-age=300")
-            .body(auth.keys.jwks_at(auth.clock.now()).to_string())
+            .body(jwks.to_string())
     })
 }
 

@@ -27,7 +27,8 @@ use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use security::auth::issuer_keys::{self, IssuerKeyError, IssuerKeys, RetiredKey};
 use security::auth::jwt::{
-    AccessClaims, AccessTokenValidator, Clock, JwtConfigError, TokenError, TrustedIssuer,
+    AccessClaims, AccessTokenValidator, Clock, JwtConfigError, KeySet, SigningKey, TokenError,
+    TrustedIssuer,
 };
 use security::auth::oidc::{ExternalIssuer, ExternalIssuerConfig, OidcError};
 use security::auth::password::{PasswordHasher, PasswordPolicy};
@@ -84,8 +85,8 @@ pub struct AuthContext {
     pub issuer: String,
     pub audience: String,
     pub keys: IssuerKeys,
-    /// The built-in issuer, as the validator trusts it.
-    own_issuer: TrustedIssuer,
+    /// The built-in issuer, as the validator trusts it; `None` when it is turned off.
+    own_issuer: Option<TrustedIssuer>,
     pub external_issuers: Vec<TrustedExternalIssuer>,
     validator: std::sync::RwLock<CurrentValidator>,
     pub clock: SharedClock,
@@ -120,11 +121,16 @@ impl AuthContext {
         let issuer = settings.server.public_origin.clone();
         let audience = auth.audience_or(&issuer).to_owned();
         let keys = load_issuer_keys(&auth)?;
-        let own = TrustedIssuer {
-            issuer: issuer.clone(),
-            keys: keys.key_set_at(clock.now())?,
-            own: true,
-        };
+        let own = auth
+            .built_in_issuer
+            .then(|| {
+                Ok::<_, AuthSetupError>(TrustedIssuer {
+                    issuer: issuer.clone(),
+                    keys: keys.key_set_at(clock.now())?,
+                    own: true,
+                })
+            })
+            .transpose()?;
         let external_issuers = auth
             .external_issuers
             .iter()
@@ -141,7 +147,13 @@ impl AuthContext {
                 })
             })
             .collect::<Result<Vec<_>, OidcError>>()?;
-        let validator = build_validator(&audience, &own, &external_issuers, &clock, Vec::new())?;
+        let validator = build_validator(
+            &audience,
+            own.as_ref(),
+            &external_issuers,
+            &clock,
+            Vec::new(),
+        )?;
         let pepper = load_pepper(&auth)?;
         let key_hasher = KeyHasher::new(&pepper)
             .map_err(|_| AuthSetupError::Pepper("is shorter than 32 bytes".to_owned()))?;
@@ -162,7 +174,8 @@ impl AuthContext {
             keys,
             own_issuer: own,
             validator: std::sync::RwLock::new(CurrentValidator {
-                generations: vec![0; external_issuers.len()],
+                // Matches no real state: the first request builds the validator it needs.
+                generations: Vec::new(),
                 validator: Arc::new(validator),
             }),
             external_issuers,
@@ -201,17 +214,20 @@ impl AuthContext {
             .find(|external| external.issuer.issuer() == issuer)
     }
 
-    /// The validator for the keys usable now (an external issuer's expired keys are refreshed or
-    /// dropped first).
+    /// The validator for the keys usable now: an external issuer's expired keys are refreshed or
+    /// dropped first, and a retired key of the built-in issuer stops verifying when it leaves
+    /// the JWKS.
     async fn current_validator(&self) -> Arc<AccessTokenValidator> {
         let mut key_sets = Vec::with_capacity(self.external_issuers.len());
         for external in &self.external_issuers {
             key_sets.push(external.issuer.current_keys().await);
         }
+        let own_keys = self.keys.verifying_at(self.clock.now());
         let generations: Vec<u64> = self
             .external_issuers
             .iter()
             .map(|external| external.issuer.generation())
+            .chain(std::iter::once(own_keys.len() as u64))
             .collect();
         {
             let current = self.validator.read().unwrap_or_else(|e| e.into_inner());
@@ -219,9 +235,13 @@ impl AuthContext {
                 return Arc::clone(&current.validator);
             }
         }
+        let own = self.own_issuer.as_ref().map(|own| TrustedIssuer {
+            keys: KeySet::new(own_keys).unwrap_or_default(),
+            ..own.clone()
+        });
         match build_validator(
             &self.audience,
-            &self.own_issuer,
+            own.as_ref(),
             &self.external_issuers,
             &self.clock,
             key_sets,
@@ -247,6 +267,11 @@ impl AuthContext {
         }
     }
 
+    /// Whether the built-in issuer is on (`auth.built_in_issuer`).
+    pub fn issues_tokens(&self) -> bool {
+        self.own_issuer.is_some()
+    }
+
     /// The current time from the injected clock.
     pub fn now(&self) -> DateTime<Utc> {
         let seconds = i64::try_from(self.clock.now()).unwrap_or(i64::MAX);
@@ -258,14 +283,16 @@ impl AuthContext {
 /// order; missing sets are empty).
 fn build_validator(
     audience: &str,
-    own: &TrustedIssuer,
+    own: Option<&TrustedIssuer>,
     external: &[TrustedExternalIssuer],
     clock: &SharedClock,
-    key_sets: Vec<security::auth::jwt::KeySet>,
+    key_sets: Vec<KeySet>,
 ) -> Result<AccessTokenValidator, JwtConfigError> {
     let mut key_sets = key_sets.into_iter();
-    let issuers =
-        std::iter::once(own.clone()).chain(external.iter().map(|external| TrustedIssuer {
+    let issuers = own
+        .cloned()
+        .into_iter()
+        .chain(external.iter().map(|external| TrustedIssuer {
             issuer: external.issuer.issuer().to_owned(),
             keys: key_sets.next().unwrap_or_default(),
             own: false,
@@ -275,6 +302,12 @@ fn build_validator(
 }
 
 fn load_issuer_keys(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {
+    if !auth.built_in_issuer {
+        // Turned off: a key that exists in memory only, never signs and is never published.
+        let unused =
+            SigningKey::from_ed25519_pkcs8_thumbprint(&SigningKey::generate_ed25519_pkcs8()?)?;
+        return Ok(IssuerKeys::new(unused, Vec::new())?);
+    }
     let active = if auth.signing_key_path.as_os_str().is_empty() {
         issuer_keys::ensure_dev_signing_key(&auth.key_dir)?
     } else {

@@ -833,3 +833,84 @@ async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_al
         .expect("request");
     assert_eq!(after.status(), 400, "the family is revoked");
 }
+
+#[tokio::test]
+async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() {
+    use security::auth::issuer_keys;
+    let keys = tempfile::tempdir().expect("dir");
+    // Two keys, created as the development key would be: the retired one and the new one.
+    let old = issuer_keys::ensure_dev_signing_key(&keys.path().join("old")).expect("old key");
+    let new = issuer_keys::ensure_dev_signing_key(&keys.path().join("new")).expect("new key");
+    let now = chrono::Utc::now();
+    let app = crate::helpers::spawn_app_with(&format!(
+        "[auth]\nsigning_key_path = \"{}\"\nretired_signing_keys = [{{ path = \"{}\", retired_at = \"{}\" }}]\n",
+        keys.path().join("new").join(issuer_keys::DEV_KEY_FILE).display(),
+        keys.path().join("old").join(issuer_keys::DEV_KEY_FILE).display(),
+        now.to_rfc3339(),
+    ))
+    .await;
+    let published = |app: &TestApp| {
+        let client = app.client.clone();
+        let url = app.url("/.well-known/jwks.json");
+        async move {
+            let jwks = json_body(client.get(url).send().await.expect("request")).await;
+            jwks["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|key| key["kid"].as_str().expect("kid").to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(app.auth.keys.active().kid(), new.kid(), "the new key signs");
+    // A token the old key signed just before retirement is still valid.
+    let old_token = security::auth::jwt::issue_access_token(
+        &old,
+        &security::auth::jwt::AccessGrant {
+            issuer: "https://localhost".to_owned(),
+            subject: "00000000-0000-0000-0000-000000000001".to_owned(),
+            audience: "https://localhost".to_owned(),
+            scopes: vec!["profile".to_owned()],
+            client_id: None,
+            issued_at: app.clock.now(),
+            lifetime: std::time::Duration::from_secs(900),
+        },
+    )
+    .expect("signed");
+    let status = |token: String| {
+        let client = app.client.clone();
+        let url = app.url("/v1/me");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request")
+                .status()
+        }
+    };
+    assert_ne!(status(old_token).await, 401, "the old key still verifies");
+    let kids = published(&app).await;
+    assert!(kids.contains(&old.kid().to_owned()) && kids.contains(&new.kid().to_owned()));
+    // 15 minutes of token lifetime and 5 of clock leeway after retirement, the old key leaves.
+    let retired_at = u64::try_from(now.timestamp()).expect("time");
+    app.clock
+        .advance(retired_at + 20 * 60 + 1 - app.clock.now());
+    assert_eq!(published(&app).await, vec![new.kid().to_owned()]);
+    // And it verifies nothing any more, not even a token forged with it now (a leaked old key).
+    let forged = security::auth::jwt::issue_access_token(
+        &old,
+        &security::auth::jwt::AccessGrant {
+            issuer: "https://localhost".to_owned(),
+            subject: "00000000-0000-0000-0000-000000000001".to_owned(),
+            audience: "https://localhost".to_owned(),
+            scopes: vec!["profile".to_owned()],
+            client_id: None,
+            issued_at: app.clock.now(),
+            lifetime: std::time::Duration::from_secs(900),
+        },
+    )
+    .expect("signed");
+    assert_eq!(status(forged).await, 401);
+}

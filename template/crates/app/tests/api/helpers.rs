@@ -67,6 +67,7 @@ max_headers = 64
 max_json_depth = 32
 
 [auth]
+built_in_issuer = true
 audience = ""
 access_token_seconds = 900
 refresh_token_idle_seconds = 86400

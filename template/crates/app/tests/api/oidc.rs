@@ -257,3 +257,45 @@ async fn a_discovery_document_naming_another_issuer_is_not_trusted() {
         "the JWKS of a mismatching discovery document is never fetched"
     );
 }
+
+#[tokio::test]
+async fn with_the_built_in_issuer_off_only_the_external_issuers_tokens_count() {
+    let provider = MockProvider::start().await;
+    let key = ProviderKey::new("k");
+    provider.publish(&[&key]);
+    let app = spawn_app_with(&format!(
+        "[auth]\nbuilt_in_issuer = false\nexternal_issuers = [{{ issuer = \"{}\", ca_cert = \"{}\", \
+         allowed_scopes = [\"users:read\"] }}]\n",
+        provider.issuer,
+        provider.ca_cert.display()
+    ))
+    .await;
+    let now = app.clock.now();
+    assert_eq!(
+        list_users(&app, &provider.token(&key, now, "users:read")).await,
+        200
+    );
+    assert_eq!(
+        list_users(&app, &app.admin_token).await,
+        401,
+        "a token in the built-in issuer's name is not trusted"
+    );
+    let login = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": app.credentials.admin.email, "password": app.credentials.admin.password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(login.status(), 403);
+    let jwks: Value = app
+        .client
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jwks["keys"], json!([]));
+}
