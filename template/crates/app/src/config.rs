@@ -302,6 +302,10 @@ pub struct ExternalIssuerSettings {
     /// A private CA for the provider's certificate; empty trusts the system's roots.
     #[serde(default)]
     pub ca_cert: PathBuf,
+    /// The `aud` this provider puts in tokens for this API (e.g. `api://my-service`); empty
+    /// means `auth.audience`.
+    #[serde(default)]
+    pub audience: String,
     /// The scopes its tokens may grant here; others in a token are ignored.
     pub allowed_scopes: Vec<String>,
 }

@@ -67,6 +67,8 @@ pub enum AuthSetupError {
 #[derive(Debug)]
 pub struct TrustedExternalIssuer {
     pub issuer: ExternalIssuer,
+    /// The audience its tokens carry for this API, if not `auth.audience`.
+    pub audience: Option<String>,
     pub allowed_scopes: Vec<String>,
 }
 
@@ -126,6 +128,7 @@ impl AuthContext {
             .then(|| {
                 Ok::<_, AuthSetupError>(TrustedIssuer {
                     issuer: issuer.clone(),
+                    audience: None,
                     keys: keys.key_set_at(clock.now())?,
                     own: true,
                 })
@@ -143,6 +146,7 @@ impl AuthContext {
                 };
                 Ok(TrustedExternalIssuer {
                     issuer: ExternalIssuer::new(config, Arc::clone(&clock))?,
+                    audience: (!external.audience.is_empty()).then(|| external.audience.clone()),
                     allowed_scopes: external.allowed_scopes.clone(),
                 })
             })
@@ -294,6 +298,7 @@ fn build_validator(
         .into_iter()
         .chain(external.iter().map(|external| TrustedIssuer {
             issuer: external.issuer.issuer().to_owned(),
+            audience: external.audience.clone(),
             keys: key_sets.next().unwrap_or_default(),
             own: false,
         }));

@@ -132,9 +132,20 @@ impl MockProvider {
     }
 
     fn token_of(&self, issuer: &str, key: &ProviderKey, now: u64, scope: &str) -> String {
+        self.token_for(issuer, AUDIENCE, key, now, scope)
+    }
+
+    fn token_for(
+        &self,
+        issuer: &str,
+        audience: &str,
+        key: &ProviderKey,
+        now: u64,
+        scope: &str,
+    ) -> String {
         let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid});
         let claims = json!({
-            "iss": issuer, "aud": AUDIENCE, "sub": "partner-service",
+            "iss": issuer, "aud": audience, "sub": "partner-service",
             "iat": now, "exp": now + 7200, "scope": scope,
         });
         let input = format!(
@@ -298,4 +309,28 @@ async fn with_the_built_in_issuer_off_only_the_external_issuers_tokens_count() {
         .await
         .expect("json");
     assert_eq!(jwks["keys"], json!([]));
+}
+
+#[tokio::test]
+async fn an_external_issuer_can_name_this_api_its_own_way() {
+    let provider = MockProvider::start().await;
+    let key = ProviderKey::new("k");
+    provider.publish(&[&key]);
+    let app = spawn_app_with(&format!(
+        "[auth]\nexternal_issuers = [{{ issuer = \"{}\", audience = \"api://rampart-test\", \
+         ca_cert = \"{}\", allowed_scopes = [\"users:read\"] }}]\n",
+        provider.issuer,
+        provider.ca_cert.display()
+    ))
+    .await;
+    let now = app.clock.now();
+    let issuer = provider.issuer.clone();
+    let named = provider.token_for(&issuer, "api://rampart-test", &key, now, "users:read");
+    assert_eq!(list_users(&app, &named).await, 200);
+    let default_audience = provider.token_for(&issuer, AUDIENCE, &key, now, "users:read");
+    assert_eq!(
+        list_users(&app, &default_audience).await,
+        401,
+        "its tokens must carry its audience"
+    );
 }

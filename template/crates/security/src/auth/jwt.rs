@@ -298,6 +298,9 @@ pub struct TrustedIssuer {
     /// The exact `iss` value.
     pub issuer: String,
     pub keys: KeySet,
+    /// The audience this issuer's tokens must carry, when it names this API differently; `None`
+    /// means the validator's audience.
+    pub audience: Option<String>,
     /// The built-in issuer: its tokens must also be `at+jwt` and live at most 15 minutes.
     pub own: bool,
 }
@@ -501,7 +504,8 @@ impl AccessTokenValidator {
         if issued_at.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
             return Err(TokenError::IssuedInFuture);
         }
-        if !self.audience_matches(&claims)? {
+        let audience = issuer.audience.as_deref().unwrap_or(&self.audience);
+        if !audience_matches(audience, &claims)? {
             return Err(TokenError::WrongAudience);
         }
         if issuer.own {
@@ -529,21 +533,22 @@ impl AccessTokenValidator {
             client_id: optional_str(&claims, "client_id")?.map(str::to_owned),
         })
     }
+}
 
-    fn audience_matches(&self, claims: &Map<String, Value>) -> Result<bool, TokenError> {
-        match claims.get("aud") {
-            None => Err(TokenError::MissingClaim("aud")),
-            Some(Value::String(audience)) => Ok(*audience == self.audience),
-            Some(Value::Array(audiences)) => {
-                let mut matches = false;
-                for audience in audiences {
-                    let audience = audience.as_str().ok_or(TokenError::Malformed)?;
-                    matches |= audience == self.audience;
-                }
-                Ok(matches)
+/// Whether `aud` (a string or an array) contains `expected`.
+fn audience_matches(expected: &str, claims: &Map<String, Value>) -> Result<bool, TokenError> {
+    match claims.get("aud") {
+        None => Err(TokenError::MissingClaim("aud")),
+        Some(Value::String(audience)) => Ok(audience == expected),
+        Some(Value::Array(audiences)) => {
+            let mut matches = false;
+            for audience in audiences {
+                let audience = audience.as_str().ok_or(TokenError::Malformed)?;
+                matches |= audience == expected;
             }
-            Some(_) => Err(TokenError::Malformed),
+            Ok(matches)
         }
+        Some(_) => Err(TokenError::Malformed),
     }
 }
 
@@ -824,11 +829,13 @@ mod tests {
             TrustedIssuer {
                 issuer: OWN.to_owned(),
                 keys: KeySet::new([own.verifying.clone()]).expect("own keys"),
+                audience: None,
                 own: true,
             },
             TrustedIssuer {
                 issuer: PARTNER.to_owned(),
                 keys: KeySet::new([partner.verifying.clone()]).expect("partner keys"),
+                audience: None,
                 own: false,
             },
         ];
@@ -1255,6 +1262,7 @@ mod tests {
             [TrustedIssuer {
                 issuer: PARTNER.to_owned(),
                 keys: KeySet::new([key]).expect("keys"),
+                audience: None,
                 own: false,
             }],
             || NOW,
@@ -1289,6 +1297,7 @@ mod tests {
             [TrustedIssuer {
                 issuer: OWN.to_owned(),
                 keys: KeySet::new([key.verifying_key().clone()]).expect("keys"),
+                audience: None,
                 own: true,
             }],
             || NOW,
@@ -1368,6 +1377,7 @@ mod tests {
             [TrustedIssuer {
                 issuer: OWN.to_owned(),
                 keys,
+                audience: None,
                 own: true,
             }],
             || NOW,
@@ -1408,6 +1418,7 @@ mod tests {
         let issuer = TrustedIssuer {
             issuer: OWN.to_owned(),
             keys: KeySet::new([own.verifying]).expect("keys"),
+            audience: None,
             own: true,
         };
         assert_eq!(
