@@ -115,6 +115,15 @@ fn database_unreachable(error: &sea_orm::DbErr) -> bool {
     }
 }
 
+impl From<security::auth::password::PasswordError> for ApiError {
+    fn from(error: security::auth::password::PasswordError) -> Self {
+        match error {
+            security::auth::password::PasswordError::Busy => Self::Busy,
+            security::auth::password::PasswordError::Hashing => Self::Internal(Box::new(error)),
+        }
+    }
+}
+
 impl poem::error::ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         ApiError::status(self)

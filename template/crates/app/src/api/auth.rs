@@ -13,7 +13,6 @@ use poem::Request;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use security::auth::password::PasswordError;
 use security::input::strict_json::ValidationFailure;
 use security::logging::audit::{AuditEvent, Outcome};
 
@@ -176,15 +175,7 @@ impl AuthApi {
             .await?;
         let stored = user.as_ref().and_then(|user| user.password_hash.as_deref());
         // Unknown account or no password: the hasher still does the full work (dummy hash).
-        let verified = self
-            .auth
-            .passwords
-            .verify(stored, &body.password)
-            .await
-            .map_err(|error| match error {
-                PasswordError::Busy => ApiError::Busy,
-                PasswordError::Hashing => ApiError::Internal(Box::new(error)),
-            })?;
+        let verified = self.auth.passwords.verify(stored, &body.password).await?;
         let user = match (user, verified) {
             (Some(user), true) => user,
             (user, _) => {
@@ -291,15 +282,7 @@ impl AuthApi {
                 violations.iter().map(ToString::to_string).collect(),
             ));
         }
-        let hash =
-            self.auth
-                .passwords
-                .hash(&body.new_password)
-                .await
-                .map_err(|error| match error {
-                    PasswordError::Busy => ApiError::Busy,
-                    PasswordError::Hashing => ApiError::Internal(Box::new(error)),
-                })?;
+        let hash = self.auth.passwords.hash(&body.new_password).await?;
         match password_reset::confirm(&self.auth, &body.token, hash).await {
             Ok(user_id) => {
                 let subject = user_id.to_string();

@@ -11,7 +11,6 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set, SqlErr};
-use security::auth::password::PasswordError;
 use security::input::strict_json::ValidationFailure;
 use uuid::Uuid;
 
@@ -155,15 +154,7 @@ impl UsersApi {
             );
             return Err(ApiError::Invalid(failure));
         }
-        let password_hash =
-            self.auth
-                .passwords
-                .hash(&new_user.password)
-                .await
-                .map_err(|error| match error {
-                    PasswordError::Busy => ApiError::Busy,
-                    PasswordError::Hashing => ApiError::Internal(Box::new(error)),
-                })?;
+        let password_hash = self.auth.passwords.hash(&new_user.password).await?;
         let model = users::ActiveModel {
             id: Set(Uuid::new_v4()),
             // Addresses are compared case-insensitively, so they are stored in one case.

@@ -834,6 +834,20 @@ async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_al
     assert_eq!(after.status(), 400, "the family is revoked");
 }
 
+/// A 15-minute token for the profile scope, signed by `key` at the app's current time.
+fn signed_now(app: &TestApp, key: &security::auth::jwt::SigningKey) -> String {
+    let grant = security::auth::jwt::AccessGrant {
+        issuer: "https://localhost".to_owned(),
+        subject: "00000000-0000-0000-0000-000000000001".to_owned(),
+        audience: "https://localhost".to_owned(),
+        scopes: vec!["profile".to_owned()],
+        client_id: None,
+        issued_at: app.clock.now(),
+        lifetime: std::time::Duration::from_secs(900),
+    };
+    security::auth::jwt::issue_access_token(key, &grant).expect("signed")
+}
+
 #[tokio::test]
 async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() {
     use security::auth::issuer_keys;
@@ -864,19 +878,7 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
     };
     assert_eq!(app.auth.keys.active().kid(), new.kid(), "the new key signs");
     // A token the old key signed just before retirement is still valid.
-    let old_token = security::auth::jwt::issue_access_token(
-        &old,
-        &security::auth::jwt::AccessGrant {
-            issuer: "https://localhost".to_owned(),
-            subject: "00000000-0000-0000-0000-000000000001".to_owned(),
-            audience: "https://localhost".to_owned(),
-            scopes: vec!["profile".to_owned()],
-            client_id: None,
-            issued_at: app.clock.now(),
-            lifetime: std::time::Duration::from_secs(900),
-        },
-    )
-    .expect("signed");
+    let old_token = signed_now(&app, &old);
     let status = |token: String| {
         let client = app.client.clone();
         let url = app.url("/v1/me");
@@ -899,18 +901,6 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
         .advance(retired_at + 20 * 60 + 1 - app.clock.now());
     assert_eq!(published(&app).await, vec![new.kid().to_owned()]);
     // And it verifies nothing any more, not even a token forged with it now (a leaked old key).
-    let forged = security::auth::jwt::issue_access_token(
-        &old,
-        &security::auth::jwt::AccessGrant {
-            issuer: "https://localhost".to_owned(),
-            subject: "00000000-0000-0000-0000-000000000001".to_owned(),
-            audience: "https://localhost".to_owned(),
-            scopes: vec!["profile".to_owned()],
-            client_id: None,
-            issued_at: app.clock.now(),
-            lifetime: std::time::Duration::from_secs(900),
-        },
-    )
-    .expect("signed");
+    let forged = signed_now(&app, &old);
     assert_eq!(status(forged).await, 401);
 }
