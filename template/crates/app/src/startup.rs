@@ -17,6 +17,7 @@ use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
+use security::transport::client_ip::ClientIpLayer;
 use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
 use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
 use security::transport::secure_headers::{
@@ -377,6 +378,8 @@ pub fn routes(
         .with(AccessLog)
         // Outside the error mapping, so error responses get the headers too.
         .with(secure_headers)
+        // The client's address, from the peer or a trusted proxy's forwarding headers.
+        .with(ClientIpLayer::new(&settings.server.trusted_proxies))
         // Outermost: the id is assigned before anything logs and returned on every response.
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,

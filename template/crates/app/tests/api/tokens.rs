@@ -416,3 +416,37 @@ async fn the_document_walk_proves_every_operations_scopes_are_enforced() {
         "the walk covered the protected operations ({checked})"
     );
 }
+
+/// The client address the audit event of an unauthenticated request records.
+async fn audited_client_ip(app: &TestApp, forwarded_for: &str) -> String {
+    let response = app
+        .client
+        .get(app.url("/v1/me"))
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 401);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_owned();
+    audit_events_for(&request_id)
+        .into_iter()
+        .find(|event| event["event"] == "authn.missing")
+        .and_then(|event| event.get("client_ip").cloned())
+        .expect("an audit event with the client address")
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_for_is_ignored_and_a_trusted_proxys_is_honoured() {
+    let direct = spawn_app().await;
+    assert_eq!(audited_client_ip(&direct, "203.0.113.9").await, "127.0.0.1");
+    let proxied =
+        crate::helpers::spawn_app_with("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
+    assert_eq!(
+        audited_client_ip(&proxied, "1.1.1.1, 203.0.113.9").await,
+        "203.0.113.9",
+        "the right-most address the trusted proxy appended"
+    );
+}

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use poem::Request;
 
 use crate::logging::request_id::RequestId;
+use crate::transport::client_ip::ClientIp;
 
 /// The `tracing` target of every audit event.
 pub const AUDIT_TARGET: &str = "audit";
@@ -57,10 +58,17 @@ impl<'a> AuditEvent<'a> {
             name,
             outcome,
             reason,
+            // The resolved client (trusted proxies' forwarding headers), else the peer.
             client_ip: request
-                .remote_addr()
-                .as_socket_addr()
-                .map(|addr| addr.ip().to_canonical()),
+                .extensions()
+                .get::<ClientIp>()
+                .map(|client| client.0)
+                .or_else(|| {
+                    request
+                        .remote_addr()
+                        .as_socket_addr()
+                        .map(|addr| addr.ip().to_canonical())
+                }),
             request_id: request
                 .extensions()
                 .get::<RequestId>()

@@ -1,5 +1,6 @@
 //! Transport security controls (checklist section "Transport Security", TLS-*).
 
+pub mod client_ip;
 pub mod cors;
 pub mod dev_ca;
 pub mod origin;
