@@ -1,8 +1,9 @@
 //! API keys: `POST /v1/api-keys`, `GET /v1/api-keys`, `DELETE /v1/api-keys/{id}`,
 //! `POST /v1/api-keys/{id}/rotate` (AUTH-2, AUTH-6).
 //!
-//! A key's scopes must be a subset of its creator's; the secret is in the creation (or
-//! rotation) response only. A principal manages its own keys; another principal's keys answer
+//! A key's scopes must be a subset of its creator's, and only a credential holding all of a
+//! key's scopes may rotate or revoke it; the secret is in the creation (or rotation) response
+//! only. A principal manages its own keys; another principal's keys answer
 //! 404 (their existence is not disclosed), unless the caller holds `api_keys:admin`. Listing
 //! another owner's keys without it is 403.
 
@@ -278,7 +279,11 @@ impl ApiKeysApi {
             ));
         }
         let old_id = key.id.to_string();
-        let successor = api_keys::rotate(&self.auth, key).await?;
+        let Some(successor) = api_keys::rotate(&self.auth, key).await? else {
+            return Err(ApiError::Conflict(
+                "Only an active key that was not rotated yet can be rotated",
+            ));
+        };
         AuditEvent::for_request(request, "api_key.rotated", Outcome::Allowed, "rotated")
             .subject(&auth.principal().subject)
             .policy(&old_id)
@@ -307,6 +312,27 @@ impl ApiKeysApi {
                 .policy("API keys are managed by their owner or api_keys:admin")
                 .record();
             return Err(ApiError::NotFound);
+        }
+        // A weaker credential of the same owner (a key with only `api_keys:write`) must not
+        // rotate a stronger key into a secret it can read, nor revoke it.
+        if !is_key_admin(principal)
+            && key
+                .scope_list()
+                .iter()
+                .any(|scope| !principal.has_scope(scope))
+        {
+            AuditEvent::for_request(
+                request,
+                "authz.api_key_scopes",
+                Outcome::Denied,
+                "scope_not_held",
+            )
+            .subject(&principal.subject)
+            .policy("a key is managed only by a credential holding all its scopes")
+            .record();
+            return Err(ApiError::Forbidden(
+                "Managing this key needs every scope it holds",
+            ));
         }
         Ok(key)
     }

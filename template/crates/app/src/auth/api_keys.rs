@@ -3,7 +3,11 @@
 //! overlap, so clients can switch without downtime.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, IntoActiveModel, Set, TransactionTrait};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, Set, TransactionTrait,
+};
 use security::auth::secrets::ApiKeySecret;
 use uuid::Uuid;
 
@@ -26,9 +30,21 @@ pub async fn issue(
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<IssuedKey, DbErr> {
+    issue_as(auth, db, Uuid::new_v4(), owner_id, name, scopes, expires_at).await
+}
+
+async fn issue_as(
+    auth: &AuthContext,
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    owner_id: Uuid,
+    name: &str,
+    scopes: &[String],
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedKey, DbErr> {
     let secret = ApiKeySecret::generate(&auth.key_prefix);
     let key = api_keys::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         owner_id: Set(owner_id),
         name: Set(name.to_owned()),
         key_hash: Set(auth.key_hasher.hash(secret.expose()).to_hex()),
@@ -46,28 +62,41 @@ pub async fn issue(
 }
 
 /// Issues the successor of `old` (same owner, name, scopes and expiry) and ends `old` after
-/// the overlap, in one transaction.
-pub async fn rotate(auth: &AuthContext, old: api_keys::Model) -> Result<IssuedKey, DbErr> {
+/// the overlap, in one transaction. `None` when `old` was rotated or revoked meanwhile: the
+/// conditional update lets one of two concurrent rotations win.
+pub async fn rotate(auth: &AuthContext, old: api_keys::Model) -> Result<Option<IssuedKey>, DbErr> {
     let overlap = chrono::Duration::seconds(
         i64::try_from(auth.settings.api_key_overlap_seconds).unwrap_or(i64::MAX),
     );
+    let successor_id = Uuid::new_v4();
     let transaction = auth.db.begin().await?;
-    let successor = issue(
+    let claimed = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::ReplacedBy, Expr::value(successor_id))
+        .col_expr(
+            api_keys::Column::ValidUntil,
+            Expr::value(auth.now() + overlap),
+        )
+        .filter(api_keys::Column::Id.eq(old.id))
+        .filter(api_keys::Column::ReplacedBy.is_null())
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(&transaction)
+        .await?;
+    if claimed.rows_affected != 1 {
+        transaction.rollback().await?;
+        return Ok(None);
+    }
+    let successor = issue_as(
         auth,
         &transaction,
+        successor_id,
         old.owner_id,
         &old.name,
         &old.scope_list(),
         old.expires_at,
     )
     .await?;
-    let overlap_end = auth.now() + overlap;
-    let mut ended = old.into_active_model();
-    ended.replaced_by = Set(Some(successor.key.id));
-    ended.valid_until = Set(Some(overlap_end));
-    ended.update(&transaction).await?;
     transaction.commit().await?;
-    Ok(successor)
+    Ok(Some(successor))
 }
 
 /// Revokes `key` now.

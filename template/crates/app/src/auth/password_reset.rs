@@ -16,8 +16,9 @@ use security::auth::secrets::{OpaqueToken, parse_opaque_token};
 use uuid::Uuid;
 
 use super::AuthContext;
+use super::tokens;
 use crate::mail::OutgoingMail;
-use crate::persistence::{password_resets, refresh_tokens, users};
+use crate::persistence::{password_resets, users};
 
 /// How long a reset link works.
 pub const RESET_TOKEN_LIFETIME: Duration = Duration::minutes(15);
@@ -131,12 +132,9 @@ pub async fn confirm(
     let mut user = user.into_active_model();
     user.password_hash = Set(Some(password_hash));
     user.update(&transaction).await?;
-    refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(now))
-        .filter(refresh_tokens::Column::UserId.eq(stored.user_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(&transaction)
-        .await?;
     transaction.commit().await?;
+    // After the password changed: every session of the account ends, including one a
+    // concurrent refresh is extending.
+    tokens::revoke_all_of_user(auth, stored.user_id).await?;
     Ok(stored.user_id)
 }

@@ -11,7 +11,8 @@
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    TransactionTrait,
 };
 use security::auth::jwt::{AccessGrant, issue_access_token};
 use security::auth::secrets::{OpaqueToken, parse_opaque_token};
@@ -203,6 +204,19 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
         revoke_family(auth, stored.family_id).await?;
         return Err(RefreshError::Refused(RefreshRefusal::Reused));
     }
+    // A revocation of the family may have started before this token was claimed: any revoked
+    // member revokes the whole family for good.
+    let family_revoked = refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::FamilyId.eq(stored.family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+        .count(&transaction)
+        .await?
+        > 0;
+    if family_revoked {
+        transaction.rollback().await?;
+        revoke_family(auth, stored.family_id).await?;
+        return Err(RefreshError::Refused(RefreshRefusal::Revoked));
+    }
     if now >= stored.expires_at || now >= stored.family_expires_at {
         transaction.commit().await?;
         return Err(RefreshError::Refused(RefreshRefusal::Expired));
@@ -245,13 +259,35 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
 
 /// Revokes every token of a family.
 pub async fn revoke_family(auth: &AuthContext, family_id: Uuid) -> Result<(), DbErr> {
-    refresh_tokens::Entity::update_many()
-        .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(auth.now()))
-        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_null())
-        .exec(&auth.db)
-        .await
-        .map(drop)
+    revoke_where(auth, refresh_tokens::Column::FamilyId.eq(family_id)).await
+}
+
+/// Revokes every token of `user_id`'s families (a password reset).
+pub async fn revoke_all_of_user(auth: &AuthContext, user_id: Uuid) -> Result<(), DbErr> {
+    revoke_where(auth, refresh_tokens::Column::UserId.eq(user_id)).await
+}
+
+/// Revokes the unrevoked tokens matching `condition`, repeating until none is left: under
+/// PostgreSQL's READ COMMITTED an UPDATE does not see a successor that a concurrent refresh
+/// inserts while the UPDATE waits on its lock; the next statement does, and a refresh that
+/// starts afterwards finds its family revoked (see [`refresh`]).
+async fn revoke_where(
+    auth: &AuthContext,
+    condition: sea_orm::sea_query::SimpleExpr,
+) -> Result<(), DbErr> {
+    const MAX_PASSES: usize = 16;
+    for _ in 0..MAX_PASSES {
+        let revoked = refresh_tokens::Entity::update_many()
+            .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(auth.now()))
+            .filter(condition.clone())
+            .filter(refresh_tokens::Column::RevokedAt.is_null())
+            .exec(&auth.db)
+            .await?;
+        if revoked.rows_affected == 0 {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// Logout: revokes the family of `presented`, if it names one. Says nothing either way.

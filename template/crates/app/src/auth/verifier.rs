@@ -39,17 +39,22 @@ impl CredentialVerifier for ServiceVerifier {
                     .validate_access_token(token)
                     .await
                     .map_err(|error| AuthFailure::Invalid(error.reason_code()))?;
-                // An external issuer grants only the scopes it is allowed here.
-                let scopes = match self.auth.external_issuer(&claims.issuer) {
-                    Some(external) => claims
-                        .scopes
-                        .into_iter()
-                        .filter(|scope| external.allowed_scopes.contains(scope))
-                        .collect(),
-                    None => claims.scopes.into_iter().collect(),
+                // An external issuer grants only the scopes it is allowed here, and its subjects
+                // live in its own namespace: `<issuer>#<sub>` is never a local user id, so an
+                // external token can never act as (or collide with) a local account.
+                let (subject, scopes) = match self.auth.external_issuer(&claims.issuer) {
+                    Some(external) => (
+                        format!("{}#{}", claims.issuer, claims.subject),
+                        claims
+                            .scopes
+                            .into_iter()
+                            .filter(|scope| external.allowed_scopes.contains(scope))
+                            .collect(),
+                    ),
+                    None => (claims.subject, claims.scopes.into_iter().collect()),
                 };
                 Ok(Principal {
-                    subject: claims.subject,
+                    subject,
                     scopes,
                     method: AuthMethod::AccessToken,
                     client_id: claims.client_id,

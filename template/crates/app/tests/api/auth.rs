@@ -892,7 +892,8 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
                 .status()
         }
     };
-    assert_ne!(status(old_token).await, 401, "the old key still verifies");
+    // Accepted (the subject has no account: 404, not 401).
+    assert_eq!(status(old_token).await, 404, "the old key still verifies");
     let kids = published(&app).await;
     assert!(kids.contains(&old.kid().to_owned()) && kids.contains(&new.kid().to_owned()));
     // 15 minutes of token lifetime and 5 of clock leeway after retirement, the old key leaves.
@@ -903,4 +904,45 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
     // And it verifies nothing any more, not even a token forged with it now (a leaked old key).
     let forged = signed_now(&app, &old);
     assert_eq!(status(forged).await, 401);
+}
+
+#[tokio::test]
+async fn a_weaker_key_cannot_rotate_or_revoke_a_stronger_one_and_one_of_two_rotations_wins() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "rotator@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let strong =
+        json_body(create_key(&app, &owner, &["profile", "notes:read", "notes:write"]).await).await;
+    let weak =
+        json_body(create_key(&app, &owner, &["api_keys:read", "api_keys:write"]).await).await;
+    let strong_id = strong["id"].as_str().expect("id");
+    let weak_secret = weak["secret"].as_str().expect("secret");
+    for (method, path) in [
+        (
+            reqwest::Method::POST,
+            format!("/v1/api-keys/{strong_id}/rotate"),
+        ),
+        (reqwest::Method::DELETE, format!("/v1/api-keys/{strong_id}")),
+    ] {
+        let response = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .header("x-api-key", weak_secret)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 403, "{method} {path}");
+    }
+    let rotate = || {
+        owner
+            .post(app.url(&format!("/v1/api-keys/{strong_id}/rotate")))
+            .send()
+    };
+    let (a, b) = tokio::join!(rotate(), rotate());
+    let mut statuses = [
+        a.expect("request").status().as_u16(),
+        b.expect("request").status().as_u16(),
+    ];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "one successor only");
 }

@@ -176,7 +176,7 @@ async fn an_external_issuers_tokens_are_accepted_through_rotation_and_outage_unt
     provider.publish(&[&first]);
     let app = spawn_app_with(&format!(
         "[auth]\nexternal_issuers = [{{ issuer = \"{}\", jwks_ttl_seconds = 600, ca_cert = \"{}\", \
-         allowed_scopes = [\"users:read\"] }}]\n",
+         allowed_scopes = [\"users:read\", \"notes:write\"] }}]\n",
         provider.issuer,
         provider.ca_cert.display()
     ))
@@ -200,6 +200,17 @@ async fn an_external_issuers_tokens_are_accepted_through_rotation_and_outage_unt
         .await
         .expect("request");
     assert_eq!(create.status(), 403);
+
+    // Its subjects are not local accounts: nothing can be owned by one (403, never a 500).
+    let note = app
+        .client
+        .post(app.url("/v1/notes"))
+        .bearer_auth(provider.token(&first, now, "notes:write"))
+        .json(&json!({"title": "t", "body": "b"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(note.status(), 403);
 
     // The provider rotates its key. An unknown kid right after the last fetch fails closed
     // without fetching (rate limit)...

@@ -74,7 +74,9 @@ pub struct ExternalIssuer {
     config: ExternalIssuerConfig,
     client: reqwest::Client,
     clock: Arc<dyn Clock>,
-    cache: Mutex<Cache>,
+    cache: std::sync::Mutex<Cache>,
+    /// Held while a fetch runs: one at a time, and nobody waits for it.
+    fetching: Mutex<()>,
     /// Changes whenever the usable key set changes, so callers can rebuild what they derived.
     generation: AtomicU64,
     /// JWKS fetches made, for tests and metrics.
@@ -97,6 +99,8 @@ impl ExternalIssuer {
         let mut builder = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
+            // The configured issuer is reached directly, never through an environment proxy.
+            .no_proxy()
             .https_only(true);
         if let Some(ca_cert) = &config.ca_cert {
             builder = builder.tls_certs_only([read_certificate(ca_cert)?]);
@@ -108,7 +112,8 @@ impl ExternalIssuer {
             config,
             client,
             clock,
-            cache: Mutex::new(Cache::default()),
+            cache: std::sync::Mutex::new(Cache::default()),
+            fetching: Mutex::new(()),
             generation: AtomicU64::new(0),
             fetches: AtomicU64::new(0),
         })
@@ -130,47 +135,64 @@ impl ExternalIssuer {
 
     /// The keys usable now. Expired keys are refreshed first (at most once per
     /// [`MIN_REFRESH_INTERVAL`]); if that fails they are dropped: no key outlives its TTL.
+    /// A refresh already running elsewhere is not waited for: this request uses what is cached.
     pub async fn current_keys(&self) -> KeySet {
         let now = self.clock.now();
-        let mut cache = self.cache.lock().await;
-        let fresh = cache
-            .fetched_at
-            .is_some_and(|fetched| now < fetched.saturating_add(self.config.jwks_ttl.as_secs()));
-        if !fresh {
-            self.refresh_locked(&mut cache, now).await;
-            let still_stale = cache.fetched_at.is_none_or(|fetched| {
-                now >= fetched.saturating_add(self.config.jwks_ttl.as_secs())
+        if !self.is_fresh(now) {
+            self.refresh(now).await;
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = cache.fetched_at.is_some_and(|fetched| {
+                now < fetched.saturating_add(self.config.jwks_ttl.as_secs())
             });
-            if still_stale && !cache.keys.is_empty() {
+            if !fresh && !cache.keys.is_empty() {
                 cache.keys = KeySet::default();
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(issuer = %self.config.issuer, "keys expired and could not be refreshed; the issuer's tokens are refused");
             }
         }
-        cache.keys.clone()
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys
+            .clone()
     }
 
     /// A token named a `kid` this issuer's keys lack: refetches once, unless a fetch was
-    /// attempted within [`MIN_REFRESH_INTERVAL`]. Returns whether the keys changed.
+    /// attempted within [`MIN_REFRESH_INTERVAL`] or is running. Returns whether the keys changed.
     pub async fn refresh_for_unknown_key(&self) -> bool {
-        let now = self.clock.now();
-        let mut cache = self.cache.lock().await;
         let before = self.generation();
-        self.refresh_locked(&mut cache, now).await;
+        self.refresh(self.clock.now()).await;
         self.generation() != before
     }
 
-    async fn refresh_locked(&self, cache: &mut Cache, now: u64) {
-        let recently = cache.attempted_at.is_some_and(|attempted| {
-            now < attempted.saturating_add(MIN_REFRESH_INTERVAL.as_secs())
-        });
-        if recently {
+    fn is_fresh(&self, now: u64) -> bool {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .fetched_at
+            .is_some_and(|fetched| now < fetched.saturating_add(self.config.jwks_ttl.as_secs()))
+    }
+
+    /// One fetch at a time, at most once per [`MIN_REFRESH_INTERVAL`]; the cache is never
+    /// locked across the network.
+    async fn refresh(&self, now: u64) {
+        let Ok(_single_flight) = self.fetching.try_lock() else {
             return;
+        };
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            let recently = cache.attempted_at.is_some_and(|attempted| {
+                now < attempted.saturating_add(MIN_REFRESH_INTERVAL.as_secs())
+            });
+            if recently {
+                return;
+            }
+            cache.attempted_at = Some(now);
         }
-        cache.attempted_at = Some(now);
         self.fetches.fetch_add(1, Ordering::SeqCst);
         match self.fetch().await {
             Ok(keys) => {
+                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                 cache.keys = keys;
                 cache.fetched_at = Some(now);
                 self.generation.fetch_add(1, Ordering::SeqCst);
