@@ -189,13 +189,16 @@ impl ApiKeysApi {
         {
             return Err(ApiError::Conflict("expires_at must be in the future"));
         }
+        let expires_at = self
+            .capped_by_parent_key(principal, body.expires_at)
+            .await?;
         let issued = api_keys::issue(
             &self.auth,
             &self.auth.db,
             owner,
             &body.name,
             &body.scopes,
-            body.expires_at,
+            expires_at,
         )
         .await?;
         let key_id = issued.key.id.to_string();
@@ -293,6 +296,36 @@ impl ApiKeysApi {
 }
 
 impl ApiKeysApi {
+    /// A key created with another key (directly or through its token) ends no later than that
+    /// key: its expiry or the end of its rotation overlap.
+    async fn capped_by_parent_key(
+        &self,
+        principal: &Principal,
+        requested: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, ApiError> {
+        let Some(parent) = principal
+            .client_id
+            .as_deref()
+            .and_then(|id| id.parse::<Uuid>().ok())
+        else {
+            return Ok(requested);
+        };
+        let Some(parent) = stored::Entity::find_by_id(parent)
+            .one(&self.auth.db)
+            .await?
+        else {
+            return Ok(requested);
+        };
+        let parent_end = match (parent.expires_at, parent.valid_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Ok(match (requested, parent_end) {
+            (Some(requested), Some(end)) => Some(requested.min(end)),
+            (requested, end) => requested.or(end),
+        })
+    }
+
     /// A key the caller may manage: its own, or any with `api_keys:admin`. Others' keys are
     /// reported missing (object-level authorization: no existence oracle).
     async fn find_manageable(

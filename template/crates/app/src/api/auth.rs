@@ -250,15 +250,22 @@ impl AuthApi {
         request: &Request,
         body: Json<PasswordResetRequest>,
     ) -> Result<ResetRequested, ApiError> {
-        let sent = password_reset::request(&self.auth, &body.email).await?;
-        let reason = if sent { "link_sent" } else { "unknown_email" };
+        // The answer leaves before any lookup: neither its content nor its timing depends on
+        // whether the address has an account. The work continues in the background.
         AuditEvent::for_request(
             request,
             "password_reset.requested",
             Outcome::Allowed,
-            reason,
+            "accepted",
         )
         .record();
+        let auth = Arc::clone(&self.auth);
+        let email = body.0.email;
+        tokio::spawn(async move {
+            if let Err(error) = password_reset::request(&auth, &email).await {
+                tracing::error!(error = %error, "a password-reset request could not be processed");
+            }
+        });
         Ok(ResetRequested::Accepted(Json(Message {
             message: "If this address has an account, a reset link is on its way".to_owned(),
         })))
@@ -276,7 +283,12 @@ impl AuthApi {
             failure.field_errors.insert(field.to_owned(), messages);
             ApiError::Invalid(failure)
         };
-        if let Err(violations) = self.auth.password_policy.check(&body.new_password, None) {
+        let email = password_reset::account_email(&self.auth, &body.token).await?;
+        if let Err(violations) = self
+            .auth
+            .password_policy
+            .check(&body.new_password, email.as_deref())
+        {
             return Err(invalid(
                 "newPassword",
                 violations.iter().map(ToString::to_string).collect(),

@@ -23,9 +23,8 @@ use crate::persistence::{password_resets, users};
 /// How long a reset link works.
 pub const RESET_TOKEN_LIFETIME: Duration = Duration::minutes(15);
 
-/// Creates a token for the account of `email`, if there is one, and mails the link. Returns
-/// whether a message was sent, for the audit event only: the client is told the same either
-/// way.
+/// Creates a token for the account of `email`, if there is one, and mails the link. Runs after
+/// the client has its answer, which is the same either way. Returns whether a message was sent.
 pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
     let Some(user) = users::Entity::find()
         .filter(users::Column::Email.eq(email.to_lowercase()))
@@ -62,6 +61,25 @@ pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
         })
         .await?;
     Ok(true)
+}
+
+/// The address of the account a reset token belongs to, if the token is known (for the
+/// password policy's "not the email address" rule; the token is checked again when used).
+pub async fn account_email(auth: &AuthContext, presented: &str) -> Result<Option<String>, DbErr> {
+    let Ok(presented) = parse_opaque_token(presented) else {
+        return Ok(None);
+    };
+    let Some(stored) = password_resets::Entity::find()
+        .filter(password_resets::Column::TokenHash.eq(OpaqueToken::hash(presented).to_hex()))
+        .one(&auth.db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    Ok(users::Entity::find_by_id(stored.user_id)
+        .one(&auth.db)
+        .await?
+        .map(|user| user.email))
 }
 
 /// Why a reset was refused (the client learns only that the token is invalid or expired).

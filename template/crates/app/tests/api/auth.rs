@@ -640,17 +640,33 @@ async fn the_token_endpoint_answers_oauth_errors() {
     assert_eq!(json.status(), 415);
 }
 
-/// The reset link's token from the newest outbox message to `email`.
-async fn mailed_reset_token(app: &TestApp, email: &str) -> Option<String> {
+/// The reset links' tokens mailed to `email`, oldest first.
+async fn mailed_reset_tokens(app: &TestApp, email: &str) -> Vec<String> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-    let message = app::persistence::outbox::Entity::find()
+    app::persistence::outbox::Entity::find()
         .filter(app::persistence::outbox::Column::Recipient.eq(email))
-        .order_by_desc(app::persistence::outbox::Column::CreatedAt)
-        .one(&app.auth.db)
+        .order_by_asc(app::persistence::outbox::Column::CreatedAt)
+        .all(&app.auth.db)
         .await
-        .expect("query")?;
-    let (_, token) = message.body.split_once("#token=")?;
-    Some(token.split_whitespace().next()?.to_owned())
+        .expect("query")
+        .into_iter()
+        .filter_map(|message| {
+            let (_, token) = message.body.split_once("#token=")?;
+            Some(token.split_whitespace().next()?.to_owned())
+        })
+        .collect()
+}
+
+/// The `count`-th reset token mailed to `email`, once the background task has written it.
+async fn wait_for_reset_token(app: &TestApp, email: &str, count: usize) -> String {
+    for _ in 0..100 {
+        let tokens = mailed_reset_tokens(app, email).await;
+        if tokens.len() >= count {
+            return tokens[count - 1].clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no reset message {count} for {email}");
 }
 
 async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
@@ -681,14 +697,12 @@ async fn a_reset_request_answers_the_same_whether_or_not_the_account_exists() {
     assert_eq!(unknown.status(), 202);
     let known_id = request_id(&known);
     assert_eq!(json_body(known).await, json_body(unknown).await);
-    let token = mailed_reset_token(&app, "reset@example.com")
-        .await
-        .expect("a message in the outbox");
+    let token = wait_for_reset_token(&app, "reset@example.com", 1).await;
     assert_eq!(token.len(), 43);
     assert!(
-        mailed_reset_token(&app, "nobody@example.com")
+        mailed_reset_tokens(&app, "nobody@example.com")
             .await
-            .is_none()
+            .is_empty()
     );
     for event in audit_events_for(&known_id) {
         assert!(
@@ -703,12 +717,12 @@ async fn a_reset_token_works_once_revokes_every_session_and_expires_in_15_minute
     let app = spawn_app().await;
     let (_, tokens) = user(&app, "once@example.com").await;
     request_reset(&app, "once@example.com").await;
-    let token = mailed_reset_token(&app, "once@example.com")
-        .await
-        .expect("mailed");
+    let token = wait_for_reset_token(&app, "once@example.com", 1).await;
 
     let weak = confirm_reset(&app, &token, "short").await;
     assert_eq!(weak.status(), 400, "the policy applies to the new password");
+    let own_address = confirm_reset(&app, &token, "once@example.com-2026").await;
+    assert_eq!(own_address.status(), 400, "not the account's address");
     let new_password = "saffron-glacier-pivot-4";
     assert_eq!(
         confirm_reset(&app, &token, new_password).await.status(),
@@ -727,9 +741,7 @@ async fn a_reset_token_works_once_revokes_every_session_and_expires_in_15_minute
     );
 
     request_reset(&app, "once@example.com").await;
-    let late = mailed_reset_token(&app, "once@example.com")
-        .await
-        .expect("mailed");
+    let late = wait_for_reset_token(&app, "once@example.com", 2).await;
     app.clock.advance(15 * 60);
     assert_eq!(
         confirm_reset(&app, &late, "late-but-strong-passphrase-6")
@@ -945,4 +957,37 @@ async fn a_weaker_key_cannot_rotate_or_revoke_a_stronger_one_and_one_of_two_rota
     ];
     statuses.sort_unstable();
     assert_eq!(statuses, [201, 409], "one successor only");
+}
+
+#[tokio::test]
+async fn a_key_created_with_a_key_expires_no_later_than_its_parent() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "parent@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let parent_end =
+        chrono::DateTime::from_timestamp(i64::try_from(app.clock.now() + 3600).expect("time"), 0)
+            .expect("time");
+    let parent = json_body(
+        owner
+            .post(app.url("/v1/api-keys"))
+            .json(&json!({"name": "parent", "scopes": ["profile", "api_keys:write"], "expires_at": parent_end.to_rfc3339()}))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    let child = app
+        .client
+        .post(app.url("/v1/api-keys"))
+        .header("x-api-key", parent["secret"].as_str().expect("secret"))
+        .json(&json!({"name": "child", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(child.status(), 201);
+    let child = json_body(child).await;
+    let child_end =
+        chrono::DateTime::parse_from_rfc3339(child["expires_at"].as_str().expect("capped"))
+            .expect("a time");
+    assert_eq!(child_end.timestamp(), parent_end.timestamp());
 }
