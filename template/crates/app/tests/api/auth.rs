@@ -848,13 +848,18 @@ async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_al
 
 /// A 15-minute token for the profile scope, signed by `key` at the app's current time.
 fn signed_now(app: &TestApp, key: &security::auth::jwt::SigningKey) -> String {
+    signed_at(app.clock.now(), key)
+}
+
+/// A 15-minute token for the profile scope, signed by `key` at `issued_at`.
+fn signed_at(issued_at: u64, key: &security::auth::jwt::SigningKey) -> String {
     let grant = security::auth::jwt::AccessGrant {
         issuer: "https://localhost".to_owned(),
         subject: "00000000-0000-0000-0000-000000000001".to_owned(),
         audience: "https://localhost".to_owned(),
         scopes: vec!["profile".to_owned()],
         client_id: None,
-        issued_at: app.clock.now(),
+        issued_at,
         lifetime: std::time::Duration::from_secs(900),
     };
     security::auth::jwt::issue_access_token(key, &grant).expect("signed")
@@ -889,8 +894,12 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
         }
     };
     assert_eq!(app.auth.keys.active().kid(), new.kid(), "the new key signs");
-    // A token the old key signed just before retirement is still valid.
-    let old_token = signed_now(&app, &old);
+    // A token the old key signed just before retirement is still valid; one it claims to have
+    // signed since is not (only a leaked retired key could make it).
+    let retired_at = u64::try_from(now.timestamp()).expect("time");
+    let old_token = signed_at(retired_at - 60, &old);
+    app.clock.advance(120);
+    let after_retirement = signed_now(&app, &old);
     let status = |token: String| {
         let client = app.client.clone();
         let url = app.url("/v1/me");
@@ -906,10 +915,10 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
     };
     // Accepted (the subject has no account: 404, not 401).
     assert_eq!(status(old_token).await, 404, "the old key still verifies");
+    assert_eq!(status(after_retirement).await, 401);
     let kids = published(&app).await;
     assert!(kids.contains(&old.kid().to_owned()) && kids.contains(&new.kid().to_owned()));
     // 15 minutes of token lifetime and 5 of clock leeway after retirement, the old key leaves.
-    let retired_at = u64::try_from(now.timestamp()).expect("time");
     app.clock
         .advance(retired_at + 20 * 60 + 1 - app.clock.now());
     assert_eq!(published(&app).await, vec![new.kid().to_owned()]);

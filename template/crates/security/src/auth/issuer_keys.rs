@@ -89,7 +89,7 @@ impl IssuerKeys {
                 self.retired
                     .iter()
                     .filter(|retired| now <= retired.retired_at.saturating_add(last_use))
-                    .map(|retired| retired.key.clone()),
+                    .map(|retired| retired.key.clone().retired_at(retired.retired_at)),
             )
             .collect()
     }
@@ -207,6 +207,52 @@ mod tests {
         );
         let jwks = keys.jwks_at(retired_at);
         assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_retired_key_verifies_only_what_it_signed_before_retirement() {
+        use crate::auth::jwt::{
+            AccessGrant, AccessTokenValidator, TokenError, TrustedIssuer, issue_access_token,
+        };
+        let old = key();
+        let retired_at = 1_800_000_000;
+        let keys = IssuerKeys::new(
+            key(),
+            vec![RetiredKey {
+                key: old.verifying_key().clone(),
+                retired_at,
+            }],
+        )
+        .expect("keys");
+        let now = retired_at + 60;
+        let validator = AccessTokenValidator::new(
+            "aud",
+            [TrustedIssuer {
+                issuer: "iss".to_owned(),
+                audience: None,
+                keys: keys.key_set_at(now).expect("key set"),
+                own: true,
+            }],
+            move || now,
+        )
+        .expect("validator");
+        let signed_at = |issued_at| {
+            let grant = AccessGrant {
+                issuer: "iss".to_owned(),
+                subject: "s".to_owned(),
+                audience: "aud".to_owned(),
+                scopes: vec![],
+                client_id: None,
+                issued_at,
+                lifetime: MAX_OWN_LIFETIME,
+            };
+            issue_access_token(&old, &grant).expect("signed")
+        };
+        assert!(validator.validate(&signed_at(retired_at - 30)).is_ok());
+        assert_eq!(
+            validator.validate(&signed_at(retired_at + 30)),
+            Err(TokenError::SignedAfterRetirement)
+        );
     }
 
     #[test]

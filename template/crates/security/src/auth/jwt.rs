@@ -128,6 +128,9 @@ pub struct VerifyingKey {
     algorithm: Algorithm,
     key: DecodingKey,
     jwk: Jwk,
+    /// A retired signing key: tokens it claims to have issued after this time (`iat`, seconds
+    /// since the Unix epoch) are refused.
+    signed_until: Option<u64>,
 }
 
 impl VerifyingKey {
@@ -178,6 +181,7 @@ impl VerifyingKey {
             algorithm,
             key,
             jwk,
+            signed_until: None,
         })
     }
 
@@ -225,6 +229,12 @@ impl VerifyingKey {
 
     pub fn kid(&self) -> &str {
         &self.kid
+    }
+
+    /// The key as retired at `retired_at`: it verifies only tokens issued until then.
+    pub fn retired_at(mut self, retired_at: u64) -> Self {
+        self.signed_until = Some(retired_at);
+        self
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -344,6 +354,8 @@ pub enum TokenError {
     WrongType,
     #[error("the token lives longer than {} seconds", MAX_OWN_LIFETIME.as_secs())]
     LifetimeTooLong,
+    #[error("the token claims issuance by a retired key after its retirement")]
+    SignedAfterRetirement,
     #[error("the token lacks `{0}`")]
     MissingClaim(&'static str),
 }
@@ -364,6 +376,7 @@ impl TokenError {
             Self::WrongAudience => "wrong_audience",
             Self::WrongType => "wrong_type",
             Self::LifetimeTooLong => "lifetime_too_long",
+            Self::SignedAfterRetirement => "signed_after_retirement",
             Self::MissingClaim(_) => "missing_claim",
         }
     }
@@ -522,6 +535,13 @@ impl AccessTokenValidator {
             }
             if expires_at - issued_at > MAX_OWN_LIFETIME.as_secs() {
                 return Err(TokenError::LifetimeTooLong);
+            }
+        }
+        if let Some(signed_until) = key.signed_until {
+            // `iat` is required for a retired key: without it nothing says when it signed.
+            let issued_at = issued_at.ok_or(TokenError::MissingClaim("iat"))?;
+            if issued_at > signed_until {
+                return Err(TokenError::SignedAfterRetirement);
             }
         }
         let subject = optional_str(&claims, "sub")?.ok_or(TokenError::MissingClaim("sub"))?;
