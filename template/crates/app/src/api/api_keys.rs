@@ -152,6 +152,29 @@ fn is_key_admin(principal: &Principal) -> bool {
     principal.has_scope("api_keys:admin")
 }
 
+/// 403, audited under `policy`, unless `principal` holds every one of `scopes`.
+fn require_scopes_held(
+    request: &Request,
+    principal: &Principal,
+    scopes: &[String],
+    policy: &str,
+    message: &'static str,
+) -> Result<(), ApiError> {
+    if scopes.iter().all(|scope| principal.has_scope(scope)) {
+        return Ok(());
+    }
+    AuditEvent::for_request(
+        request,
+        "authz.api_key_scopes",
+        Outcome::Denied,
+        "scope_not_held",
+    )
+    .subject(&principal.subject)
+    .policy(policy)
+    .record();
+    Err(ApiError::Forbidden(message))
+}
+
 fn created(issued: IssuedKey) -> Created {
     Created::Created(Json(issued.into()), "no-store".to_owned())
 }
@@ -169,20 +192,13 @@ impl ApiKeysApi {
         let principal = auth.principal();
         let owner = parse_owner(principal)?;
         let body = body.0;
-        if let Some(_excess) = body.scopes.iter().find(|scope| !principal.has_scope(scope)) {
-            AuditEvent::for_request(
-                request,
-                "authz.api_key_scopes",
-                Outcome::Denied,
-                "scope_not_held",
-            )
-            .subject(&principal.subject)
-            .policy("a key's scopes must be a subset of its creator's")
-            .record();
-            return Err(ApiError::Forbidden(
-                "A key cannot hold scopes its creator does not hold",
-            ));
-        }
+        require_scopes_held(
+            request,
+            principal,
+            &body.scopes,
+            "a key's scopes must be a subset of its creator's",
+            "A key cannot hold scopes its creator does not hold",
+        )?;
         if body
             .expires_at
             .is_some_and(|expires| expires <= self.auth.now())
@@ -348,24 +364,14 @@ impl ApiKeysApi {
         }
         // A weaker credential of the same owner (a key with only `api_keys:write`) must not
         // rotate a stronger key into a secret it can read, nor revoke it.
-        if !is_key_admin(principal)
-            && key
-                .scope_list()
-                .iter()
-                .any(|scope| !principal.has_scope(scope))
-        {
-            AuditEvent::for_request(
+        if !is_key_admin(principal) {
+            require_scopes_held(
                 request,
-                "authz.api_key_scopes",
-                Outcome::Denied,
-                "scope_not_held",
-            )
-            .subject(&principal.subject)
-            .policy("a key is managed only by a credential holding all its scopes")
-            .record();
-            return Err(ApiError::Forbidden(
+                principal,
+                &key.scope_list(),
+                "a key is managed only by a credential holding all its scopes",
                 "Managing this key needs every scope it holds",
-            ));
+            )?;
         }
         Ok(key)
     }

@@ -222,16 +222,15 @@ impl AuthContext {
     /// dropped first, and a retired key of the built-in issuer stops verifying when it leaves
     /// the JWKS.
     async fn current_validator(&self) -> Arc<AccessTokenValidator> {
-        let mut key_sets = Vec::with_capacity(self.external_issuers.len());
         for external in &self.external_issuers {
-            key_sets.push(external.issuer.current_keys().await);
+            external.issuer.ensure_current().await;
         }
-        let own_keys = self.keys.verifying_at(self.clock.now());
+        let now = self.clock.now();
         let generations: Vec<u64> = self
             .external_issuers
             .iter()
             .map(|external| external.issuer.generation())
-            .chain(std::iter::once(own_keys.len() as u64))
+            .chain(std::iter::once(self.keys.verifying_count_at(now) as u64))
             .collect();
         {
             let current = self.validator.read().unwrap_or_else(|e| e.into_inner());
@@ -239,6 +238,13 @@ impl AuthContext {
                 return Arc::clone(&current.validator);
             }
         }
+        // Something changed: only now are the keys copied into a new validator.
+        let key_sets = self
+            .external_issuers
+            .iter()
+            .map(|external| external.issuer.keys())
+            .collect();
+        let own_keys = self.keys.verifying_at(now);
         let own = self.own_issuer.as_ref().map(|own| TrustedIssuer {
             keys: KeySet::new(own_keys).unwrap_or_default(),
             ..own.clone()

@@ -73,6 +73,9 @@ impl CredentialVerifier for ServiceVerifier {
     }
 }
 
+/// `last_used_at` is kept to this many seconds.
+const LAST_USE_RESOLUTION_SECONDS: i64 = 60;
+
 /// A usable API key, with the scopes it grants now.
 #[derive(Debug)]
 pub struct VerifiedKey {
@@ -112,11 +115,17 @@ pub async fn verify_api_key(
         .filter(|scope| allowed.contains(&scope.as_str()))
         .collect();
     let id = key.id;
-    let mut touched = key.into_active_model();
-    touched.last_used_at = Set(Some(now));
-    if let Err(error) = touched.update(&auth.db).await {
-        // The key is valid; failing to note its use must not refuse the request.
-        tracing::warn!(error = %error, "could not record an API key's last use");
+    // At most one write a minute per key: its last use, not a write on every request.
+    let stale = key
+        .last_used_at
+        .is_none_or(|last| now - last >= chrono::Duration::seconds(LAST_USE_RESOLUTION_SECONDS));
+    if stale {
+        let mut touched = key.into_active_model();
+        touched.last_used_at = Set(Some(now));
+        if let Err(error) = touched.update(&auth.db).await {
+            // The key is valid; failing to note its use must not refuse the request.
+            tracing::warn!(error = %error, "could not record an API key's last use");
+        }
     }
     Ok(VerifiedKey { id, owner, scopes })
 }

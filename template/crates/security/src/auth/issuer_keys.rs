@@ -83,15 +83,24 @@ impl IssuerKeys {
     /// The keys a token of this issuer can be verified with at `now`: the active key and every
     /// retired key that may still have signed an unexpired token.
     pub fn verifying_at(&self, now: u64) -> Vec<VerifyingKey> {
-        let last_use = MAX_OWN_LIFETIME.as_secs() + MAX_LEEWAY.as_secs();
         std::iter::once(self.active.verifying_key().clone())
             .chain(
-                self.retired
-                    .iter()
-                    .filter(|retired| now <= retired.retired_at.saturating_add(last_use))
+                self.retired_in_use(now)
                     .map(|retired| retired.key.clone().retired_at(retired.retired_at)),
             )
             .collect()
+    }
+
+    /// How many keys [`IssuerKeys::verifying_at`] returns, without copying them.
+    pub fn verifying_count_at(&self, now: u64) -> usize {
+        1 + self.retired_in_use(now).count()
+    }
+
+    fn retired_in_use(&self, now: u64) -> impl Iterator<Item = &RetiredKey> {
+        let last_use = MAX_OWN_LIFETIME.as_secs() + MAX_LEEWAY.as_secs();
+        self.retired
+            .iter()
+            .filter(move |retired| now <= retired.retired_at.saturating_add(last_use))
     }
 
     /// The key set for the validator at `now`.

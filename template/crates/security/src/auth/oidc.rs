@@ -133,23 +133,28 @@ impl ExternalIssuer {
         self.fetches.load(Ordering::SeqCst)
     }
 
-    /// The keys usable now. Expired keys are refreshed first (at most once per
-    /// [`MIN_REFRESH_INTERVAL`]); if that fails they are dropped: no key outlives its TTL.
-    /// A refresh already running elsewhere is not waited for: this request uses what is cached.
-    pub async fn current_keys(&self) -> KeySet {
+    /// Makes the cached keys current: expired keys are refreshed first (at most once per
+    /// [`MIN_REFRESH_INTERVAL`]); if that fails they are dropped: no key outlives its TTL. A
+    /// refresh already running elsewhere is not waited for. Cheap when the keys are fresh.
+    pub async fn ensure_current(&self) {
         let now = self.clock.now();
-        if !self.is_fresh(now) {
-            self.refresh(now).await;
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            let fresh = cache.fetched_at.is_some_and(|fetched| {
-                now < fetched.saturating_add(self.config.jwks_ttl.as_secs())
-            });
-            if !fresh && !cache.keys.is_empty() {
-                cache.keys = KeySet::default();
-                self.generation.fetch_add(1, Ordering::SeqCst);
-                tracing::warn!(issuer = %self.config.issuer, "keys expired and could not be refreshed; the issuer's tokens are refused");
-            }
+        if self.is_fresh(now) {
+            return;
         }
+        self.refresh(now).await;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = cache
+            .fetched_at
+            .is_some_and(|fetched| now < fetched.saturating_add(self.config.jwks_ttl.as_secs()));
+        if !fresh && !cache.keys.is_empty() {
+            cache.keys = KeySet::default();
+            self.generation.fetch_add(1, Ordering::SeqCst);
+            tracing::warn!(issuer = %self.config.issuer, "keys expired and could not be refreshed; the issuer's tokens are refused");
+        }
+    }
+
+    /// The cached keys (see [`ExternalIssuer::ensure_current`]).
+    pub fn keys(&self) -> KeySet {
         self.cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
