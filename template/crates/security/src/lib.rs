@@ -17,4 +17,5 @@ pub mod input;
 pub mod json_error;
 pub mod logging;
 pub mod operations;
+pub mod rate_limit;
 pub mod transport;

@@ -251,7 +251,12 @@ fn shape(template: &str) -> Vec<Option<&str>> {
         .collect()
 }
 
-/// The middleware: authenticates and checks scopes per [`AccessPolicy`].
+/// Authentication and scope checks per [`AccessPolicy`], as two middlewares so that other
+/// controls can sit between them: [`Authenticate`] (outer) verifies the credential and records
+/// who is calling; [`Authorize`] (inner) answers 401, 400, 503 or 403, or lets the request
+/// through. The service puts the rate limiter between the two, so it can count authenticated
+/// requests per principal and everything else per client address. Used as one middleware,
+/// `AccessControl` applies both.
 #[derive(Debug)]
 pub struct AccessControl<V> {
     policy: Arc<AccessPolicy>,
@@ -277,22 +282,74 @@ impl<V: CredentialVerifier> AccessControl<V> {
             api_key_header,
         }
     }
-}
 
-impl<E: Endpoint, V: CredentialVerifier> Middleware<E> for AccessControl<V> {
-    type Output = AccessControlEndpoint<E, V>;
+    /// The outer half: verifies the one credential of a protected operation's request.
+    pub fn authenticate(&self) -> Authenticate<V> {
+        Authenticate(self.clone())
+    }
 
-    fn transform(&self, next: E) -> Self::Output {
-        AccessControlEndpoint {
-            next,
-            control: self.clone(),
+    /// The inner half: refuses what authentication or the scopes do not allow.
+    pub fn authorize(&self) -> Authorize {
+        Authorize {
+            policy: Arc::clone(&self.policy),
         }
     }
 }
 
-/// The endpoint produced by [`AccessControl`].
+impl<E: Endpoint, V: CredentialVerifier> Middleware<E> for AccessControl<V> {
+    type Output = AuthenticateEndpoint<AuthorizeEndpoint<E>, V>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        self.authenticate()
+            .transform(self.authorize().transform(next))
+    }
+}
+
+/// What [`Authenticate`] found for a request of a protected operation.
+#[derive(Debug, Clone)]
+enum Authentication {
+    Missing,
+    Several,
+    Invalid,
+    Unavailable,
+    Valid(Principal),
+}
+
+/// Set by [`Authenticate`] on every request of a protected operation; read by [`Authorize`].
+#[derive(Debug, Clone)]
+struct Authenticated {
+    method: Method,
+    template: String,
+    outcome: Authentication,
+}
+
+/// The subject of the request's verified credential, once [`Authenticate`] has run: the rate
+/// limiter's per-principal key. `None` for anonymous requests and refused credentials.
+pub fn authenticated_subject(request: &Request) -> Option<&str> {
+    match &request.extensions().get::<Authenticated>()?.outcome {
+        Authentication::Valid(principal) => Some(&principal.subject),
+        _ => None,
+    }
+}
+
+/// The outer half of [`AccessControl`].
 #[derive(Debug)]
-pub struct AccessControlEndpoint<E, V> {
+pub struct Authenticate<V>(AccessControl<V>);
+
+impl<E: Endpoint, V: CredentialVerifier> Middleware<E> for Authenticate<V> {
+    type Output = AuthenticateEndpoint<E, V>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        AuthenticateEndpoint {
+            next,
+            control: self.0.clone(),
+        }
+    }
+}
+
+/// The endpoint produced by [`Authenticate`].
+#[derive(Debug)]
+pub struct AuthenticateEndpoint<E, V> {
     next: E,
     control: AccessControl<V>,
 }
@@ -367,12 +424,120 @@ fn with_challenge(mut response: Response, challenge: &str) -> Response {
     response
 }
 
-impl<E: Endpoint, V: CredentialVerifier> Endpoint for AccessControlEndpoint<E, V> {
+impl<E: Endpoint, V: CredentialVerifier> Endpoint for AuthenticateEndpoint<E, V> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> Result<Self::Output> {
+        let protected = self
+            .control
+            .policy
+            .operations
+            .find(request.method(), request.uri().path())
+            .and_then(|matched| match matched.value {
+                Policy::Public => None,
+                Policy::Scopes(_) => Some((
+                    matched.name,
+                    matched.method.clone(),
+                    matched.template.to_owned(),
+                )),
+            });
+        // Not an operation (the router answers 404 or 405), or a public one: nothing to verify.
+        if let Some((operation, method, template)) = protected {
+            let outcome = self.verify(&request, &operation).await;
+            request.extensions_mut().insert(Authenticated {
+                method,
+                template,
+                outcome,
+            });
+        }
+        self.next
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+    }
+}
+
+impl<E, V: CredentialVerifier> AuthenticateEndpoint<E, V> {
+    /// Verifies the one credential presented and records the attempt.
+    async fn verify(&self, request: &Request, operation: &str) -> Authentication {
+        let credential = match presented(request, &self.control.api_key_header) {
+            Presented::Nothing => {
+                AuditEvent::for_request(request, "authn.missing", Outcome::Denied, "no_credential")
+                    .policy(operation)
+                    .record();
+                return Authentication::Missing;
+            }
+            Presented::Several => {
+                AuditEvent::for_request(
+                    request,
+                    "authn.ambiguous",
+                    Outcome::Denied,
+                    "several_credentials",
+                )
+                .record();
+                return Authentication::Several;
+            }
+            Presented::One(credential) => credential,
+        };
+        let method = match credential {
+            Credential::Bearer(_) => AuthMethod::AccessToken,
+            Credential::ApiKey(_) => AuthMethod::ApiKey,
+        };
+        match self.control.verifier.verify(credential).await {
+            Ok(principal) => {
+                AuditEvent::for_request(request, method.event_name(), Outcome::Allowed, "valid")
+                    .subject(&principal.subject)
+                    .record();
+                Authentication::Valid(principal)
+            }
+            Err(AuthFailure::Invalid(reason)) => {
+                AuditEvent::for_request(request, method.event_name(), Outcome::Denied, reason)
+                    .record();
+                Authentication::Invalid
+            }
+            Err(AuthFailure::Unavailable) => {
+                AuditEvent::for_request(
+                    request,
+                    method.event_name(),
+                    Outcome::Denied,
+                    "verifier_unavailable",
+                )
+                .record();
+                Authentication::Unavailable
+            }
+        }
+    }
+}
+
+/// The inner half of [`AccessControl`].
+#[derive(Debug, Clone)]
+pub struct Authorize {
+    policy: Arc<AccessPolicy>,
+}
+
+impl<E: Endpoint> Middleware<E> for Authorize {
+    type Output = AuthorizeEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        AuthorizeEndpoint {
+            next,
+            policy: Arc::clone(&self.policy),
+        }
+    }
+}
+
+/// The endpoint produced by [`Authorize`].
+#[derive(Debug)]
+pub struct AuthorizeEndpoint<E> {
+    next: E,
+    policy: Arc<AccessPolicy>,
+}
+
+impl<E: Endpoint> Endpoint for AuthorizeEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut request: Request) -> Result<Self::Output> {
         let Some(matched) = self
-            .control
             .policy
             .operations
             .find(request.method(), request.uri().path())
@@ -398,26 +563,18 @@ impl<E: Endpoint, V: CredentialVerifier> Endpoint for AccessControlEndpoint<E, V
         let operation = matched.name;
         let (operation_method, template) = (matched.method.clone(), matched.template.to_owned());
 
-        let credential = match presented(&request, &self.control.api_key_header) {
-            Presented::Nothing => {
-                AuditEvent::for_request(
-                    &request,
-                    "authn.missing",
-                    Outcome::Denied,
-                    "no_credential",
-                )
-                .policy(&operation)
-                .record();
-                return Ok(unauthorized(&request, None));
-            }
-            Presented::Several => {
-                AuditEvent::for_request(
-                    &request,
-                    "authn.ambiguous",
-                    Outcome::Denied,
-                    "several_credentials",
-                )
-                .record();
+        // Authentication ran for this very operation, or the request is refused as if it had
+        // presented nothing (a stack without `Authenticate` fails closed).
+        let outcome = request
+            .extensions_mut()
+            .remove::<Authenticated>()
+            .filter(|found| found.method == operation_method && found.template == template)
+            .map_or(Authentication::Missing, |found| found.outcome);
+        let principal = match outcome {
+            Authentication::Valid(principal) => principal,
+            Authentication::Missing => return Ok(unauthorized(&request, None)),
+            Authentication::Invalid => return Ok(unauthorized(&request, Some("invalid_token"))),
+            Authentication::Several => {
                 let response = json_error(
                     StatusCode::BAD_REQUEST,
                     "Present exactly one credential",
@@ -428,27 +585,7 @@ impl<E: Endpoint, V: CredentialVerifier> Endpoint for AccessControlEndpoint<E, V
                     &format!("Bearer realm=\"{REALM}\", error=\"invalid_request\""),
                 ));
             }
-            Presented::One(credential) => credential,
-        };
-        let method = match credential {
-            Credential::Bearer(_) => AuthMethod::AccessToken,
-            Credential::ApiKey(_) => AuthMethod::ApiKey,
-        };
-        let principal = match self.control.verifier.verify(credential).await {
-            Ok(principal) => principal,
-            Err(AuthFailure::Invalid(reason)) => {
-                AuditEvent::for_request(&request, method.event_name(), Outcome::Denied, reason)
-                    .record();
-                return Ok(unauthorized(&request, Some("invalid_token")));
-            }
-            Err(AuthFailure::Unavailable) => {
-                AuditEvent::for_request(
-                    &request,
-                    method.event_name(),
-                    Outcome::Denied,
-                    "verifier_unavailable",
-                )
-                .record();
+            Authentication::Unavailable => {
                 return Ok(json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "Service unavailable",
@@ -456,9 +593,6 @@ impl<E: Endpoint, V: CredentialVerifier> Endpoint for AccessControlEndpoint<E, V
                 ));
             }
         };
-        AuditEvent::for_request(&request, method.event_name(), Outcome::Allowed, "valid")
-            .subject(&principal.subject)
-            .record();
 
         let policy = format!("{operation} requires {}", required.join(" "));
         if let Some(_missing) = required.iter().find(|scope| !principal.has_scope(scope)) {

@@ -1,0 +1,310 @@
+//! The shared store (RATE-4): one GCRA state per key in Redis, so every instance of the service
+//! draws on the same budget.
+//!
+//! Threat: with per-instance limits, N instances behind a load balancer give an attacker N times
+//! the budget; a limiter that waits on an unreachable Redis turns a cache outage into an API
+//! outage; clocks of different instances disagree.
+//!
+//! Control: one Lua script reads and updates a key atomically on Redis's own clock (`TIME`), so
+//! concurrent instances cannot both take the last request and no instance's clock matters. Every
+//! call has a deadline; after a failure the store answers "unavailable" at once for a short
+//! back-off instead of queueing requests behind a dead connection, and the connection manager
+//! reconnects by itself. What "unavailable" means is each tier's choice
+//! ([`super::WhenStoreFails`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use super::{Decision, LimitKey, StoreUnavailable, Tier};
+
+/// GCRA in one step. KEYS[1]: the client's key. ARGV[1]: the emission interval in microseconds;
+/// ARGV[2]: the burst (requests). The stored value is the theoretical arrival time (TAT), in
+/// microseconds of Redis time; the key expires when its bucket is full again.
+/// Returns {admitted (0/1), remaining, retry_after_us, reset_us}.
+const GCRA_SCRIPT: &str = r"
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat or tat < now then tat = now end
+local capacity = interval * burst
+local new_tat = tat + interval
+if new_tat - now > capacity then
+  return {0, 0, new_tat - capacity - now, tat - now}
+end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((capacity - (new_tat - now)) / interval), 0, new_tat - now}
+";
+
+/// After a failed call, calls fail at once for this long (no request waits on a dead server).
+const BACK_OFF: Duration = Duration::from_millis(500);
+
+/// Why the Redis store could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisSetupError {
+    /// The URL is not a Redis URL (its text is never printed: it may hold a password).
+    #[error("rate_limit.redis_url is not a valid redis:// URL")]
+    InvalidUrl,
+    #[error("cannot set up the Redis connection: {0}")]
+    Connection(String),
+}
+
+/// GCRA state in Redis, shared by every instance that uses the same URL and prefix.
+pub struct RedisStore {
+    connection: ConnectionManager,
+    script: redis::Script,
+    prefix: String,
+    timeout: Duration,
+    started: Instant,
+    /// Milliseconds since `started` before which calls fail at once.
+    failing_until: AtomicU64,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// A store on `url` whose keys start with `prefix`. The connection is made on first use and
+    /// remade after failures, so the service starts while Redis is down (its tiers then behave
+    /// as configured for an unavailable store). Each call, connecting included, gets `timeout`.
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, RedisSetupError> {
+        let client = redis::Client::open(url).map_err(|_| RedisSetupError::InvalidUrl)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|error| RedisSetupError::Connection(format!("{:?}", error.kind())))?;
+        Ok(Self {
+            connection,
+            script: redis::Script::new(GCRA_SCRIPT),
+            prefix: prefix.to_owned(),
+            timeout,
+            started: Instant::now(),
+            failing_until: AtomicU64::new(0),
+        })
+    }
+
+    fn elapsed_millis(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Charges one request to `key` under `tier`.
+    pub async fn check(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+        if self.elapsed_millis() < self.failing_until.load(Ordering::Relaxed) {
+            return Err(StoreUnavailable("backing off after a failure".to_owned()));
+        }
+        let redis_key = format!("{}{}:{}", self.prefix, tier.name, key.to_hex());
+        let interval = u64::try_from(tier.quota.emission_interval().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(redis_key)
+            .arg(interval)
+            .arg(tier.quota.requests());
+        let reply = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection),
+        )
+        .await;
+        let failure = match reply {
+            Ok(Ok((admitted, remaining, retry_after, reset))) => {
+                let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));
+                return Ok(if admitted == 1 {
+                    Decision::Allowed {
+                        remaining: u32::try_from(remaining).unwrap_or(0),
+                        reset: micros(reset),
+                    }
+                } else {
+                    Decision::Limited {
+                        retry_after: micros(retry_after),
+                        reset: micros(reset),
+                    }
+                });
+            }
+            Ok(Err(error)) => format!("{:?}", error.kind()),
+            Err(_) => format!("no answer within {:?}", self.timeout),
+        };
+        let back_off = u64::try_from(BACK_OFF.as_millis()).unwrap_or(500);
+        self.failing_until
+            .store(self.elapsed_millis() + back_off, Ordering::Relaxed);
+        Err(StoreUnavailable(failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::secrets::KeyHasher;
+    use crate::rate_limit::{KeyDeriver, Quota};
+
+    /// The Redis server for these tests (`TEST_REDIS_URL`, default the local one); `None`, after
+    /// saying so, when it is unreachable, unless `TEST_REQUIRE_SERVICES=1` makes that a failure.
+    async fn redis_url() -> Option<String> {
+        let url =
+            std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+        let reachable = match redis::Client::open(url.as_str()) {
+            Ok(client) => match client.get_multiplexed_async_connection().await {
+                Ok(mut connection) => redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            },
+            Err(_) => false,
+        };
+        if reachable {
+            return Some(url);
+        }
+        assert!(
+            std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "Redis is required (TEST_REQUIRE_SERVICES=1) but {url} cannot be reached"
+        );
+        eprintln!("skipped: Redis at {url} cannot be reached");
+        None
+    }
+
+    /// A prefix no other test run uses.
+    fn unique_prefix() -> String {
+        format!("test-{}:", uuid::Uuid::new_v4())
+    }
+
+    fn key(name: &str) -> LimitKey {
+        KeyDeriver::new(KeyHasher::new(&[3u8; 32]).expect("32 bytes")).principal(name)
+    }
+
+    fn tier(requests: u32, seconds: u64) -> Tier {
+        Tier::sensitive(
+            "login",
+            Quota::new(requests, Duration::from_secs(seconds)).expect("valid"),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_key_trips_at_its_quota_and_recovers() {
+        let Some(url) = redis_url().await else { return };
+        let store = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        let tier = tier(2, 1);
+        let alice = key("alice");
+        let remaining: Vec<_> = [
+            store.check(&tier, &alice).await,
+            store.check(&tier, &alice).await,
+        ]
+        .into_iter()
+        .map(|decision| match decision.expect("answered") {
+            Decision::Allowed { remaining, .. } => remaining,
+            limited => panic!("refused early: {limited:?}"),
+        })
+        .collect();
+        assert_eq!(remaining, [1, 0]);
+        let Decision::Limited { retry_after, .. } =
+            store.check(&tier, &alice).await.expect("answered")
+        else {
+            panic!("the third request within a second was admitted");
+        };
+        assert!(retry_after <= Duration::from_millis(500), "{retry_after:?}");
+        assert!(matches!(
+            store.check(&tier, &key("bob")).await,
+            Ok(Decision::Allowed { .. })
+        ));
+        tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+        assert!(matches!(
+            store.check(&tier, &alice).await,
+            Ok(Decision::Allowed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn two_stores_on_one_redis_share_one_budget() {
+        let Some(url) = redis_url().await else { return };
+        let prefix = unique_prefix();
+        let first = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
+        let second = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
+        let tier = tier(4, 60);
+        let alice = key("alice");
+        let mut admitted = 0;
+        for round in 0..5 {
+            let store = if round % 2 == 0 { &first } else { &second };
+            if matches!(
+                store.check(&tier, &alice).await,
+                Ok(Decision::Allowed { .. })
+            ) {
+                admitted += 1;
+            }
+        }
+        assert_eq!(admitted, 4);
+        // Another prefix (another service or test run) has its own state.
+        let other = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        assert!(matches!(
+            other.check(&tier, &alice).await,
+            Ok(Decision::Allowed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn keys_expire_once_their_bucket_is_full_again() {
+        let Some(url) = redis_url().await else { return };
+        let prefix = unique_prefix();
+        let store = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
+        let tier = tier(10, 60);
+        store.check(&tier, &key("alice")).await.expect("answered");
+        let client = redis::Client::open(url.as_str()).expect("client");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connection");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut connection)
+            .await
+            .expect("keys");
+        assert_eq!(keys.len(), 1);
+        assert!(!keys[0].contains("alice"), "the key names the principal");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&keys[0])
+            .query_async(&mut connection)
+            .await
+            .expect("ttl");
+        // One request of ten per minute comes back after 6 seconds.
+        assert!((1..=6_000).contains(&ttl), "{ttl}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_within_the_deadline_and_then_backed_off() {
+        // A port nothing listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let url = format!("redis://127.0.0.1:{port}");
+        let store = RedisStore::new(&url, "test:", Duration::from_millis(200)).expect("store");
+        let tier = tier(5, 60);
+        assert!(store.check(&tier, &key("alice")).await.is_err());
+        // Within the back-off, the store answers at once without trying.
+        let error = store
+            .check(&tier, &key("alice"))
+            .await
+            .expect_err("unavailable");
+        assert!(error.0.contains("backing off"), "{error}");
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_echoing_it() {
+        let error = RedisStore::new("http://user:secret@x", "p:", Duration::from_secs(1))
+            .expect_err("refused");
+        assert!(!error.to_string().contains("secret"));
+    }
+}
