@@ -87,7 +87,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
     pub limits: LimitSettings,
+    pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
+    pub payments: PaymentSettings,
     pub log: LogSettings,
 }
 
@@ -340,6 +342,104 @@ impl AuthSettings {
 
 /// The shortest API-key pepper accepted.
 pub const MIN_PEPPER_BYTES: usize = 32;
+
+/// The demo `POST /v1/payments` (RATE-6: idempotency keys on payment-like writes).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// How long an `Idempotency-Key` is remembered (60 to 604800 seconds): a retry within it
+    /// replays the first answer; after it the same key makes a new payment.
+    pub idempotency_key_ttl_seconds: u64,
+}
+
+impl PaymentSettings {
+    pub fn idempotency_key_ttl(&self) -> Duration {
+        Duration::from_secs(self.idempotency_key_ttl_seconds)
+    }
+}
+
+/// Where rate-limit state lives (RATE-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitStoreKind {
+    /// In this process: one instance.
+    Memory,
+    /// In Redis: every instance shares one budget per client.
+    Redis,
+}
+
+/// `requests` per `period_seconds` (bursts up to `requests`).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    pub requests: u32,
+    pub period_seconds: u64,
+}
+
+/// Rate limits (RATE-1 .. RATE-4): the general tiers and each sensitive operation's own.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub store: RateLimitStoreKind,
+    /// `redis://[:password@]host:port/db`. Secret: it may carry a password, so it is never
+    /// printed.
+    #[serde(serialize_with = "serialize_redacted")]
+    pub redis_url: SecretString,
+    /// Every key this service writes starts with it (services sharing a Redis must differ).
+    pub redis_key_prefix: String,
+    /// Bound on one Redis call, connecting included.
+    pub redis_timeout_ms: u64,
+    /// In-process store: keys kept per tier. Newcomers beyond it share one bucket, so a flood
+    /// of addresses cannot exhaust memory.
+    pub max_keys_per_tier: usize,
+    /// Per client address, for requests without a valid credential.
+    pub anonymous: QuotaSettings,
+    /// Per principal, from any address.
+    pub authenticated: QuotaSettings,
+    /// `POST /v1/auth/login`, per client address.
+    pub login: QuotaSettings,
+    /// `POST /v1/auth/login`, per account named in the body, from any address.
+    pub login_account: QuotaSettings,
+    /// `POST /v1/auth/password-reset`, per client address.
+    pub password_reset: QuotaSettings,
+    /// `POST /v1/auth/password-reset`, per account named in the body.
+    pub password_reset_account: QuotaSettings,
+    /// `POST /v1/auth/password-reset/confirm`, per client address.
+    pub password_reset_confirm: QuotaSettings,
+    /// `POST /oauth/token`, per client address.
+    pub token: QuotaSettings,
+    /// Creating and rotating API keys, per principal.
+    pub api_key_management: QuotaSettings,
+    /// `POST /v1/payments`, per principal.
+    pub payment: QuotaSettings,
+}
+
+impl RateLimitSettings {
+    /// The redis URL (secret: do not log).
+    pub fn redis_url(&self) -> &str {
+        self.redis_url.expose_secret()
+    }
+
+    /// Every quota with its key, for validation.
+    pub fn quotas(&self) -> [(&'static str, QuotaSettings); 10] {
+        [
+            ("anonymous", self.anonymous),
+            ("authenticated", self.authenticated),
+            ("login", self.login),
+            ("login_account", self.login_account),
+            ("password_reset", self.password_reset),
+            ("password_reset_account", self.password_reset_account),
+            ("password_reset_confirm", self.password_reset_confirm),
+            ("token", self.token),
+            ("api_key_management", self.api_key_management),
+            ("payment", self.payment),
+        ]
+    }
+}
+
+/// The shortest and longest time an idempotency key may be remembered: long enough for a
+/// client's retries, short enough that the table does not grow without bound.
+pub const IDEMPOTENCY_KEY_TTL_SECONDS: std::ops::RangeInclusive<u64> = 60..=604_800;
 
 /// Log output.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -614,6 +714,51 @@ impl Settings {
             );
         }
 
+        let rate_limit = &self.rate_limit;
+        for (name, quota) in rate_limit.quotas() {
+            if quota.requests == 0 || !(1..=86_400).contains(&quota.period_seconds) {
+                refuse(
+                    &format!("rate_limit.{name}"),
+                    "needs requests of at least 1 and period_seconds between 1 and 86400",
+                );
+            }
+        }
+        if rate_limit.max_keys_per_tier < 1_000 {
+            refuse(
+                "rate_limit.max_keys_per_tier",
+                "must be at least 1000, or ordinary traffic ends up in the shared overflow bucket",
+            );
+        }
+        if !(10..=5_000).contains(&rate_limit.redis_timeout_ms) {
+            refuse(
+                "rate_limit.redis_timeout_ms",
+                "must be between 10 and 5000: every request waits at most this long on Redis",
+            );
+        }
+        if rate_limit.store == RateLimitStoreKind::Redis {
+            let url = rate_limit.redis_url();
+            if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+                refuse(
+                    "rate_limit.redis_url",
+                    "must start with redis:// or redis+unix://",
+                );
+            }
+            if rate_limit.redis_key_prefix.is_empty() {
+                refuse(
+                    "rate_limit.redis_key_prefix",
+                    "must not be empty: it keeps this service's keys apart from others'",
+                );
+            }
+        }
+
+        if !IDEMPOTENCY_KEY_TTL_SECONDS.contains(&self.payments.idempotency_key_ttl_seconds) {
+            refuse(
+                "payments.idempotency_key_ttl_seconds",
+                "must be between 60 and 604800: long enough for a client's retries, at most a \
+                 week",
+            );
+        }
+
         if self.environment == Environment::Production {
             if pepper.is_empty() || is_placeholder(pepper) {
                 refuse(
@@ -825,6 +970,25 @@ mod tests {
         signing_key_path = ""
         retired_signing_keys = []
         external_issuers = []
+        [rate_limit]
+        store = "memory"
+        redis_url = "redis://127.0.0.1:6379"
+        redis_key_prefix = "test:"
+        redis_timeout_ms = 250
+        max_keys_per_tier = 100000
+        anonymous = { requests = 120, period_seconds = 60 }
+        authenticated = { requests = 600, period_seconds = 60 }
+        login = { requests = 10, period_seconds = 60 }
+        login_account = { requests = 5, period_seconds = 300 }
+        password_reset = { requests = 5, period_seconds = 900 }
+        password_reset_account = { requests = 3, period_seconds = 3600 }
+        password_reset_confirm = { requests = 10, period_seconds = 900 }
+        token = { requests = 30, period_seconds = 60 }
+        api_key_management = { requests = 10, period_seconds = 3600 }
+        payment = { requests = 20, period_seconds = 60 }
+
+        [payments]
+        idempotency_key_ttl_seconds = 86400
         [log]
         level = "info"
         format = "json"
@@ -986,6 +1150,26 @@ mod tests {
         let short_pepper = VALID.replace("api_key_pepper = \"\"", "api_key_pepper = \"short\"");
         let error = load(&short_pepper, Environment::Development, &[]).expect_err("refused");
         assert!(error.names("auth.api_key_pepper"), "{error}");
+    }
+
+    #[test]
+    fn an_idempotency_key_ttl_outside_a_minute_to_a_week_is_refused() {
+        for ttl in ["59", "604801"] {
+            let bad = VALID.replace(
+                "idempotency_key_ttl_seconds = 86400",
+                &format!("idempotency_key_ttl_seconds = {ttl}"),
+            );
+            let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+            assert!(
+                error.names("payments.idempotency_key_ttl_seconds"),
+                "{ttl}: {error}"
+            );
+        }
+        let week = VALID.replace(
+            "idempotency_key_ttl_seconds = 86400",
+            "idempotency_key_ttl_seconds = 604800",
+        );
+        load(&week, Environment::Development, &[]).expect("a week is the longest allowed");
     }
 
     #[test]

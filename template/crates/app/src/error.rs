@@ -58,6 +58,14 @@ pub enum ApiError {
     /// reported like a schema failure, per field.
     #[error("Validation failed")]
     Invalid(ValidationFailure),
+    /// The request is valid on its own but cannot be processed as sent, e.g. an
+    /// `Idempotency-Key` reused with a different request.
+    #[error("{0}")]
+    Unprocessable(&'static str),
+    /// A rate limit refused the request (429), or its fail-closed store could not decide (503):
+    /// sent with `Retry-After` and the `RateLimit` headers.
+    #[error("{}", if .0.status() == StatusCode::TOO_MANY_REQUESTS { "Too many requests" } else { "Service unavailable" })]
+    RateLimited(security::rate_limit::Refusal),
     /// Too much work is queued (password hashing): retrying later may succeed.
     #[error("Service busy")]
     Busy,
@@ -77,6 +85,8 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RateLimited(refusal) => refusal.status(),
             Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -150,6 +160,14 @@ enum DocumentedErrors {
     /// The request conflicts with existing state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The request cannot be processed as sent, e.g. an `Idempotency-Key` reused with a
+    /// different request.
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    /// A rate limit was reached: wait `Retry-After` seconds (`RateLimit` and `RateLimit-Policy`
+    /// describe the tier).
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>),
     /// An unexpected failure; the detail is in the server log under the request id.
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
@@ -170,7 +188,11 @@ impl ApiResponse for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        error_response(self.status(), public_message(&self), None, None)
+        let mut response = error_response(self.status(), public_message(&self), None, None);
+        if let Self::RateLimited(refusal) = &self {
+            refusal.add_headers(response.headers_mut());
+        }
+        response
     }
 }
 
@@ -236,8 +258,9 @@ fn validation_details(
             let name = path_parameters
                 .documented_name(request_path, name)
                 .unwrap_or(name);
-            let message =
-                verification_message(reason).unwrap_or_else(|| expected_type_message(reason));
+            let message = verification_message(reason)
+                .or_else(|| missing_message(reason))
+                .unwrap_or_else(|| expected_type_message(reason));
             ValidationDetails {
                 form_errors: Vec::new(),
                 field_errors: [(name.to_owned(), vec![message])].into(),
@@ -352,6 +375,14 @@ fn verification_message(reason: &str) -> Option<String> {
     })
 }
 
+/// `Type "string" expects an input value.`, poem-openapi's text for a required parameter that
+/// was not sent (a header such as `Idempotency-Key`), becomes `is required`.
+fn missing_message(reason: &str) -> Option<String> {
+    reason
+        .ends_with("expects an input value.")
+        .then(|| "is required".to_owned())
+}
+
 /// `failed to parse "uuid": ...` becomes `expected uuid`; anything else a fixed text.
 fn expected_type_message(reason: &str) -> String {
     reason
@@ -424,7 +455,12 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
                 }),
                 _ => None,
             };
-            error_response(status, public_message(api_error), details, request_id)
+            let mut response =
+                error_response(status, public_message(api_error), details, request_id);
+            if let ApiError::RateLimited(refusal) = api_error {
+                refusal.add_headers(response.headers_mut());
+            }
+            response
         } else {
             let status = error.status();
             if status.is_server_error() {
@@ -509,5 +545,10 @@ mod tests {
             expected_type_message("anything else: secret"),
             "invalid value"
         );
+        assert_eq!(
+            missing_message(r#"Type "string" expects an input value."#).as_deref(),
+            Some("is required")
+        );
+        assert_eq!(missing_message("failed to parse \"x\": secret"), None);
     }
 }

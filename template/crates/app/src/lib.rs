@@ -15,5 +15,6 @@ pub mod config;
 pub mod error;
 pub mod mail;
 pub mod persistence;
+pub mod rate_limits;
 pub mod startup;
 pub mod telemetry;

@@ -17,6 +17,8 @@ use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::request_id::RequestIdLayer;
+use security::rate_limit::memory::LimiterClock;
+use security::rate_limit::middleware::RateLimit;
 use security::transport::client_ip::ClientIpLayer;
 use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
 use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
@@ -34,6 +36,7 @@ use crate::auth::{self as service_auth, AuthContext, AuthSetupError, SharedClock
 use crate::config::{Environment, Settings, TlsMode};
 use crate::error::JsonErrors;
 use crate::persistence;
+use crate::rate_limits::{RateLimitSetupError, RateLimits};
 use crate::telemetry::AccessLog;
 
 /// The headers that carry API keys: a credential like `Authorization` and `Cookie`.
@@ -60,6 +63,8 @@ pub enum StartupError {
     Auth(#[source] AuthSetupError),
     #[error("bootstrap: {0}")]
     Bootstrap(#[source] bootstrap::BootstrapError),
+    #[error("rate limits: {0}")]
+    RateLimit(#[source] RateLimitSetupError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -76,6 +81,9 @@ pub struct App {
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     redirect_listener: Option<BoundListener>,
     auth: Arc<AuthContext>,
+    rate_limits: Arc<RateLimits>,
+    /// Drops idle keys of the in-process rate-limit store; stops with the app.
+    _rate_limit_housekeeping: Option<AbortOnDrop>,
     /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
     _certificate_watcher: Option<AbortOnDrop>,
     dev_ca_cert: Option<PathBuf>,
@@ -103,14 +111,29 @@ impl App {
     /// Connects to the database, applies migrations, loads (or in development creates) the
     /// certificate and binds the listeners.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with_clock(settings, service_auth::system_clock()).await
+        Self::build_with_clocks(
+            settings,
+            service_auth::system_clock(),
+            LimiterClock::monotonic(),
+        )
+        .await
     }
 
-    /// [`App::build`] with the clock every credential decision reads (tests move it instead of
-    /// sleeping).
+    /// [`App::build`] with the clock every credential decision and the in-process rate limiter
+    /// read (tests move it instead of sleeping).
     pub async fn build_with_clock(
         settings: Settings,
         clock: SharedClock,
+    ) -> Result<Self, StartupError> {
+        let seconds = Arc::clone(&clock);
+        let limiter_clock = LimiterClock::from_fn(move || Duration::from_secs(seconds.now()));
+        Self::build_with_clocks(settings, clock, limiter_clock).await
+    }
+
+    async fn build_with_clocks(
+        settings: Settings,
+        clock: SharedClock,
+        limiter_clock: LimiterClock,
     ) -> Result<Self, StartupError> {
         tls::install_crypto_provider();
         let (certificate, dev_ca_cert) = load_certificate(&settings)?;
@@ -137,7 +160,15 @@ impl App {
                 .map_err(StartupError::Bootstrap)?;
         }
 
-        let endpoint = routes(&settings, db.clone(), &auth)?.boxed();
+        let rate_limits = Arc::new(
+            RateLimits::new(
+                &settings.rate_limit,
+                auth.key_hasher.derive("rate-limit keys"),
+                limiter_clock,
+            )
+            .map_err(StartupError::RateLimit)?,
+        );
+        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits)?.boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = bind(address, tls_config).await?;
         let redirect_listener =
@@ -149,6 +180,7 @@ impl App {
             };
         let certificate_watcher = certificate
             .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
+        let rate_limit_housekeeping = rate_limits.spawn_housekeeping().map(AbortOnDrop);
         Ok(Self {
             settings,
             db,
@@ -156,6 +188,8 @@ impl App {
             endpoint,
             redirect_listener,
             auth,
+            rate_limits,
+            _rate_limit_housekeeping: rate_limit_housekeeping,
             _certificate_watcher: certificate_watcher,
             dev_ca_cert,
         })
@@ -181,6 +215,11 @@ impl App {
     /// The authentication state (issuer keys, password hasher) the service runs with.
     pub fn auth_context(&self) -> &Arc<AuthContext> {
         &self.auth
+    }
+
+    /// The rate limiter the service runs with (its counters and store).
+    pub fn rate_limits(&self) -> &Arc<RateLimits> {
+        &self.rate_limits
     }
 
     /// In `self_signed` mode, the development CA certificate clients should trust.
@@ -281,6 +320,9 @@ fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
         .trusting_proxies(&settings.server.trusted_proxies)
 }
 
+/// Routes served beside the OpenAPI document that the rate-limit plan names.
+const PLAIN_ROUTES: &[&str] = &["POST /oauth/token", "POST /oauth/revoke"];
+
 /// `GET /openapi.json`: the document as published, serialised once.
 fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
     poem::endpoint::make_sync(move |_| {
@@ -295,8 +337,9 @@ pub fn routes(
     settings: &Settings,
     db: DatabaseConnection,
     auth: &Arc<AuthContext>,
+    rate_limits: &Arc<RateLimits>,
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
-    let api = api::openapi_service(settings, db, auth);
+    let api = api::openapi_service(settings, db, auth, rate_limits);
     let generated_spec = api.spec();
     let mut document: serde_json::Value = serde_json::from_str(&generated_spec).unwrap_or_default();
     // One source for docs and enforcement: request objects are closed (`additionalProperties:
@@ -312,6 +355,13 @@ pub fn routes(
         Arc::new(ServiceVerifier::new(Arc::clone(auth))),
         API_KEY_HEADERS[0].clone(),
     );
+    // Every operation is limited unless listed as exempt; the published document says so.
+    let rate_plan = rate_limits
+        .plan(&document, PLAIN_ROUTES)
+        .map_err(StartupError::RateLimit)?;
+    let error_schema = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
+    rate_plan.document(&mut document, &error_schema);
+    let rate_limit = RateLimit::new(rate_plan, Arc::clone(rate_limits.limiter()));
     let published_spec = serde_json::to_string_pretty(&document).unwrap_or_default();
     // Swagger UI is one HTML page with inline script and style: its policy allows exactly
     // those elements by hash, never 'unsafe-inline'. It shows the published document.
@@ -356,13 +406,17 @@ pub fn routes(
         .nest("/", api)
         // JSON bodies parsed strictly, checked against the served document, all errors at once.
         .with(strict_json)
-        // Authentication and the document's scopes, before any body is parsed (401, 403).
-        .with(access_control)
         // Bodies are read once, here, within the size and time limits (413, 408).
         .with(BodyLimit::new(
             settings.limits.max_body_bytes,
             Duration::from_secs(settings.limits.body_read_timeout_seconds),
         ))
+        // The document's scopes for the authenticated principal (401, 403).
+        .with(access_control.authorize())
+        // Per principal, else per client address; sensitive operations' own tiers (429).
+        .with(rate_limit)
+        // The one credential presented, verified; who is calling is known from here on.
+        .with(access_control.authenticate())
         // TRACE, TRACK and CONNECT are answered 405 before routing.
         .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.

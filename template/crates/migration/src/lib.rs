@@ -10,6 +10,7 @@ use sea_orm_migration::{MigrationTrait, async_trait};
 mod m20260101_000001_create_users;
 mod m20261128_000002_authentication;
 mod m20261128_000003_password_reset;
+mod m20261128_000004_payments;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20260101_000001_create_users::Migration),
             Box::new(m20261128_000002_authentication::Migration),
             Box::new(m20261128_000003_password_reset::Migration),
+            Box::new(m20261128_000004_payments::Migration),
         ]
     }
 }

@@ -23,16 +23,18 @@ use crate::auth::scopes::scopes_of_role;
 use crate::auth::tokens;
 use crate::error::ApiError;
 use crate::persistence::users;
+use crate::rate_limits::{AccountTier, RateLimits};
 
 /// Login and logout.
 #[derive(Debug)]
 pub struct AuthApi {
     auth: Arc<AuthContext>,
+    rate_limits: Arc<RateLimits>,
 }
 
 impl AuthApi {
-    pub fn new(auth: Arc<AuthContext>) -> Self {
-        Self { auth }
+    pub fn new(auth: Arc<AuthContext>, rate_limits: Arc<RateLimits>) -> Self {
+        Self { auth, rate_limits }
     }
 }
 
@@ -168,6 +170,11 @@ impl AuthApi {
                 "Password login is off: sign in with the identity provider",
             ));
         }
+        // Per account as well as per address (RATE-3): attempts on one account from many
+        // addresses run out as fast as from one.
+        self.rate_limits
+            .check_account(request, AccountTier::Login, &body.email)
+            .await?;
         let email = body.email.to_lowercase();
         let user = users::Entity::find()
             .filter(users::Column::Email.eq(email))
@@ -250,6 +257,11 @@ impl AuthApi {
         request: &Request,
         body: Json<PasswordResetRequest>,
     ) -> Result<ResetRequested, ApiError> {
+        // Per account (RATE-3): keyed on the address as sent, whether or not it has an account,
+        // so a 429 tells nothing about accounts either.
+        self.rate_limits
+            .check_account(request, AccountTier::PasswordReset, &body.email)
+            .await?;
         // The answer leaves before any lookup: neither its content nor its timing depends on
         // whether the address has an account. The work continues in the background.
         AuditEvent::for_request(

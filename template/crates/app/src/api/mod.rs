@@ -9,6 +9,7 @@ pub mod auth;
 pub mod health;
 pub mod notes;
 pub mod oauth;
+pub mod payments;
 pub mod users;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::auth::AuthContext;
 use crate::config::Settings;
+use crate::rate_limits::{RateLimits, SensitiveTier};
 
 /// The operations anyone may call without a credential. Adding one here is the explicit,
 /// reviewable opt-out of authentication.
@@ -30,6 +32,34 @@ pub const PUBLIC_OPERATIONS: &[&str] = &[
     // Answers the same for every address; the link goes to the account's mailbox only.
     "POST /v1/auth/password-reset",
     "POST /v1/auth/password-reset/confirm",
+];
+
+/// Operations charged to a stricter tier of their own (RATE-3) on top of the general per-address
+/// or per-principal one; quotas in `[rate_limit]`. Login and password reset are also limited per
+/// account in their handlers. `POST /oauth/token` is a plain route beside the document.
+pub const SENSITIVE_OPERATIONS: &[(&str, SensitiveTier)] = &[
+    ("POST /v1/auth/login", SensitiveTier::Login),
+    ("POST /v1/auth/password-reset", SensitiveTier::PasswordReset),
+    (
+        "POST /v1/auth/password-reset/confirm",
+        SensitiveTier::PasswordResetConfirm,
+    ),
+    ("POST /oauth/token", SensitiveTier::Token),
+    ("POST /v1/api-keys", SensitiveTier::ApiKeyManagement),
+    (
+        "POST /v1/api-keys/{id}/rotate",
+        SensitiveTier::ApiKeyManagement,
+    ),
+    ("POST /v1/payments", SensitiveTier::Payment),
+];
+
+/// The operations no rate limit applies to. Adding one here is the explicit, reviewable opt-out;
+/// the service refuses to start if a name is not an operation.
+pub const RATE_LIMIT_EXEMPT: &[&str] = &[
+    // Probes of orchestrators and load balancers, every few seconds; constant and cheap (no
+    // database), so there is nothing to exhaust. Readiness, which queries the database, stays
+    // limited.
+    "GET /health/live",
 ];
 
 /// The tags grouping operations in the OpenAPI document.
@@ -45,6 +75,8 @@ pub enum ApiTags {
     ApiKeys,
     /// Notes, the demo resource owned by its creator.
     Notes,
+    /// Payments, the demo of a payment-like write: idempotent under retries.
+    Payments,
 }
 
 /// Every API of the service, as one OpenAPI service.
@@ -54,6 +86,7 @@ pub type Api = (
     users::UsersApi,
     api_keys::ApiKeysApi,
     notes::NotesApi,
+    payments::PaymentsApi,
 );
 
 /// Builds the API with its OpenAPI metadata. The server URL is the configured public origin,
@@ -62,13 +95,15 @@ pub fn openapi_service(
     settings: &Settings,
     db: DatabaseConnection,
     auth: &Arc<AuthContext>,
+    rate_limits: &Arc<RateLimits>,
 ) -> OpenApiService<Api, ()> {
     let apis = (
         health::HealthApi::new(db),
-        auth::AuthApi::new(Arc::clone(auth)),
+        auth::AuthApi::new(Arc::clone(auth), Arc::clone(rate_limits)),
         users::UsersApi::new(Arc::clone(auth)),
         api_keys::ApiKeysApi::new(Arc::clone(auth)),
         notes::NotesApi::new(Arc::clone(auth)),
+        payments::PaymentsApi::new(Arc::clone(auth), &settings.payments),
     );
     OpenApiService::new(apis, &settings.service.name, env!("CARGO_PKG_VERSION"))
         .server(settings.server.public_origin.clone())

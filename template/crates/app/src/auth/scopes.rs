@@ -22,6 +22,9 @@ pub enum Scope {
     /// Create and delete your notes.
     #[oai(rename = "notes:write")]
     NotesWrite,
+    /// Make payments (the demo charge).
+    #[oai(rename = "payments:write")]
+    PaymentsWrite,
     /// List your API keys.
     #[oai(rename = "api_keys:read")]
     ApiKeysRead,
@@ -44,6 +47,7 @@ const USER_SCOPES: &[Scope] = &[
     Scope::Profile,
     Scope::NotesRead,
     Scope::NotesWrite,
+    Scope::PaymentsWrite,
     Scope::ApiKeysRead,
     Scope::ApiKeysWrite,
 ];

@@ -4,9 +4,11 @@
 //! SQL is ever assembled from strings here.
 
 pub mod api_keys;
+pub mod idempotency_keys;
 pub mod notes;
 pub mod outbox;
 pub mod password_resets;
+pub mod payments;
 pub mod refresh_tokens;
 pub mod users;
 

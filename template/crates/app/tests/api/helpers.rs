@@ -81,6 +81,26 @@ signing_key_path = ""
 retired_signing_keys = []
 external_issuers = []
 
+[rate_limit]
+store = "memory"
+redis_url = "redis://127.0.0.1:6379"
+redis_key_prefix = "test:"
+redis_timeout_ms = 250
+max_keys_per_tier = 100000
+anonymous = { requests = 10000, period_seconds = 60 }
+authenticated = { requests = 10000, period_seconds = 60 }
+login = { requests = 10000, period_seconds = 60 }
+login_account = { requests = 10000, period_seconds = 60 }
+password_reset = { requests = 10000, period_seconds = 60 }
+password_reset_account = { requests = 10000, period_seconds = 60 }
+password_reset_confirm = { requests = 10000, period_seconds = 60 }
+token = { requests = 10000, period_seconds = 60 }
+api_key_management = { requests = 10000, period_seconds = 60 }
+payment = { requests = 10000, period_seconds = 60 }
+
+[payments]
+idempotency_key_ttl_seconds = 86400
+
 [log]
 level = "warn"
 format = "json"
@@ -107,6 +127,8 @@ pub struct TestApp {
     pub clock: TestClock,
     /// The service's authentication state: issuer keys, password hasher.
     pub auth: Arc<app::auth::AuthContext>,
+    /// The service's rate limiter: its store and counters.
+    pub rate_limits: Arc<app::rate_limits::RateLimits>,
     pub data_dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -283,6 +305,20 @@ pub async fn admin_access_token(auth: &app::auth::AuthContext, email: &str) -> S
         .token
 }
 
+/// A client whose connections leave from `local` (any 127.0.0.x reaches the service on
+/// 127.0.0.1), to act as many clients from one machine.
+pub fn client_from(ca_cert: Option<&Path>, local: std::net::IpAddr) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(local);
+    if let Some(ca_cert) = ca_cert {
+        let pem = std::fs::read(ca_cert).expect("read the development CA");
+        let ca = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+        builder = builder.tls_certs_only([ca]);
+    }
+    builder.build().expect("client")
+}
+
 /// A client that sends `token` as the bearer credential on every request.
 pub fn client_with_token(ca_cert: Option<&Path>, token: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -318,6 +354,7 @@ pub async fn spawn_app_with_settings(data_dir: tempfile::TempDir, settings: Sett
         .expect("the app builds");
     let port = app.port();
     let auth = Arc::clone(app.auth_context());
+    let rate_limits = Arc::clone(app.rate_limits());
     let scheme = if app.dev_ca_cert().is_some() {
         "https"
     } else {
@@ -349,6 +386,7 @@ pub async fn spawn_app_with_settings(data_dir: tempfile::TempDir, settings: Sett
         credentials,
         clock,
         auth,
+        rate_limits,
         client,
         ca_cert,
         data_dir,

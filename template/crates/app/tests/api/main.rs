@@ -13,6 +13,8 @@ mod malformed;
 mod migrations;
 mod oidc;
 mod openapi;
+mod payments;
+mod rate_limits;
 mod shutdown;
 mod tokens;
 mod transport;

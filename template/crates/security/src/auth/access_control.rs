@@ -16,6 +16,10 @@
 //! authentication attempt and for the authorization decision. The handler receives the
 //! [`Principal`] only through [`authorized_principal`], which also checks that the operation the
 //! router chose is the one whose scopes were checked: a disagreement fails closed.
+//!
+//! It runs as two halves, [`Authenticate`] and [`Authorize`], so the rate limiter can sit between
+//! them and charge a verified principal rather than its address; [`Authorize`] alone refuses
+//! every protected request (fails closed).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -779,6 +783,67 @@ mod tests {
             .send()
             .await;
         response.assert_status(StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn authorization_without_authentication_fails_closed() {
+        let policy = AccessPolicy::from_openapi(&document(), &["GET /health"]).expect("policy");
+        let control = AccessControl::new(
+            policy,
+            Arc::new(Fixed),
+            HeaderName::from_static("x-api-key"),
+        );
+        // Only the inner half: nothing verified the token, so nothing is authorized.
+        let app = Route::new()
+            .at("/notes/:param0", poem::get(whoami))
+            .with(control.authorize());
+        let response = TestClient::new(app)
+            .get("/notes/1")
+            .header(AUTHORIZATION, "Bearer good")
+            .send()
+            .await;
+        response.assert_status(StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn between_the_halves_only_a_verified_subject_is_visible() {
+        #[handler]
+        fn subject(request: &Request) -> String {
+            authenticated_subject(request)
+                .unwrap_or("anonymous")
+                .to_owned()
+        }
+        let policy = AccessPolicy::from_openapi(&document(), &["GET /health"]).expect("policy");
+        let control = AccessControl::new(
+            policy,
+            Arc::new(Fixed),
+            HeaderName::from_static("x-api-key"),
+        );
+        // What a middleware between the halves (the rate limiter) sees.
+        let app = Route::new()
+            .at("/notes/:param0", poem::get(subject))
+            .at("/health", poem::get(subject))
+            .with(control.authenticate());
+        let client = TestClient::new(app);
+        let seen = |path: &'static str, token: &'static str| {
+            let request = client
+                .get(path)
+                .header(AUTHORIZATION, format!("Bearer {token}"));
+            async move {
+                request
+                    .send()
+                    .await
+                    .0
+                    .into_body()
+                    .into_string()
+                    .await
+                    .expect("body")
+            }
+        };
+        assert_eq!(seen("/notes/1", "good").await, "user-1");
+        assert_eq!(seen("/notes/1", "forged").await, "anonymous");
+        // A public operation's credential is not verified at all.
+        assert_eq!(seen("/health", "good").await, "anonymous");
     }
 
     #[tokio::test]

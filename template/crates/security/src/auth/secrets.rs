@@ -346,6 +346,15 @@ impl KeyHasher {
         bytes.copy_from_slice(tag.as_ref());
         CredentialHash(bytes)
     }
+
+    /// A hasher under a key derived from this one for another `purpose` (HMAC as a KDF), so one
+    /// configured secret serves several uses without any two sharing a key.
+    pub fn derive(&self, purpose: &str) -> Self {
+        let derived = hmac::sign(&self.key, purpose.as_bytes());
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+        }
+    }
 }
 
 impl fmt::Debug for KeyHasher {

@@ -114,6 +114,67 @@ impl RatePlan {
     pub fn iter(&self) -> impl Iterator<Item = (String, &Rule)> {
         self.operations.iter()
     }
+
+    /// Documents the limits in the published document: every limited operation may answer 429
+    /// (with `Retry-After`, `RateLimit` and `RateLimit-Policy`), and a sensitive one 503 when
+    /// its store is down; `error_schema` is the error body's schema.
+    pub fn document(&self, document: &mut Value, error_schema: &Value) {
+        let Some(paths) = document["paths"].as_object_mut() else {
+            return;
+        };
+        for (template, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in item.iter_mut() {
+                let Ok(method) =
+                    poem::http::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                else {
+                    continue;
+                };
+                let rule = self
+                    .operations
+                    .find(&method, template)
+                    .map_or(&Rule::General, |matched| matched.value);
+                let statuses: &[(&str, &str)] = match rule {
+                    Rule::Exempt => &[],
+                    Rule::General => &[(
+                        "429",
+                        "Too many requests: retry after `Retry-After` seconds",
+                    )],
+                    Rule::Sensitive(_) => &[
+                        (
+                            "429",
+                            "Too many requests: retry after `Retry-After` seconds",
+                        ),
+                        (
+                            "503",
+                            "Service unavailable: retry after `Retry-After` seconds",
+                        ),
+                    ],
+                };
+                let Some(responses) = operation["responses"].as_object_mut() else {
+                    continue;
+                };
+                for (status, description) in statuses {
+                    let response = responses.entry(*status).or_insert_with(|| {
+                        serde_json::json!({
+                            "description": description,
+                            "content": { "application/json": { "schema": error_schema } }
+                        })
+                    });
+                    // Declared by the operation already (as an error it returns) or not, the
+                    // response carries the rate-limit headers.
+                    response["headers"]["Retry-After"] =
+                        serde_json::json!({ "schema": { "type": "integer" } });
+                    response["headers"]["RateLimit"] =
+                        serde_json::json!({ "schema": { "type": "string" } });
+                    response["headers"]["RateLimit-Policy"] =
+                        serde_json::json!({ "schema": { "type": "string" } });
+                }
+            }
+        }
+    }
 }
 
 /// Charges requests per [`RatePlan`]; answers 429 (or 503 when a fail-closed tier's store is

@@ -46,11 +46,12 @@ pub const DEFAULT_ALLOWED_HEADERS: [&str; 5] = [
 ];
 
 /// The response headers a cross-origin page may read, beyond the CORS-safelisted ones.
-pub const DEFAULT_EXPOSED_HEADERS: [&str; 4] = [
+pub const DEFAULT_EXPOSED_HEADERS: [&str; 5] = [
     "x-request-id",
     "retry-after",
     "ratelimit",
     "ratelimit-policy",
+    "idempotent-replayed",
 ];
 
 /// Configuration of [`Cors`].

@@ -1,0 +1,202 @@
+//! The service's rate limits (RATE-1 .. RATE-4, RATE-6), from `[rate_limit]`.
+//!
+//! Every operation is charged to a general tier: `anonymous` per client address, `authenticated`
+//! per principal. The operations of [`crate::api::SENSITIVE_OPERATIONS`] are charged to a
+//! stricter [`SensitiveTier`] as well, and login and password reset to a per-account tier in
+//! their handlers ([`RateLimits::check_account`]), where the account named in the body is known.
+//! [`crate::api::RATE_LIMIT_EXEMPT`] is the one explicit opt-out. The mechanism (GCRA, stores,
+//! headers, middleware) is `security::rate_limit`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::Request;
+use security::auth::secrets::KeyHasher;
+use security::rate_limit::memory::{LimiterClock, MemoryStore};
+use security::rate_limit::middleware::{PlanError, RatePlan};
+use security::rate_limit::redis_store::{RedisSetupError, RedisStore};
+use security::rate_limit::{InvalidQuota, KeyDeriver, Quota, RateLimiter, Store, Tier};
+
+use crate::config::{QuotaSettings, RateLimitSettings, RateLimitStoreKind};
+use crate::error::ApiError;
+
+/// The stricter tiers of sensitive operations, each with its own quota in `[rate_limit]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SensitiveTier {
+    Login,
+    PasswordReset,
+    PasswordResetConfirm,
+    Token,
+    ApiKeyManagement,
+    Payment,
+}
+
+/// The per-account tiers, checked by the handlers that read the account from the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountTier {
+    Login,
+    PasswordReset,
+}
+
+/// Why the rate limits could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitSetupError {
+    #[error("rate_limit.{0}: {1}")]
+    Quota(&'static str, InvalidQuota),
+    #[error("{0}")]
+    Redis(#[from] RedisSetupError),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+}
+
+/// Every tier, with its configured quota.
+#[derive(Debug, Clone)]
+struct Tiers {
+    anonymous: Tier,
+    authenticated: Tier,
+    login: Tier,
+    login_account: Tier,
+    password_reset: Tier,
+    password_reset_account: Tier,
+    password_reset_confirm: Tier,
+    token: Tier,
+    api_key_management: Tier,
+    payment: Tier,
+}
+
+impl Tiers {
+    fn from_settings(settings: &RateLimitSettings) -> Result<Self, RateLimitSetupError> {
+        let quota = |name: &'static str, quota: QuotaSettings| {
+            Quota::new(quota.requests, Duration::from_secs(quota.period_seconds))
+                .map_err(|error| RateLimitSetupError::Quota(name, error))
+        };
+        Ok(Self {
+            anonymous: Tier::general("anonymous", quota("anonymous", settings.anonymous)?),
+            authenticated: Tier::general(
+                "authenticated",
+                quota("authenticated", settings.authenticated)?,
+            ),
+            login: Tier::sensitive("login", quota("login", settings.login)?),
+            login_account: Tier::sensitive(
+                "login_account",
+                quota("login_account", settings.login_account)?,
+            ),
+            password_reset: Tier::sensitive(
+                "password_reset",
+                quota("password_reset", settings.password_reset)?,
+            ),
+            password_reset_account: Tier::sensitive(
+                "password_reset_account",
+                quota("password_reset_account", settings.password_reset_account)?,
+            ),
+            password_reset_confirm: Tier::sensitive(
+                "password_reset_confirm",
+                quota("password_reset_confirm", settings.password_reset_confirm)?,
+            ),
+            token: Tier::sensitive("token", quota("token", settings.token)?),
+            api_key_management: Tier::sensitive(
+                "api_key_management",
+                quota("api_key_management", settings.api_key_management)?,
+            ),
+            payment: Tier::sensitive("payment", quota("payment", settings.payment)?),
+        })
+    }
+
+    fn sensitive(&self, tier: SensitiveTier) -> &Tier {
+        match tier {
+            SensitiveTier::Login => &self.login,
+            SensitiveTier::PasswordReset => &self.password_reset,
+            SensitiveTier::PasswordResetConfirm => &self.password_reset_confirm,
+            SensitiveTier::Token => &self.token,
+            SensitiveTier::ApiKeyManagement => &self.api_key_management,
+            SensitiveTier::Payment => &self.payment,
+        }
+    }
+}
+
+/// The limiter and the tiers the service checks requests against.
+#[derive(Debug)]
+pub struct RateLimits {
+    limiter: Arc<RateLimiter>,
+    tiers: Tiers,
+}
+
+impl RateLimits {
+    /// The configured store and tiers. Keys are HMACs under `key_hasher` (the service's pepper,
+    /// shared by every instance, so instances agree on keys and Redis never holds an address
+    /// or an email). `clock` drives the in-process store (tests move it).
+    pub fn new(
+        settings: &RateLimitSettings,
+        key_hasher: KeyHasher,
+        clock: LimiterClock,
+    ) -> Result<Self, RateLimitSetupError> {
+        let store = match settings.store {
+            RateLimitStoreKind::Memory => Store::Memory(Arc::new(MemoryStore::new(
+                settings.max_keys_per_tier,
+                clock,
+            ))),
+            RateLimitStoreKind::Redis => Store::Redis(RedisStore::new(
+                settings.redis_url(),
+                &settings.redis_key_prefix,
+                Duration::from_millis(settings.redis_timeout_ms),
+            )?),
+        };
+        Ok(Self {
+            limiter: RateLimiter::new(store, KeyDeriver::new(key_hasher)),
+            tiers: Tiers::from_settings(settings)?,
+        })
+    }
+
+    pub fn limiter(&self) -> &Arc<RateLimiter> {
+        &self.limiter
+    }
+
+    /// The tiers of every operation of `document` and of the plain `routes` beside it.
+    pub fn plan(
+        &self,
+        document: &serde_json::Value,
+        routes: &[&str],
+    ) -> Result<RatePlan, RateLimitSetupError> {
+        let sensitive: Vec<(&str, Tier)> = crate::api::SENSITIVE_OPERATIONS
+            .iter()
+            .map(|(operation, tier)| (*operation, self.tiers.sensitive(*tier).clone()))
+            .collect();
+        Ok(RatePlan::new(
+            document,
+            routes,
+            self.tiers.anonymous.clone(),
+            self.tiers.authenticated.clone(),
+            &sensitive,
+            crate::api::RATE_LIMIT_EXEMPT,
+        )?)
+    }
+
+    /// Charges one attempt to the account `email` names (normalised, and hashed before any
+    /// store sees it), from whatever address it comes: a distributed guessing attack on one
+    /// account runs out as fast as a single client would.
+    pub async fn check_account(
+        &self,
+        request: &Request,
+        tier: AccountTier,
+        email: &str,
+    ) -> Result<(), ApiError> {
+        let tier = match tier {
+            AccountTier::Login => &self.tiers.login_account,
+            AccountTier::PasswordReset => &self.tiers.password_reset_account,
+        };
+        let key = self.limiter.keys().account(email);
+        match self.limiter.check(request, tier, key).await {
+            Ok(_) => Ok(()),
+            Err(refusal) => Err(ApiError::RateLimited(refusal)),
+        }
+    }
+
+    /// Drops idle keys of the in-process store every minute (no-op for Redis, where keys
+    /// expire by themselves).
+    pub fn spawn_housekeeping(&self) -> Option<tokio::task::JoinHandle<()>> {
+        match self.limiter.store() {
+            Store::Memory(store) => Some(store.spawn_housekeeping(Duration::from_secs(60))),
+            Store::Redis(_) => None,
+        }
+    }
+}

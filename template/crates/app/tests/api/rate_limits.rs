@@ -1,0 +1,618 @@
+//! RATE-1 .. RATE-6 over a real listener: each tier trips at its configured limit and recovers
+//! (the in-process store reads the test clock), client addresses from 127.0.0.x, forwarded
+//! headers, the bounded key map, and the Redis store shared by two instances and cut off.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{
+    CuttableProxy, TestApp, audit_events_for, client_from, json_body, spawn_app_with,
+};
+
+/// `[rate_limit]` overrides: `name = { requests, period_seconds }` each.
+fn limits(quotas: &[(&str, u32, u64)]) -> String {
+    let mut toml = String::from("[rate_limit]\n");
+    for (name, requests, period) in quotas {
+        toml.push_str(&format!(
+            "{name} = {{ requests = {requests}, period_seconds = {period} }}\n"
+        ));
+    }
+    toml
+}
+
+fn loopback(last: u8) -> IpAddr {
+    IpAddr::from([127, 0, 0, last])
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// The audit events of a response's request.
+fn events_of(response: &reqwest::Response) -> Vec<std::collections::BTreeMap<String, String>> {
+    audit_events_for(header(response, "x-request-id"))
+}
+
+async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> reqwest::Response {
+    client.get(app.url(path)).send().await.expect("request")
+}
+
+async fn login(
+    client: &reqwest::Client,
+    app: &TestApp,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// Asserts a 429 with the uniform body, `Retry-After` and the tier's headers, audited with the
+/// tier and the kind of key.
+async fn assert_limited(response: reqwest::Response, tier: &str, key_kind: &str) {
+    assert_eq!(response.status(), 429, "tier {tier}");
+    let retry_after: u64 = header(&response, "retry-after")
+        .parse()
+        .expect("Retry-After");
+    assert!(retry_after >= 1);
+    assert!(
+        header(&response, "ratelimit-policy").starts_with(&format!("\"{tier}\";q=")),
+        "{:?}",
+        response.headers()
+    );
+    assert!(header(&response, "ratelimit").starts_with(&format!("\"{tier}\";r=0;t=")));
+    let events = events_of(&response);
+    let exceeded = events
+        .iter()
+        .find(|event| event.get("event").map(String::as_str) == Some("ratelimit.exceeded"))
+        .unwrap_or_else(|| panic!("no ratelimit.exceeded event in {events:?}"));
+    assert_eq!(exceeded["reason"], key_kind);
+    assert_eq!(exceeded["policy"], tier);
+    assert_eq!(json_body(response).await["error"], "Too many requests");
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_limited_per_address_and_recover() {
+    let app = spawn_app_with(&limits(&[("anonymous", 3, 60)])).await;
+    for remaining in [2, 1, 0] {
+        let response = get(&app.client, &app, "/health/ready").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"anonymous\";q=3;w=60"
+        );
+        assert!(
+            header(&response, "ratelimit").starts_with(&format!("\"anonymous\";r={remaining};"))
+        );
+    }
+    let limited = get(&app.client, &app, "/health/ready").await;
+    assert_eq!(header(&limited, "retry-after"), "20");
+    assert_limited(limited, "anonymous", "client_ip").await;
+    // A credential that is refused counts as anonymous: guessing tokens spends the same budget.
+    let guessed = app
+        .client
+        .get(app.url("/v1/me"))
+        .bearer_auth("guessed")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(guessed.status(), 429);
+    // Another address has its own budget.
+    let neighbour = client_from(app.ca_cert.as_deref(), loopback(2));
+    assert_eq!(get(&neighbour, &app, "/health/ready").await.status(), 200);
+    // One request's allowance returns after a third of the period.
+    app.clock.advance(20);
+    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
+    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 429);
+}
+
+#[tokio::test]
+async fn the_exempt_liveness_probe_is_never_limited() {
+    let app = spawn_app_with(&limits(&[("anonymous", 1, 60)])).await;
+    for _ in 0..10 {
+        let response = get(&app.client, &app, "/health/live").await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("ratelimit").is_none());
+    }
+    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
+    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 429);
+}
+
+#[tokio::test]
+async fn authenticated_requests_are_limited_per_principal_from_any_address() {
+    let app = spawn_app_with(&limits(&[("authenticated", 3, 60), ("anonymous", 1, 60)])).await;
+    for last in 2..=4 {
+        let response = client_from(app.ca_cert.as_deref(), loopback(last))
+            .get(app.url("/v1/me"))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            header(&response, "ratelimit-policy"),
+            "\"authenticated\";q=3;w=60"
+        );
+    }
+    // The budget is the principal's: a fresh address does not renew it, and the principal's API
+    // key draws on it too.
+    let fresh = client_from(app.ca_cert.as_deref(), loopback(5));
+    let limited = fresh
+        .get(app.url("/v1/me"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .expect("request");
+    assert_limited(limited, "authenticated", "principal").await;
+    let with_key = fresh
+        .get(app.url("/v1/me"))
+        .header("x-api-key", &app.credentials.api_key)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(with_key.status(), 429);
+    // The addresses the principal used keep their anonymous budget (one request each).
+    assert_eq!(get(&fresh, &app, "/health/ready").await.status(), 200);
+    app.clock.advance(20);
+    assert_eq!(
+        fresh
+            .get(app.url("/v1/me"))
+            .bearer_auth(&app.admin_token)
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn login_is_limited_per_address_over_many_accounts() {
+    let app = spawn_app_with(&limits(&[("login", 2, 60)])).await;
+    for n in 0..2 {
+        let response = login(&app.client, &app, &format!("guess{n}@example.com"), "wrong").await;
+        assert_eq!(response.status(), 401);
+    }
+    let limited = login(&app.client, &app, "guess9@example.com", "wrong").await;
+    assert_limited(limited, "login", "client_ip").await;
+    // The refused login did not spend the address's general budget.
+    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn login_is_limited_per_account_over_many_addresses() {
+    let app = spawn_app_with(&limits(&[("login_account", 3, 300)])).await;
+    let admin = app.credentials.admin.email.clone();
+    for last in 10..13 {
+        let attacker = client_from(app.ca_cert.as_deref(), loopback(last));
+        assert_eq!(
+            login(&attacker, &app, &admin, "wrong-guess").await.status(),
+            401
+        );
+    }
+    // A fourth address, and a spelling with other case and spaces: the same account, refused.
+    let attacker = client_from(app.ca_cert.as_deref(), loopback(13));
+    let limited = login(&attacker, &app, &format!(" {}", admin.to_uppercase()), "x").await;
+    let events = events_of(&limited);
+    assert_limited(limited, "login_account", "account").await;
+    let recorded = format!("{events:?}");
+    assert!(
+        !recorded.to_lowercase().contains(&admin),
+        "the email was logged: {recorded}"
+    );
+    // Even the right password waits: the account is what is protected.
+    let owner = client_from(app.ca_cert.as_deref(), loopback(20));
+    let password = app.credentials.admin.password.clone();
+    assert_eq!(login(&owner, &app, &admin, &password).await.status(), 429);
+    // Other accounts are not affected.
+    assert_eq!(
+        login(&owner, &app, "other@example.com", "x").await.status(),
+        401
+    );
+    // Three per 300 seconds: one attempt returns every 100 seconds.
+    app.clock.advance(100);
+    assert_eq!(login(&owner, &app, &admin, &password).await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_token_endpoint_has_its_own_tier() {
+    let app = spawn_app_with(&limits(&[("token", 2, 60)])).await;
+    let attempt = || async {
+        app.client
+            .post(app.url("/oauth/token"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials&client_id=nobody&client_secret=wrong")
+            .send()
+            .await
+            .expect("request")
+    };
+    for _ in 0..2 {
+        assert_ne!(attempt().await.status(), 429);
+    }
+    assert_limited(attempt().await, "token", "client_ip").await;
+}
+
+#[tokio::test]
+async fn password_reset_is_limited_per_account_and_per_address_and_confirm_per_address() {
+    let app = spawn_app_with(&limits(&[
+        ("password_reset_account", 2, 3600),
+        ("password_reset", 4, 3600),
+        ("password_reset_confirm", 2, 900),
+    ]))
+    .await;
+    let reset = |client: reqwest::Client, email: &'static str| {
+        let url = app.url("/v1/auth/password-reset");
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "email": email }))
+                .send()
+                .await
+                .expect("request")
+        }
+    };
+    let ca = app.ca_cert.as_deref();
+    assert_eq!(
+        reset(client_from(ca, loopback(30)), "victim@example.com")
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        reset(client_from(ca, loopback(31)), "Victim@Example.com")
+            .await
+            .status(),
+        202
+    );
+    let limited = reset(client_from(ca, loopback(32)), "victim@example.com").await;
+    assert_limited(limited, "password_reset_account", "account").await;
+    // One address asking for many accounts runs out of its own tier.
+    for email in [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ] {
+        assert_eq!(reset(app.client.clone(), email).await.status(), 202);
+    }
+    let limited = reset(app.client.clone(), "e@example.com").await;
+    assert_limited(limited, "password_reset", "client_ip").await;
+
+    let confirm = || async {
+        app.client
+            .post(app.url("/v1/auth/password-reset/confirm"))
+            .json(&json!({"token": "A".repeat(43), "new_password": "plover-quartz-lantern-9"}))
+            .send()
+            .await
+            .expect("request")
+    };
+    for _ in 0..2 {
+        assert_ne!(confirm().await.status(), 429);
+    }
+    assert_limited(confirm().await, "password_reset_confirm", "client_ip").await;
+}
+
+#[tokio::test]
+async fn api_key_creation_and_rotation_share_a_tier_per_principal() {
+    let app = spawn_app_with(&limits(&[("api_key_management", 2, 3600)])).await;
+    let created = app
+        .admin
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "ci", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(created.status(), 201);
+    let id = json_body(created).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let rotated = app
+        .admin
+        .post(app.url(&format!("/v1/api-keys/{id}/rotate")))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(rotated.status(), 201, "{:?}", rotated.text().await);
+    let limited = app
+        .admin
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "ci2", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_limited(limited, "api_key_management", "principal").await;
+    // Listing keys is not a sensitive operation.
+    assert_eq!(
+        app.admin
+            .get(app.url("/v1/api-keys"))
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn payments_have_their_own_tier_per_principal() {
+    let app = spawn_app_with(&limits(&[("payment", 1, 60)])).await;
+    let pay = |key: &'static str| {
+        app.admin
+            .post(app.url("/v1/payments"))
+            .header("idempotency-key", key)
+            .json(&json!({"amount_cents": 1250, "currency": "EUR"}))
+            .send()
+    };
+    assert_eq!(pay("first").await.expect("request").status(), 201);
+    assert_limited(
+        pay("second").await.expect("request"),
+        "payment",
+        "principal",
+    )
+    .await;
+    app.clock.advance(60);
+    assert_eq!(pay("third").await.expect("request").status(), 201);
+}
+
+/// The statuses of `/health/ready` requests naming each of `forwarded` in `X-Forwarded-For`.
+async fn statuses(app: &TestApp, forwarded: &[&str]) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for address in forwarded {
+        let response = app
+            .client
+            .get(app.url("/health/ready"))
+            .header("x-forwarded-for", *address)
+            .send()
+            .await
+            .expect("request");
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn a_forged_forwarded_for_is_ignored_and_a_trusted_proxys_is_honoured() {
+    let direct = spawn_app_with(&limits(&[("anonymous", 2, 60)])).await;
+    // From an untrusted peer, each "client" named in the header is the same peer.
+    assert_eq!(
+        statuses(&direct, &["203.0.113.1", "203.0.113.2", "203.0.113.3"]).await,
+        [200, 200, 429]
+    );
+    let behind_proxy = spawn_app_with(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{}",
+        limits(&[("anonymous", 2, 60)])
+    ))
+    .await;
+    assert_eq!(
+        statuses(
+            &behind_proxy,
+            &[
+                "203.0.113.1",
+                "203.0.113.2",
+                "203.0.113.3",
+                "203.0.113.1",
+                "203.0.113.1"
+            ]
+        )
+        .await,
+        [200, 200, 200, 200, 429]
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_client_addresses_stays_within_the_key_bound() {
+    let app = spawn_app_with(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{}max_keys_per_tier = 1000\n",
+        limits(&[("anonymous", 5, 60)])
+    ))
+    .await;
+    let security::rate_limit::Store::Memory(store) = app.rate_limits.limiter().store() else {
+        panic!("the test configuration uses the in-process store");
+    };
+    let known = client_from(app.ca_cert.as_deref(), loopback(1));
+    for batch in 0..30u32 {
+        let requests = (0..50u32).map(|n| {
+            let address = std::net::Ipv4Addr::from(0x0a00_0000 + batch * 50 + n);
+            app.client
+                .get(app.url("/nowhere"))
+                .header("x-forwarded-for", address.to_string())
+                .send()
+        });
+        for response in futures_util::future::join_all(requests).await {
+            assert_ne!(response.expect("request").status(), 500);
+        }
+        assert!(
+            store.len("anonymous") <= 1000,
+            "{} keys",
+            store.len("anonymous")
+        );
+    }
+    assert!(store.overflowed("anonymous") > 0);
+    // Newcomers now share the overflow bucket, which the flood spent...
+    let newcomer = app
+        .client
+        .get(app.url("/health/ready"))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(newcomer.status(), 429);
+    // ...and once the flood's buckets are full again they are dropped and memory returns.
+    app.clock.advance(60);
+    store.retain_recent();
+    assert!(
+        store.len("anonymous") < 10,
+        "{} keys",
+        store.len("anonymous")
+    );
+    assert_eq!(get(&known, &app, "/health/ready").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_published_document_declares_the_limits() {
+    let app = spawn_app_with("").await;
+    let document = json_body(get(&app.client, &app, "/openapi.json").await).await;
+    let responses = |path: &str, method: &str| document["paths"][path][method]["responses"].clone();
+    assert!(responses("/v1/me", "get")["429"]["headers"]["Retry-After"].is_object());
+    assert!(responses("/v1/auth/login", "post")["429"].is_object());
+    assert!(responses("/v1/auth/login", "post")["503"].is_object());
+    assert!(responses("/health/ready", "get")["429"].is_object());
+    assert!(responses("/health/live", "get")["429"].is_null());
+}
+
+/// The Redis server for these tests (`TEST_REDIS_URL`, default the local one), as host:port;
+/// `None`, after saying so, when unreachable, unless `TEST_REQUIRE_SERVICES=1`.
+async fn redis_address() -> Option<String> {
+    let address =
+        std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
+    let reachable = match redis::Client::open(format!("redis://{address}")) {
+        Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
+        Err(_) => false,
+    };
+    if reachable {
+        return Some(address);
+    }
+    assert!(
+        std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+        "Redis is required (TEST_REQUIRE_SERVICES=1) but {address} cannot be reached"
+    );
+    eprintln!("skipped: Redis at {address} cannot be reached");
+    None
+}
+
+/// Settings for an instance using Redis at `address` under `prefix`; instances sharing a Redis
+/// share the pepper too, so they derive the same keys.
+fn redis_settings(address: &str, prefix: &str, quotas: &[(&str, u32, u64)]) -> String {
+    format!(
+        "[auth]\napi_key_pepper = \"k3Jx9vQm2LpT8wZr5NcY7bHd4FgA6sUe1oIiPqWn\"\n{}store = \"redis\"\n\
+         redis_url = \"redis://{address}\"\nredis_key_prefix = \"{prefix}\"\nredis_timeout_ms = 200\n",
+        limits(quotas)
+    )
+}
+
+/// Removes every key under `prefix`.
+async fn delete_prefix(address: &str, prefix: &str) {
+    let client = redis::Client::open(format!("redis://{address}")).expect("client");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut connection)
+            .await
+            .expect("del");
+    }
+}
+
+#[tokio::test]
+async fn two_instances_sharing_redis_enforce_one_limit() {
+    let Some(redis) = redis_address().await else {
+        return;
+    };
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4());
+    let settings = redis_settings(&redis, &prefix, &[("anonymous", 4, 60)]);
+    let first = spawn_app_with(&settings).await;
+    let second = spawn_app_with(&settings).await;
+    let mut statuses = Vec::new();
+    for app in [&first, &second, &first, &second, &first, &second] {
+        statuses.push(
+            get(&app.client, app, "/health/ready")
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+    delete_prefix(&redis, &prefix).await;
+}
+
+#[tokio::test]
+async fn with_redis_cut_off_general_tiers_fail_open_sensitive_ones_closed_and_both_recover() {
+    let Some(redis) = redis_address().await else {
+        return;
+    };
+    let proxy = CuttableProxy::start(redis.clone()).await;
+    let prefix = format!("test-{}:", uuid::Uuid::new_v4());
+    let app = spawn_app_with(&redis_settings(
+        &format!("127.0.0.1:{}", proxy.port),
+        &prefix,
+        &[("login", 100, 60)],
+    ))
+    .await;
+    assert_eq!(
+        login(&app.client, &app, "x@example.com", "wrong")
+            .await
+            .status(),
+        401
+    );
+    let counters = app.rate_limits.limiter().counters();
+    assert_eq!(counters.store_failures(), 0);
+
+    proxy.cut();
+    // General tier: fails open, audited.
+    let open = app
+        .admin
+        .get(app.url("/v1/me"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(open.status(), 200);
+    let events = events_of(&open);
+    assert!(
+        events
+            .iter()
+            .any(|event| event.get("event").map(String::as_str)
+                == Some("ratelimit.store_unavailable")
+                && event["outcome"] == "allowed"),
+        "{events:?}"
+    );
+    // Sensitive tier: fails closed with Retry-After, audited.
+    let closed = login(&app.client, &app, "x@example.com", "wrong").await;
+    assert_eq!(closed.status(), 503);
+    assert_eq!(header(&closed, "retry-after"), "5");
+    let events = events_of(&closed);
+    assert!(
+        events
+            .iter()
+            .any(|event| event.get("event").map(String::as_str)
+                == Some("ratelimit.store_unavailable")
+                && event["outcome"] == "denied"),
+        "{events:?}"
+    );
+    assert_eq!(json_body(closed).await["error"], "Service unavailable");
+    assert!(counters.store_failures() >= 2);
+
+    // Redis returns: the store reconnects by itself after its short back-off.
+    proxy.restore();
+    let mut status = 0;
+    for _ in 0..50 {
+        status = login(&app.client, &app, "x@example.com", "wrong")
+            .await
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 401, "login did not recover after Redis returned");
+    delete_prefix(&redis, &prefix).await;
+}
