@@ -624,3 +624,82 @@ pub fn audit_events_for(request_id: &str) -> Vec<std::collections::BTreeMap<Stri
         .cloned()
         .collect()
 }
+
+/// The real binary, started on port 0 with `BASE_CONFIG` plus `extra` (TOML appended to the
+/// file), its JSON log lines readable one by one.
+pub struct RunningBinary {
+    pub child: std::process::Child,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl RunningBinary {
+    pub fn start(overrides: &str) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let config_dir = tempfile::tempdir().expect("config dir");
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let config = BASE_CONFIG
+            .replace("DATA_DIR", &data_dir.path().display().to_string())
+            .replace("level = \"warn\"", "level = \"info\"");
+        std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
+        std::fs::write(config_dir.path().join("test.toml"), overrides).expect("write overrides");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_app"))
+            .env_clear()
+            .env("APP_CONFIG_DIR", config_dir.path())
+            .env("APP_ENVIRONMENT", "test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let (sender, events) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(event) = serde_json::from_str(&line)
+                    && sender.send(event).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            events,
+            _dirs: (config_dir, data_dir),
+        }
+    }
+
+    /// The next log event matching `wanted`; a missing event fails the test instead of hanging.
+    pub fn wait_for(&self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        loop {
+            let event = self
+                .events
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the expected log line within 30 s");
+            if wanted(&event) {
+                return event;
+            }
+        }
+    }
+
+    /// The development CA the binary created (`self_signed` mode).
+    pub fn dev_ca_cert(&self) -> std::path::PathBuf {
+        self._dirs.1.path().join("tls").join("ca.pem")
+    }
+
+    /// The address logged with `message`.
+    pub fn address(&self, message: &str) -> String {
+        let event = self.wait_for(|event| event["message"] == message);
+        event["address"].as_str().expect("address").to_owned()
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

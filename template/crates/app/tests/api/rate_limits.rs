@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::helpers::{
-    CuttableProxy, TestApp, audit_events_for, client_from, json_body, spawn_app_with,
+    CuttableProxy, RunningBinary, TestApp, audit_events_for, client_from, client_trusting,
+    json_body, spawn_app_with,
 };
 
 /// `[rate_limit]` overrides: `name = { requests, period_seconds }` each.
@@ -523,22 +524,31 @@ async fn delete_prefix(address: &str, prefix: &str) {
 }
 
 #[tokio::test]
-async fn two_instances_sharing_redis_enforce_one_limit() {
+async fn two_service_processes_sharing_redis_enforce_one_limit() {
     let Some(redis) = redis_address().await else {
         return;
     };
     let prefix = format!("test-{}:", uuid::Uuid::new_v4());
     let settings = redis_settings(&redis, &prefix, &[("anonymous", 4, 60)]);
-    let first = spawn_app_with(&settings).await;
-    let second = spawn_app_with(&settings).await;
+    // The real binary twice: two processes, two ports, two databases, one Redis.
+    let processes = [
+        RunningBinary::start(&settings),
+        RunningBinary::start(&settings),
+    ];
+    let instances: Vec<(String, reqwest::Client)> = processes
+        .iter()
+        .map(|process| {
+            let address = process.address("listening");
+            let client = client_trusting(Some(&process.dev_ca_cert()));
+            (format!("https://{address}/health/ready"), client)
+        })
+        .collect();
+    assert_ne!(instances[0].0, instances[1].0);
     let mut statuses = Vec::new();
-    for app in [&first, &second, &first, &second, &first, &second] {
-        statuses.push(
-            get(&app.client, app, "/health/ready")
-                .await
-                .status()
-                .as_u16(),
-        );
+    for round in 0..6 {
+        let (url, client) = &instances[round % 2];
+        let response = client.get(url).send().await.expect("request");
+        statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
     delete_prefix(&redis, &prefix).await;
