@@ -716,10 +716,16 @@ impl Settings {
 
         let rate_limit = &self.rate_limit;
         for (name, quota) in rate_limit.quotas() {
-            if quota.requests == 0 || !(1..=86_400).contains(&quota.period_seconds) {
+            let per_second_at_most_1000 =
+                u64::from(quota.requests) <= quota.period_seconds.saturating_mul(1_000);
+            if quota.requests == 0
+                || !(1..=86_400).contains(&quota.period_seconds)
+                || !per_second_at_most_1000
+            {
                 refuse(
                     &format!("rate_limit.{name}"),
-                    "needs requests of at least 1 and period_seconds between 1 and 86400",
+                    "needs period_seconds between 1 and 86400 and requests between 1 and 1000 \
+                     a second",
                 );
             }
         }

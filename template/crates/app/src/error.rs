@@ -17,6 +17,7 @@ use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 use security::input::strict_json::ValidationFailure;
 use security::logging::request_id::RequestId;
+use security::rate_limit::middleware::AdmittedTiers;
 
 /// The body of every error response.
 #[derive(Debug, Clone, Object)]
@@ -443,6 +444,17 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
             Ok(output) => return Ok(output.into_response()),
             Err(error) => error,
         };
+        // The tiers that admitted the request, unless a tier refused it in the handler (then
+        // the refusal's headers describe the limit that applies).
+        let admitted = error
+            .data::<AdmittedTiers>()
+            .filter(|_| {
+                !matches!(
+                    error.downcast_ref::<ApiError>(),
+                    Some(ApiError::RateLimited(_))
+                )
+            })
+            .cloned();
         let response = if let Some(api_error) = error.downcast_ref::<ApiError>() {
             let status = api_error.status();
             if status.is_server_error() {
@@ -483,6 +495,10 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
                 request_id,
             )
         };
+        let mut response = response;
+        if let Some(admitted) = admitted {
+            admitted.add_headers(response.headers_mut());
+        }
         Ok(response)
     }
 }

@@ -135,11 +135,11 @@ impl RateLimits {
                 settings.max_keys_per_tier,
                 clock,
             ))),
-            RateLimitStoreKind::Redis => Store::Redis(RedisStore::new(
+            RateLimitStoreKind::Redis => Store::Redis(Box::new(RedisStore::new(
                 settings.redis_url(),
                 &settings.redis_key_prefix,
                 Duration::from_millis(settings.redis_timeout_ms),
-            )?),
+            )?)),
         };
         Ok(Self {
             limiter: RateLimiter::new(store, KeyDeriver::new(key_hasher)),
@@ -171,6 +171,39 @@ impl RateLimits {
         )?)
     }
 
+    /// Refuses an attempt on the account `email` names while its failures are over the limit,
+    /// charging nothing: with [`RateLimits::charge_account_failure`], only failed attempts count,
+    /// so an account's owner logging in from many devices never locks themselves out.
+    pub async fn ensure_account_open(
+        &self,
+        request: &Request,
+        tier: AccountTier,
+        email: &str,
+    ) -> Result<(), ApiError> {
+        let key = self.limiter.keys().account(email);
+        self.limiter
+            .peek(request, self.account_tier(tier), key)
+            .await
+            .map_err(ApiError::RateLimited)
+    }
+
+    /// Charges a failed attempt to the account `email` names; `Err` once over the limit.
+    pub async fn charge_account_failure(
+        &self,
+        request: &Request,
+        tier: AccountTier,
+        email: &str,
+    ) -> Result<(), ApiError> {
+        self.check_account(request, tier, email).await
+    }
+
+    fn account_tier(&self, tier: AccountTier) -> &Tier {
+        match tier {
+            AccountTier::Login => &self.tiers.login_account,
+            AccountTier::PasswordReset => &self.tiers.password_reset_account,
+        }
+    }
+
     /// Charges one attempt to the account `email` names (normalised, and hashed before any
     /// store sees it), from whatever address it comes: a distributed guessing attack on one
     /// account runs out as fast as a single client would.
@@ -180,12 +213,12 @@ impl RateLimits {
         tier: AccountTier,
         email: &str,
     ) -> Result<(), ApiError> {
-        let tier = match tier {
-            AccountTier::Login => &self.tiers.login_account,
-            AccountTier::PasswordReset => &self.tiers.password_reset_account,
-        };
         let key = self.limiter.keys().account(email);
-        match self.limiter.check(request, tier, key).await {
+        match self
+            .limiter
+            .check(request, self.account_tier(tier), key)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(refusal) => Err(ApiError::RateLimited(refusal)),
         }

@@ -84,6 +84,8 @@ pub struct App {
     rate_limits: Arc<RateLimits>,
     /// Drops idle keys of the in-process rate-limit store; stops with the app.
     _rate_limit_housekeeping: Option<AbortOnDrop>,
+    /// Deletes expired idempotency keys every hour; stops with the app.
+    _idempotency_key_purge: AbortOnDrop,
     /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
     _certificate_watcher: Option<AbortOnDrop>,
     dev_ca_cert: Option<PathBuf>,
@@ -181,6 +183,7 @@ impl App {
         let certificate_watcher = certificate
             .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
         let rate_limit_housekeeping = rate_limits.spawn_housekeeping().map(AbortOnDrop);
+        let idempotency_key_purge = AbortOnDrop(spawn_idempotency_key_purge(Arc::clone(&auth)));
         Ok(Self {
             settings,
             db,
@@ -190,6 +193,7 @@ impl App {
             auth,
             rate_limits,
             _rate_limit_housekeeping: rate_limit_housekeeping,
+            _idempotency_key_purge: idempotency_key_purge,
             _certificate_watcher: certificate_watcher,
             dev_ca_cert,
         })
@@ -267,6 +271,21 @@ impl App {
         }
         served
     }
+}
+
+/// Deletes expired idempotency keys at start-up and every hour after.
+fn spawn_idempotency_key_purge(auth: Arc<AuthContext>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            match persistence::idempotency_keys::delete_expired(&auth.db, auth.now()).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+                Err(error) => tracing::warn!(error = %error, "deleting expired idempotency keys"),
+            }
+        }
+    })
 }
 
 /// The certificate to serve and, in development, the CA that signed it.

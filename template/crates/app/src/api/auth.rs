@@ -170,10 +170,12 @@ impl AuthApi {
                 "Password login is off: sign in with the identity provider",
             ));
         }
-        // Per account as well as per address (RATE-3): attempts on one account from many
-        // addresses run out as fast as from one.
+        // Per account as well as per address (RATE-3): failed attempts on one account from many
+        // addresses run out as fast as from one. Only failures count; while they are over the
+        // limit, every attempt waits, the right password too (else the limit would still answer
+        // guesses).
         self.rate_limits
-            .check_account(request, AccountTier::Login, &body.email)
+            .ensure_account_open(request, AccountTier::Login, &body.email)
             .await?;
         let email = body.email.to_lowercase();
         let user = users::Entity::find()
@@ -193,6 +195,9 @@ impl AuthApi {
                 };
                 AuditEvent::for_request(request, "authn.password", Outcome::Denied, reason)
                     .record();
+                self.rate_limits
+                    .charge_account_failure(request, AccountTier::Login, &body.email)
+                    .await?;
                 return Err(ApiError::Unauthorized(LOGIN_FAILED));
             }
         };

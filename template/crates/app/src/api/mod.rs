@@ -56,10 +56,12 @@ pub const SENSITIVE_OPERATIONS: &[(&str, SensitiveTier)] = &[
 /// The operations no rate limit applies to. Adding one here is the explicit, reviewable opt-out;
 /// the service refuses to start if a name is not an operation.
 pub const RATE_LIMIT_EXEMPT: &[&str] = &[
-    // Probes of orchestrators and load balancers, every few seconds; constant and cheap (no
-    // database), so there is nothing to exhaust. Readiness, which queries the database, stays
-    // limited.
+    // Probes of orchestrators and load balancers, every few seconds per instance from a few
+    // addresses; limiting them would take healthy instances out of rotation. Liveness is a
+    // constant answer and readiness asks the database at most once a second (`health.rs`), so
+    // there is nothing to exhaust.
     "GET /health/live",
+    "GET /health/ready",
 ];
 
 /// The tags grouping operations in the OpenAPI document.

@@ -27,3 +27,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Deletes every key that expired by `now` (the housekeeping task runs it hourly, so keys of
+/// callers who never return do not pile up).
+pub async fn delete_expired(db: &impl ConnectionTrait, now: DateTimeUtc) -> Result<u64, DbErr> {
+    Entity::delete_many()
+        .filter(Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await
+        .map(|deleted| deleted.rows_affected)
+}

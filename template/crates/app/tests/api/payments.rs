@@ -265,6 +265,45 @@ async fn an_expired_key_is_forgotten_and_makes_a_new_payment() {
     assert_eq!(payments_of(&app, owner).await, 2);
 }
 
+#[tokio::test]
+async fn expired_keys_of_callers_who_never_return_are_purged() {
+    use app::persistence::idempotency_keys;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let app = spawn_app().await;
+    let (_, email) = payer(&app, "once@example.com").await;
+    let client = client_of(&app, &email).await;
+    assert_eq!(
+        pay(&app, &client, Some("one-off"), TEN_EUROS)
+            .await
+            .status(),
+        201
+    );
+    let stored = || async {
+        idempotency_keys::Entity::find()
+            .count(&app.auth.db)
+            .await
+            .expect("count")
+    };
+    assert_eq!(stored().await, 1);
+    // Not yet expired: kept.
+    let now = || chrono::DateTime::from_timestamp(app.clock.now() as i64, 0).expect("time");
+    assert_eq!(
+        idempotency_keys::delete_expired(&app.auth.db, now())
+            .await
+            .expect("purge"),
+        0
+    );
+    app.clock.advance(KEY_TTL_SECONDS);
+    // The hourly purge the service runs: the caller never paid again, the key goes anyway.
+    assert_eq!(
+        idempotency_keys::delete_expired(&app.auth.db, now())
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(stored().await, 0);
+}
+
 /// Sends ten identical requests at once; expects one payment, and every answer a 201 with its id.
 /// The key table is locked (through `database_url`, beside the service's pool) until all ten
 /// wait on it, so their transactions really race when it is released.

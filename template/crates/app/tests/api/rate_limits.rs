@@ -86,7 +86,7 @@ async fn assert_limited(response: reqwest::Response, tier: &str, key_kind: &str)
 async fn anonymous_requests_are_limited_per_address_and_recover() {
     let app = spawn_app_with(&limits(&[("anonymous", 3, 60)])).await;
     for remaining in [2, 1, 0] {
-        let response = get(&app.client, &app, "/health/ready").await;
+        let response = get(&app.client, &app, "/.well-known/jwks.json").await;
         assert_eq!(response.status(), 200);
         assert_eq!(
             header(&response, "ratelimit-policy"),
@@ -96,7 +96,7 @@ async fn anonymous_requests_are_limited_per_address_and_recover() {
             header(&response, "ratelimit").starts_with(&format!("\"anonymous\";r={remaining};"))
         );
     }
-    let limited = get(&app.client, &app, "/health/ready").await;
+    let limited = get(&app.client, &app, "/.well-known/jwks.json").await;
     assert_eq!(header(&limited, "retry-after"), "20");
     assert_limited(limited, "anonymous", "client_ip").await;
     // A credential that is refused counts as anonymous: guessing tokens spends the same budget.
@@ -110,23 +110,84 @@ async fn anonymous_requests_are_limited_per_address_and_recover() {
     assert_eq!(guessed.status(), 429);
     // Another address has its own budget.
     let neighbour = client_from(app.ca_cert.as_deref(), loopback(2));
-    assert_eq!(get(&neighbour, &app, "/health/ready").await.status(), 200);
+    assert_eq!(
+        get(&neighbour, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        200
+    );
     // One request's allowance returns after a third of the period.
     app.clock.advance(20);
-    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
-    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 429);
+    assert_eq!(
+        get(&app.client, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&app.client, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        429
+    );
 }
 
 #[tokio::test]
-async fn the_exempt_liveness_probe_is_never_limited() {
+async fn the_exempt_probes_are_never_limited() {
     let app = spawn_app_with(&limits(&[("anonymous", 1, 60)])).await;
     for _ in 0..10 {
-        let response = get(&app.client, &app, "/health/live").await;
-        assert_eq!(response.status(), 200);
-        assert!(response.headers().get("ratelimit").is_none());
+        for path in ["/health/live", "/health/ready"] {
+            let response = get(&app.client, &app, path).await;
+            assert_eq!(response.status(), 200);
+            assert!(response.headers().get("ratelimit").is_none());
+        }
+        // HEAD is served by the GET handler and follows its rule.
+        let head = app
+            .client
+            .head(app.url("/health/live"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(head.status(), 200);
     }
-    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
-    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 429);
+    assert_eq!(
+        get(&app.client, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        get(&app.client, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        429
+    );
+}
+
+#[tokio::test]
+async fn an_admitted_request_answered_with_an_error_carries_the_headers_too() {
+    let app = spawn_app_with(&limits(&[("authenticated", 5, 60)])).await;
+    let missing = app
+        .admin
+        .get(app.url(&format!("/v1/notes/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        header(&missing, "ratelimit-policy"),
+        "\"authenticated\";q=5;w=60"
+    );
+    assert!(header(&missing, "ratelimit").starts_with("\"authenticated\";r=4;"));
+    let invalid = app
+        .admin
+        .post(app.url("/v1/notes"))
+        .json(&json!({"title": ""}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(invalid.status(), 400);
+    assert!(header(&invalid, "ratelimit").starts_with("\"authenticated\";r=3;"));
 }
 
 #[tokio::test]
@@ -163,7 +224,10 @@ async fn authenticated_requests_are_limited_per_principal_from_any_address() {
         .expect("request");
     assert_eq!(with_key.status(), 429);
     // The addresses the principal used keep their anonymous budget (one request each).
-    assert_eq!(get(&fresh, &app, "/health/ready").await.status(), 200);
+    assert_eq!(
+        get(&fresh, &app, "/.well-known/jwks.json").await.status(),
+        200
+    );
     app.clock.advance(20);
     assert_eq!(
         fresh
@@ -187,7 +251,12 @@ async fn login_is_limited_per_address_over_many_accounts() {
     let limited = login(&app.client, &app, "guess9@example.com", "wrong").await;
     assert_limited(limited, "login", "client_ip").await;
     // The refused login did not spend the address's general budget.
-    assert_eq!(get(&app.client, &app, "/health/ready").await.status(), 200);
+    assert_eq!(
+        get(&app.client, &app, "/.well-known/jwks.json")
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -220,9 +289,13 @@ async fn login_is_limited_per_account_over_many_addresses() {
         login(&owner, &app, "other@example.com", "x").await.status(),
         401
     );
-    // Three per 300 seconds: one attempt returns every 100 seconds.
+    // Three failures per 300 seconds: one returns every 100 seconds.
     app.clock.advance(100);
     assert_eq!(login(&owner, &app, &admin, &password).await.status(), 200);
+    // Only failures count: the owner logging in again and again is never limited.
+    for _ in 0..5 {
+        assert_eq!(login(&owner, &app, &admin, &password).await.status(), 200);
+    }
 }
 
 #[tokio::test]
@@ -346,6 +419,43 @@ async fn api_key_creation_and_rotation_share_a_tier_per_principal() {
 }
 
 #[tokio::test]
+async fn a_credential_without_the_scopes_does_not_spend_its_owners_sensitive_budget() {
+    let app = spawn_app_with(&limits(&[("api_key_management", 2, 3600)])).await;
+    let created = app
+        .admin
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "read-only", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(created.status(), 201);
+    let weak_key = json_body(created).await["secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    // A leaked read-only key trying to mint keys: refused, and the owner's budget untouched.
+    for _ in 0..3 {
+        let refused = app
+            .client
+            .post(app.url("/v1/api-keys"))
+            .header("x-api-key", &weak_key)
+            .json(&json!({"name": "stolen", "scopes": ["profile"]}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(refused.status(), 403);
+    }
+    let second = app
+        .admin
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "ci", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(second.status(), 201);
+}
+
+#[tokio::test]
 async fn payments_have_their_own_tier_per_principal() {
     let app = spawn_app_with(&limits(&[("payment", 1, 60)])).await;
     let pay = |key: &'static str| {
@@ -366,13 +476,13 @@ async fn payments_have_their_own_tier_per_principal() {
     assert_eq!(pay("third").await.expect("request").status(), 201);
 }
 
-/// The statuses of `/health/ready` requests naming each of `forwarded` in `X-Forwarded-For`.
+/// The statuses of `/.well-known/jwks.json` requests naming each of `forwarded` in `X-Forwarded-For`.
 async fn statuses(app: &TestApp, forwarded: &[&str]) -> Vec<u16> {
     let mut statuses = Vec::new();
     for address in forwarded {
         let response = app
             .client
-            .get(app.url("/health/ready"))
+            .get(app.url("/.well-known/jwks.json"))
             .header("x-forwarded-for", *address)
             .send()
             .await
@@ -439,25 +549,19 @@ async fn a_flood_of_client_addresses_stays_within_the_key_bound() {
             store.len("anonymous")
         );
     }
-    assert!(store.overflowed("anonymous") > 0);
-    // Newcomers now share the overflow bucket, which the flood spent...
-    let newcomer = app
-        .client
-        .get(app.url("/health/ready"))
-        .header("x-forwarded-for", "198.51.100.1")
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(newcomer.status(), 429);
-    // ...and once the flood's buckets are full again they are dropped and memory returns.
-    app.clock.advance(60);
+    // Newcomers to the full map were pooled in overflow buckets; once the flood's buckets are
+    // full again they are dropped and the memory returns.
+    app.clock.advance(120);
     store.retain_recent();
     assert!(
         store.len("anonymous") < 10,
         "{} keys",
         store.len("anonymous")
     );
-    assert_eq!(get(&known, &app, "/health/ready").await.status(), 200);
+    assert_eq!(
+        get(&known, &app, "/.well-known/jwks.json").await.status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -468,8 +572,8 @@ async fn the_published_document_declares_the_limits() {
     assert!(responses("/v1/me", "get")["429"]["headers"]["Retry-After"].is_object());
     assert!(responses("/v1/auth/login", "post")["429"].is_object());
     assert!(responses("/v1/auth/login", "post")["503"].is_object());
-    assert!(responses("/health/ready", "get")["429"].is_object());
     assert!(responses("/health/live", "get")["429"].is_null());
+    assert!(responses("/health/ready", "get")["429"].is_null());
 }
 
 /// The Redis server for these tests (`TEST_REDIS_URL`, default the local one), as host:port;
@@ -540,7 +644,7 @@ async fn two_service_processes_sharing_redis_enforce_one_limit() {
         .map(|process| {
             let address = process.address("listening");
             let client = client_trusting(Some(&process.dev_ca_cert()));
-            (format!("https://{address}/health/ready"), client)
+            (format!("https://{address}/.well-known/jwks.json"), client)
         })
         .collect();
     assert_ne!(instances[0].0, instances[1].0);

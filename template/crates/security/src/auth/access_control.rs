@@ -324,16 +324,39 @@ enum Authentication {
 struct Authenticated {
     method: Method,
     template: String,
+    /// The scopes the operation requires.
+    required: Vec<String>,
     outcome: Authentication,
 }
 
-/// The subject of the request's verified credential, once [`Authenticate`] has run: the rate
-/// limiter's per-principal key. `None` for anonymous requests and refused credentials.
-pub fn authenticated_subject(request: &Request) -> Option<&str> {
-    match &request.extensions().get::<Authenticated>()?.outcome {
-        Authentication::Valid(principal) => Some(&principal.subject),
+/// A verified caller, as a middleware between the two halves sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller<'a> {
+    pub subject: &'a str,
+    /// Whether the credential holds every scope the operation requires (if not, [`Authorize`]
+    /// will answer 403).
+    pub holds_required_scopes: bool,
+}
+
+/// The request's verified caller, once [`Authenticate`] has run: the rate limiter's
+/// per-principal key. `None` for anonymous requests and refused credentials.
+pub fn authenticated_caller(request: &Request) -> Option<Caller<'_>> {
+    let authenticated = request.extensions().get::<Authenticated>()?;
+    match &authenticated.outcome {
+        Authentication::Valid(principal) => Some(Caller {
+            subject: &principal.subject,
+            holds_required_scopes: authenticated
+                .required
+                .iter()
+                .all(|scope| principal.has_scope(scope)),
+        }),
         _ => None,
     }
+}
+
+/// The subject of the request's verified credential (see [`authenticated_caller`]).
+pub fn authenticated_subject(request: &Request) -> Option<&str> {
+    authenticated_caller(request).map(|caller| caller.subject)
 }
 
 /// The outer half of [`AccessControl`].
@@ -439,18 +462,20 @@ impl<E: Endpoint, V: CredentialVerifier> Endpoint for AuthenticateEndpoint<E, V>
             .find(request.method(), request.uri().path())
             .and_then(|matched| match matched.value {
                 Policy::Public => None,
-                Policy::Scopes(_) => Some((
+                Policy::Scopes(required) => Some((
                     matched.name,
                     matched.method.clone(),
                     matched.template.to_owned(),
+                    required.clone(),
                 )),
             });
         // Not an operation (the router answers 404 or 405), or a public one: nothing to verify.
-        if let Some((operation, method, template)) = protected {
+        if let Some((operation, method, template, required)) = protected {
             let outcome = self.verify(&request, &operation).await;
             request.extensions_mut().insert(Authenticated {
                 method,
                 template,
+                required,
                 outcome,
             });
         }

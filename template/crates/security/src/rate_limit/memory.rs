@@ -5,22 +5,26 @@
 //!
 //! Control: each tier's map is bounded. Keys whose state equals a fresh bucket are dropped by
 //! [`MemoryStore::retain_recent`] (run periodically by [`MemoryStore::spawn_housekeeping`], and at
-//! most once a second when a map is full); a new key arriving at a map still full after that
-//! shares one overflow bucket with every other newcomer, so the flood throttles itself while the
-//! clients already known keep their own budgets.
+//! most once a second when a map is full). A new address or principal arriving at a map still
+//! full after that shares one of a few hundred overflow buckets (chosen by its key) with other
+//! newcomers, so the flood throttles itself while the clients already known keep their own
+//! budgets. A new *account* key is not pooled: pooling would let a flood of invented addresses
+//! lock every other account out of login; it is checked as a fresh bucket and not remembered
+//! (the per-address tiers still hold), and counted.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
 
-use super::{Decision, LimitKey, Tier};
+use super::{Decision, KeyKind, LimitKey, Tier};
 
 /// The time the limiter reads: monotonic in production, moved by hand in tests.
 #[derive(Clone)]
@@ -53,24 +57,27 @@ impl Clock for LimiterClock {
     }
 }
 
-/// The key every newcomer shares once a map is full (an HMAC output equal to it has probability
-/// 2^-128).
-const OVERFLOW_KEY: [u8; 16] = [0xff; 16];
+/// The overflow bucket of a newcomer to a full map: one of `buckets` keys, by the newcomer's
+/// first byte (an HMAC output equal to one of them has probability 2^-120).
+fn overflow_key(key: &[u8; 16], buckets: usize) -> [u8; 16] {
+    let mut overflow = [0xff; 16];
+    overflow[15] = u8::try_from(usize::from(key[0]) % buckets.max(1)).unwrap_or(0);
+    overflow
+}
 
-/// A `governor` state store with at most `max_keys` keys (plus, under concurrent inserts, the
-/// requests in flight).
+/// A `governor` state store with at most `max_keys` keys, overflow buckets included (plus, under
+/// concurrent inserts, the requests in flight).
 #[derive(Debug)]
 struct BoundedMap {
-    map: DashMapStateStore<[u8; 16]>,
+    map: Arc<DashMapStateStore<[u8; 16]>>,
     max_keys: usize,
+    overflow_buckets: usize,
     overflowed: Arc<AtomicU64>,
 }
 
-impl BoundedMap {
-    fn is_full(&self) -> bool {
-        // One slot stays free for the overflow key.
-        self.map.len() + 1 >= self.max_keys
-    }
+/// Whether a map has room for a new key, the overflow buckets' slots kept free.
+fn is_full(map: &DashMapStateStore<[u8; 16]>, max_keys: usize, overflow_buckets: usize) -> bool {
+    map.len() + overflow_buckets >= max_keys
 }
 
 impl StateStore for BoundedMap {
@@ -80,22 +87,23 @@ impl StateStore for BoundedMap {
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if self.map.contains_key(key) || !self.is_full() {
-            StateStore::measure_and_replace(&self.map, key, f)
+        if self.map.contains_key(key) || !is_full(&self.map, self.max_keys, self.overflow_buckets) {
+            StateStore::measure_and_replace(&*self.map, key, f)
         } else {
             self.overflowed.fetch_add(1, Ordering::Relaxed);
-            StateStore::measure_and_replace(&self.map, &OVERFLOW_KEY, f)
+            let overflow = overflow_key(key, self.overflow_buckets);
+            StateStore::measure_and_replace(&*self.map, &overflow, f)
         }
     }
 }
 
 impl ShrinkableKeyedStateStore<[u8; 16]> for BoundedMap {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&self.map, drop_below);
+        ShrinkableKeyedStateStore::retain_recent(&*self.map, drop_below);
     }
 
     fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&self.map);
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.map);
     }
 
     fn len(&self) -> usize {
@@ -116,8 +124,14 @@ struct TierLimiter {
     limiter: KeyedLimiter,
     quota: super::Quota,
     last_cleanup: AtomicU64,
-    /// Shared with the map: requests charged to the overflow bucket.
+    /// Shared with the limiter's store, to tell a new key from a known one.
+    map: Arc<DashMapStateStore<[u8; 16]>>,
+    overflow_buckets: usize,
+    /// Shared with the map: requests charged to an overflow bucket, or not remembered.
     overflowed: Arc<AtomicU64>,
+    /// Keys refused by their last charge, and when their next request fits: what
+    /// [`MemoryStore::peek`] reads (`governor` cannot look without charging).
+    refused_until: DashMap<[u8; 16], Nanos>,
 }
 
 /// Per-tier GCRA limiters in this process.
@@ -156,9 +170,12 @@ impl MemoryStore {
                 .unwrap_or_else(|| governor::Quota::per_second(tier.quota.requests))
                 .allow_burst(tier.quota.requests);
             let overflowed = Arc::new(AtomicU64::new(0));
+            let map: Arc<DashMapStateStore<[u8; 16]>> = Arc::default();
+            let overflow_buckets = (self.max_keys / 4).clamp(1, 256);
             let state = BoundedMap {
-                map: DashMapStateStore::default(),
+                map: Arc::clone(&map),
                 max_keys: self.max_keys,
+                overflow_buckets,
                 overflowed: Arc::clone(&overflowed),
             };
             Arc::new(TierLimiter {
@@ -171,7 +188,10 @@ impl MemoryStore {
                 .with_middleware::<StateInformationMiddleware>(),
                 quota: tier.quota,
                 last_cleanup: AtomicU64::new(0),
+                map,
+                overflow_buckets,
                 overflowed,
+                refused_until: DashMap::new(),
             })
         });
         Arc::clone(limiter)
@@ -182,6 +202,18 @@ impl MemoryStore {
         let state = self.tier(tier);
         let interval = state.quota.emission_interval();
         let limit = state.quota.requests();
+        if key.kind() == KeyKind::Account
+            && !state.map.contains_key(key.digest())
+            && is_full(&state.map, self.max_keys, state.overflow_buckets)
+        {
+            // Checked as a fresh bucket, not remembered: see the module documentation.
+            state.overflowed.fetch_add(1, Ordering::Relaxed);
+            self.cleanup_at_most_once_a_second(&state);
+            return Decision::Allowed {
+                remaining: limit - 1,
+                reset: interval,
+            };
+        }
         let decision = match state.limiter.check_key(key.digest()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -191,17 +223,42 @@ impl MemoryStore {
                 }
             }
             Err(not_until) => {
-                let retry_after = not_until.wait_time_from(self.clock.now());
+                let now = self.clock.now();
+                let retry_after = not_until.wait_time_from(now);
+                state
+                    .refused_until
+                    .insert(*key.digest(), now + Nanos::from(retry_after));
                 Decision::Limited {
                     retry_after,
                     reset: retry_after + interval * limit.saturating_sub(1),
                 }
             }
         };
-        if state.limiter.len() + 1 >= self.max_keys {
+        if is_full(&state.map, self.max_keys, state.overflow_buckets) {
             self.cleanup_at_most_once_a_second(&state);
         }
         decision
+    }
+
+    /// Whether a request of `key` under `tier` would be admitted now, charging nothing: refused
+    /// while the key's last charge said to wait (a key charged up to its last request is seen
+    /// as open until one more charge is refused).
+    pub fn peek(&self, tier: &Tier, key: &LimitKey) -> Decision {
+        let state = self.tier(tier);
+        let now = self.clock.now();
+        match state.refused_until.get(key.digest()).map(|until| *until) {
+            Some(until) if until > now => {
+                let retry_after = Duration::from(until.saturating_sub(now));
+                Decision::Limited {
+                    retry_after,
+                    reset: retry_after,
+                }
+            }
+            _ => Decision::Allowed {
+                remaining: state.quota.requests(),
+                reset: Duration::ZERO,
+            },
+        }
     }
 
     fn cleanup_at_most_once_a_second(&self, state: &TierLimiter) {
@@ -227,9 +284,11 @@ impl MemoryStore {
             .values()
             .cloned()
             .collect();
+        let now = self.clock.now();
         for state in tiers {
             state.limiter.retain_recent();
             state.limiter.shrink_to_fit();
+            state.refused_until.retain(|_, until| *until > now);
         }
     }
 
@@ -242,7 +301,8 @@ impl MemoryStore {
             .map_or(0, |state| state.limiter.len())
     }
 
-    /// Requests charged to the shared overflow bucket because `tier`'s map was full.
+    /// Requests of new keys that `tier`'s full map pooled in an overflow bucket or did not
+    /// remember.
     pub fn overflowed(&self, tier: &str) -> u64 {
         self.tiers
             .read()
@@ -324,6 +384,25 @@ mod tests {
     }
 
     #[test]
+    fn a_peek_charges_nothing_and_sees_a_refused_key_until_it_may_retry() {
+        let (clock, millis) = manual_clock();
+        let store = MemoryStore::new(100, clock);
+        let tier = tier(1, 60);
+        let key = keys().account("alice@example.com");
+        for _ in 0..3 {
+            assert!(matches!(store.peek(&tier, &key), Decision::Allowed { .. }));
+        }
+        assert!(matches!(store.check(&tier, &key), Decision::Allowed { .. }));
+        assert!(matches!(store.check(&tier, &key), Decision::Limited { .. }));
+        let Decision::Limited { retry_after, .. } = store.peek(&tier, &key) else {
+            panic!("a refused key looked open");
+        };
+        assert_eq!(retry_after, Duration::from_secs(60));
+        millis.fetch_add(60_000, Ordering::SeqCst);
+        assert!(matches!(store.peek(&tier, &key), Decision::Allowed { .. }));
+    }
+
+    #[test]
     fn a_flood_of_distinct_keys_stays_within_the_bound() {
         let (clock, _millis) = manual_clock();
         let max_keys = 1_000;
@@ -341,7 +420,7 @@ mod tests {
             assert!(store.len("test") <= max_keys, "{} keys", store.len("test"));
         }
         assert!(store.overflowed("test") > 0);
-        // The newcomers share one bucket, which the flood exhausted...
+        // The newcomers share a few buckets, which the flood exhausted...
         assert!(matches!(
             store.check(&tier, &keys.client_ip("198.51.100.7".parse().expect("ip"))),
             Decision::Limited { .. }
@@ -372,6 +451,45 @@ mod tests {
         millis.fetch_add(10_000, Ordering::SeqCst);
         store.retain_recent();
         assert_eq!(store.len("test"), 0);
+    }
+
+    #[test]
+    fn accounts_are_never_pooled_when_the_map_is_full() {
+        let (clock, _millis) = manual_clock();
+        let store = MemoryStore::new(1_000, clock);
+        let tier = Tier::sensitive(
+            "login_account",
+            Quota::new(2, Duration::from_secs(300)).expect("valid"),
+        );
+        let keys = keys();
+        let victim = keys.account("victim@example.com");
+        assert!(matches!(
+            store.check(&tier, &victim),
+            Decision::Allowed { .. }
+        ));
+        // An attacker fills the map with invented accounts...
+        for n in 0..5_000u32 {
+            store.check(&tier, &keys.account(&format!("{n}@example.com")));
+        }
+        assert!(store.len("login_account") <= 1_000);
+        // ...yet a real account arriving now is not locked by sharing their buckets,
+        let newcomer = keys.account("newcomer@example.com");
+        for _ in 0..5 {
+            assert!(matches!(
+                store.check(&tier, &newcomer),
+                Decision::Allowed { .. }
+            ));
+        }
+        // and an account known before the flood keeps its own, enforced budget.
+        assert!(matches!(
+            store.check(&tier, &victim),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            store.check(&tier, &victim),
+            Decision::Limited { .. }
+        ));
+        assert!(store.overflowed("login_account") > 0);
     }
 
     #[test]

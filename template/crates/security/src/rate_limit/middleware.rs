@@ -15,9 +15,20 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 use serde_json::Value;
 
 use super::{Admitted, LimitKey, RateLimiter, Tier, add_rate_limit_headers};
-use crate::auth::access_control::authenticated_subject;
+use crate::auth::access_control::authenticated_caller;
 use crate::operations::{OperationTable, operations};
 use crate::transport::client_ip::ClientIp;
+
+/// The tiers that admitted a request whose handler answered with an error: whoever turns the
+/// error into a response adds their headers ([`AdmittedTiers::add_headers`]).
+#[derive(Debug, Clone)]
+pub struct AdmittedTiers(Vec<Admitted>);
+
+impl AdmittedTiers {
+    pub fn add_headers(&self, headers: &mut poem::http::HeaderMap) {
+        add_rate_limit_headers(headers, &self.0);
+    }
+}
 
 /// What an operation is charged to, besides nothing ([`Rule::Exempt`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +115,16 @@ impl RatePlan {
     }
 
     /// The rule for a request; a path that is no operation (a 404) is charged like any other.
+    /// `HEAD` follows the rule of `GET` (poem answers it with the `GET` handler).
     pub fn rule(&self, request: &Request) -> &Rule {
+        let path = request.uri().path();
         self.operations
-            .find(request.method(), request.uri().path())
+            .find(request.method(), path)
+            .or_else(|| {
+                (request.method() == poem::http::Method::HEAD)
+                    .then(|| self.operations.find(&poem::http::Method::GET, path))
+                    .flatten()
+            })
             .map_or(&Rule::General, |matched| matched.value)
     }
 
@@ -242,17 +260,25 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
                 .await
                 .map(IntoResponse::into_response);
         }
-        let (general, key): (&Tier, LimitKey) = match authenticated_subject(&request) {
-            Some(subject) => (&plan.authenticated, limiter.keys().principal(subject)),
+        let caller = authenticated_caller(&request);
+        let (general, key): (&Tier, LimitKey) = match caller {
+            Some(caller) => (
+                &plan.authenticated,
+                limiter.keys().principal(caller.subject),
+            ),
             None => (
                 &plan.anonymous,
                 limiter.keys().client_ip(client_address(&request)),
             ),
         };
         let mut admitted: Vec<Admitted> = Vec::with_capacity(2);
-        // The stricter tier first: what it refuses does not also drain the general budget.
+        // The stricter tier first: what it refuses does not also drain the general budget. A
+        // credential lacking the operation's scopes (403 next) does not spend its owner's
+        // sensitive budget: a leaked read-only key cannot block its owner's key rotation.
         let sensitive = match rule {
-            Rule::Sensitive(tier) => Some(tier),
+            Rule::Sensitive(tier) if caller.is_none_or(|caller| caller.holds_required_scopes) => {
+                Some(tier)
+            }
             _ => None,
         };
         let tiers = sensitive.into_iter().chain(std::iter::once(general));
@@ -263,9 +289,19 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
                 Err(refusal) => return Ok(refusal.to_response(&request)),
             }
         }
-        let mut response = self.next.call(request).await?.into_response();
-        add_rate_limit_headers(response.headers_mut(), &admitted);
-        Ok(response)
+        match self.next.call(request).await {
+            Ok(response) => {
+                let mut response = response.into_response();
+                add_rate_limit_headers(response.headers_mut(), &admitted);
+                Ok(response)
+            }
+            // An error becomes its response further out (the service's uniform JSON errors):
+            // the admitted tiers travel with it, for that response's headers.
+            Err(mut error) => {
+                error.set_data(AdmittedTiers(admitted));
+                Err(error)
+            }
+        }
     }
 }
 
@@ -466,6 +502,14 @@ mod tests {
                 .iter()
                 .all(|status| *status == 200)
         );
+        for _ in 0..5 {
+            let response = client
+                .head("/health")
+                .header("x-test-ip", "192.0.2.1")
+                .send()
+                .await;
+            response.assert_status_is_ok();
+        }
     }
 
     #[tokio::test]
@@ -513,7 +557,7 @@ mod tests {
             Duration::from_millis(200),
         )
         .expect("store");
-        let client = client(Store::Redis(store));
+        let client = client(Store::Redis(Box::new(store)));
         assert_eq!(
             statuses(&client, "GET", "/notes", "192.0.2.1", Some("alice"), 10).await,
             [200; 10]

@@ -44,13 +44,18 @@ pub struct Quota {
 
 /// A quota of zero requests or a period outside 1 second to 1 day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a quota needs at least one request in a period of 1 second to 1 day")]
+#[error("a quota needs 1 to 1000 requests a second, in a period of 1 second to 1 day")]
 pub struct InvalidQuota;
 
 impl Quota {
     pub fn new(requests: u32, period: Duration) -> Result<Self, InvalidQuota> {
         let requests = NonZeroU32::new(requests).ok_or(InvalidQuota)?;
         if period < Duration::from_secs(1) || period > Duration::from_secs(86_400) {
+            return Err(InvalidQuota);
+        }
+        // Both stores count time in whole microseconds at best: at most one request a millisecond
+        // keeps them agreeing.
+        if period / requests.get() < Duration::from_millis(1) {
             return Err(InvalidQuota);
         }
         Ok(Self { requests, period })
@@ -238,7 +243,7 @@ pub struct StoreUnavailable(pub String);
 #[derive(Debug)]
 pub enum Store {
     Memory(Arc<memory::MemoryStore>),
-    Redis(redis_store::RedisStore),
+    Redis(Box<redis_store::RedisStore>),
 }
 
 impl Store {
@@ -246,6 +251,14 @@ impl Store {
         match self {
             Self::Memory(store) => Ok(store.check(tier, key)),
             Self::Redis(store) => store.check(tier, key).await,
+        }
+    }
+
+    /// Whether a request would be admitted now, charging nothing.
+    pub async fn peek(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+        match self {
+            Self::Memory(store) => Ok(store.peek(tier, key)),
+            Self::Redis(store) => store.peek(tier, key).await,
         }
     }
 }
@@ -294,7 +307,7 @@ impl Refusal {
     pub fn add_headers(&self, headers: &mut HeaderMap) {
         headers.insert(
             RETRY_AFTER,
-            HeaderValue::from(whole_seconds(self.retry_after)),
+            HeaderValue::from(retry_after_seconds(self.retry_after)),
         );
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             let state = Admitted {
@@ -356,10 +369,15 @@ fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
+/// `Retry-After` in seconds: rounded up, and never 0 (which would invite an immediate retry).
+fn retry_after_seconds(duration: Duration) -> u64 {
+    whole_seconds(duration).max(1)
+}
+
 /// How long a client is told to wait when a fail-closed tier's store is down.
 const RETRY_WHEN_UNAVAILABLE: Duration = Duration::from_secs(5);
 
-/// Counters of the limiter's decisions (exported as metrics by the service).
+/// Counters of the limiter's decisions, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct RateLimitCounters {
     exceeded: AtomicU64,
@@ -417,7 +435,25 @@ impl RateLimiter {
         tier: &Tier,
         key: LimitKey,
     ) -> Result<Option<Admitted>, Refusal> {
-        match self.store.check(tier, &key).await {
+        let decision = self.store.check(tier, &key).await;
+        self.decide(request, tier, key, decision)
+    }
+
+    /// Refuses like [`RateLimiter::check`] without charging: for limits that count only failed
+    /// attempts, looked at before the attempt and charged after it failed.
+    pub async fn peek(&self, request: &Request, tier: &Tier, key: LimitKey) -> Result<(), Refusal> {
+        let decision = self.store.peek(tier, &key).await;
+        self.decide(request, tier, key, decision).map(|_| ())
+    }
+
+    fn decide(
+        &self,
+        request: &Request,
+        tier: &Tier,
+        key: LimitKey,
+        decision: Result<Decision, StoreUnavailable>,
+    ) -> Result<Option<Admitted>, Refusal> {
+        match decision {
             Ok(Decision::Allowed { remaining, reset }) => Ok(Some(Admitted {
                 tier: tier.name,
                 quota: tier.quota,
@@ -485,6 +521,7 @@ mod tests {
         assert!(Quota::new(0, Duration::from_secs(60)).is_err());
         assert!(Quota::new(5, Duration::from_millis(10)).is_err());
         assert!(Quota::new(5, Duration::from_secs(86_401)).is_err());
+        assert!(Quota::new(1_001, Duration::from_secs(1)).is_err());
         let quota = Quota::new(10, Duration::from_secs(60)).expect("valid");
         assert_eq!(quota.emission_interval(), Duration::from_secs(6));
     }

@@ -20,12 +20,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::{Decision, LimitKey, StoreUnavailable, Tier};
 
 /// GCRA in one step. KEYS[1]: the client's key. ARGV[1]: the emission interval in microseconds;
-/// ARGV[2]: the burst (requests). The stored value is the theoretical arrival time (TAT), in
-/// microseconds of Redis time; the key expires when its bucket is full again.
-/// Returns {admitted (0/1), remaining, retry_after_us, reset_us}.
+/// ARGV[2]: the burst (requests); ARGV[3]: `1` to only look (nothing is charged). The stored
+/// value is the theoretical arrival time (TAT), in microseconds of Redis time; the key expires
+/// when its bucket is full again. Returns {admitted (0/1), remaining, retry_after_us, reset_us}.
 const GCRA_SCRIPT: &str = r"
+-- Redis 3.2 to 4: replicate the effects, so TIME may precede a write (the default from 5 on).
+if redis.replicate_commands then redis.replicate_commands() end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
+local peek = ARGV[3] == '1'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
@@ -35,12 +38,19 @@ local new_tat = tat + interval
 if new_tat - now > capacity then
   return {0, 0, new_tat - capacity - now, tat - now}
 end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+if not peek then
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+end
 return {1, math.floor((capacity - (new_tat - now)) / interval), 0, new_tat - now}
 ";
 
 /// After a failed call, calls fail at once for this long (no request waits on a dead server).
 const BACK_OFF: Duration = Duration::from_millis(500);
+
+/// After this many failed calls in a row the connection is made anew: a connection that died
+/// without being closed (a failover, a dropped NAT entry) only ever times out, and the manager
+/// reconnects only on errors it sees as a broken connection.
+const FAILURES_BEFORE_RECONNECT: u64 = 3;
 
 /// Why the Redis store could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +64,10 @@ pub enum RedisSetupError {
 
 /// GCRA state in Redis, shared by every instance that uses the same URL and prefix.
 pub struct RedisStore {
-    connection: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    connection: std::sync::Mutex<ConnectionManager>,
+    consecutive_failures: AtomicU64,
     script: redis::Script,
     prefix: String,
     timeout: Duration,
@@ -85,10 +98,13 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|error| RedisSetupError::Connection(format!("{:?}", error.kind())))?;
         Ok(Self {
-            connection,
+            client,
+            config,
+            connection: std::sync::Mutex::new(connection),
+            consecutive_failures: AtomicU64::new(0),
             script: redis::Script::new(GCRA_SCRIPT),
             prefix: prefix.to_owned(),
             timeout,
@@ -97,12 +113,39 @@ impl RedisStore {
         })
     }
 
+    /// Replaces the connection with a new one, made lazily on the next call.
+    fn reconnect(&self) {
+        if let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        {
+            *self
+                .connection
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn elapsed_millis(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Charges one request to `key` under `tier`.
     pub async fn check(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+        self.run(tier, key, false).await
+    }
+
+    /// Whether a request of `key` under `tier` would be admitted now, charging nothing.
+    pub async fn peek(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+        self.run(tier, key, true).await
+    }
+
+    async fn run(
+        &self,
+        tier: &Tier,
+        key: &LimitKey,
+        peek: bool,
+    ) -> Result<Decision, StoreUnavailable> {
         if self.elapsed_millis() < self.failing_until.load(Ordering::Relaxed) {
             return Err(StoreUnavailable("backing off after a failure".to_owned()));
         }
@@ -110,12 +153,17 @@ impl RedisStore {
         let interval = u64::try_from(tier.quota.emission_interval().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);
-        let mut connection = self.connection.clone();
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(redis_key)
             .arg(interval)
-            .arg(tier.quota.requests());
+            .arg(tier.quota.requests())
+            .arg(u8::from(peek));
         let reply = tokio::time::timeout(
             self.timeout,
             invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection),
@@ -123,6 +171,7 @@ impl RedisStore {
         .await;
         let failure = match reply {
             Ok(Ok((admitted, remaining, retry_after, reset))) => {
+                self.consecutive_failures.store(0, Ordering::Relaxed);
                 let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));
                 return Ok(if admitted == 1 {
                     Decision::Allowed {
@@ -142,6 +191,11 @@ impl RedisStore {
         let back_off = u64::try_from(BACK_OFF.as_millis()).unwrap_or(500);
         self.failing_until
             .store(self.elapsed_millis() + back_off, Ordering::Relaxed);
+        if self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+            >= FAILURES_BEFORE_RECONNECT
+        {
+            self.reconnect();
+        }
         Err(StoreUnavailable(failure))
     }
 }
@@ -225,6 +279,28 @@ mod tests {
         assert!(matches!(
             store.check(&tier, &alice).await,
             Ok(Decision::Allowed { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_peek_answers_without_charging() {
+        let Some(url) = redis_url().await else { return };
+        let store = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        let tier = tier(1, 60);
+        let alice = key("alice");
+        for _ in 0..3 {
+            assert!(matches!(
+                store.peek(&tier, &alice).await,
+                Ok(Decision::Allowed { .. })
+            ));
+        }
+        assert!(matches!(
+            store.check(&tier, &alice).await,
+            Ok(Decision::Allowed { .. })
+        ));
+        assert!(matches!(
+            store.peek(&tier, &alice).await,
+            Ok(Decision::Limited { .. })
         ));
     }
 
