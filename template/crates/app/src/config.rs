@@ -91,6 +91,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub payments: PaymentSettings,
     pub log: LogSettings,
+    pub audit: AuditSettings,
 }
 
 fn development() -> Environment {
@@ -450,6 +451,27 @@ pub struct LogSettings {
     pub format: LogFormat,
 }
 
+/// Where audit events are written (LOG-1 .. LOG-3), apart from the application log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    pub sink: AuditSinkKind,
+    /// The file appended to when `sink = "file"`.
+    pub file_path: PathBuf,
+}
+
+/// The audit sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditSinkKind {
+    /// JSON lines on stdout, beside the application log (marked `"log": "audit"`).
+    Stdout,
+    /// JSON lines appended to `file_path`.
+    File,
+    /// Not written (metrics and detectors still see every event). Refused in production.
+    Off,
+}
+
 /// `json` for machines (the default), `pretty` for a developer's terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -798,6 +820,12 @@ impl Settings {
                     "must be at least 31536000 (one year) in production",
                 );
             }
+            if self.audit.sink == AuditSinkKind::Off {
+                refuse(
+                    "audit.sink",
+                    "is off in production: security decisions must leave an audit trail",
+                );
+            }
             if self.database.url().contains("mode=memory") {
                 refuse(
                     "database.url",
@@ -998,6 +1026,10 @@ mod tests {
         [log]
         level = "info"
         format = "json"
+
+        [audit]
+        sink = "stdout"
+        file_path = "data/audit.log"
     "#;
 
     /// Loads `default_toml` with `vars` set, inside a jail that restores the environment.

@@ -10,6 +10,7 @@
 //! The security controls themselves live in the `security` crate, one module per control.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;

@@ -16,7 +16,9 @@ use sea_orm::{DatabaseConnection, DbErr};
 use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
+use security::logging::audit::AuditHub;
 use security::logging::request_id::RequestIdLayer;
+use security::operations::RouteTemplates;
 use security::rate_limit::memory::LimiterClock;
 use security::rate_limit::middleware::RateLimit;
 use security::transport::client_ip::ClientIpLayer;
@@ -31,6 +33,7 @@ use security::transport::{dev_ca, origin};
 use tokio::sync::watch;
 
 use crate::api;
+use crate::audit;
 use crate::auth::verifier::ServiceVerifier;
 use crate::auth::{self as service_auth, AuthContext, AuthSetupError, SharedClock, bootstrap};
 use crate::config::{Environment, Settings, TlsMode};
@@ -65,6 +68,8 @@ pub enum StartupError {
     Bootstrap(#[source] bootstrap::BootstrapError),
     #[error("rate limits: {0}")]
     RateLimit(#[source] RateLimitSetupError),
+    #[error("audit sink: {0}")]
+    Audit(#[source] std::io::Error),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -82,6 +87,8 @@ pub struct App {
     redirect_listener: Option<BoundListener>,
     auth: Arc<AuthContext>,
     rate_limits: Arc<RateLimits>,
+    /// Where every audit event goes besides the log: the sink, metrics, anomaly detectors.
+    audit_hub: AuditHub,
     /// Drops idle keys of the in-process rate-limit store; stops with the app.
     _rate_limit_housekeeping: Option<AbortOnDrop>,
     /// Deletes expired idempotency keys every hour; stops with the app.
@@ -170,7 +177,10 @@ impl App {
             )
             .map_err(StartupError::RateLimit)?,
         );
-        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits)?.boxed();
+        let audit_hub = audit::hub(&settings.audit).map_err(StartupError::Audit)?;
+        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits)?
+            .data(audit_hub.clone())
+            .boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = bind(address, tls_config).await?;
         let redirect_listener =
@@ -192,6 +202,7 @@ impl App {
             redirect_listener,
             auth,
             rate_limits,
+            audit_hub,
             _rate_limit_housekeeping: rate_limit_housekeeping,
             _idempotency_key_purge: idempotency_key_purge,
             _certificate_watcher: certificate_watcher,
@@ -251,7 +262,8 @@ impl App {
         let redirect = self.redirect_listener.map(|listener| {
             let endpoint = RedirectToHttps::new(plaintext_policy(&self.settings))
                 .with(AccessLog)
-                .with(RequestIdLayer::trusting_incoming(false));
+                .with(RequestIdLayer::trusting_incoming(false))
+                .data(self.audit_hub.clone());
             tokio::spawn(listener.serve(
                 endpoint,
                 limits.clone(),
@@ -341,6 +353,16 @@ fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
 
 /// Routes served beside the OpenAPI document that the rate-limit plan names.
 const PLAIN_ROUTES: &[&str] = &["POST /oauth/token", "POST /oauth/revoke"];
+
+/// Every route served beside the OpenAPI document, as route templates name them.
+const ALL_PLAIN_ROUTES: &[&str] = &[
+    "POST /oauth/token",
+    "POST /oauth/revoke",
+    "GET /.well-known/jwks.json",
+    "GET /.well-known/oauth-authorization-server",
+    "GET /openapi.json",
+    "GET /docs",
+];
 
 /// `GET /openapi.json`: the document as published, serialised once.
 fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
@@ -449,6 +471,8 @@ pub fn routes(
         )
         // One line per request: method, path without query, status, latency.
         .with(AccessLog)
+        // The operation's route template, for audit events and metrics.
+        .with(RouteTemplates::new(&document, ALL_PLAIN_ROUTES))
         // Outside the error mapping, so error responses get the headers too.
         .with(secure_headers)
         // The client's address, from the peer or a trusted proxy's forwarding headers.

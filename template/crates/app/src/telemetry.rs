@@ -13,7 +13,9 @@ use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber. The filter was validated with the configuration.
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Audit events have their own sink (`crate::audit`), never the application log.
+    let filter = EnvFilter::try_new(format!("{},audit=off", settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info,audit=off"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

@@ -180,6 +180,77 @@ pub fn template_of_route_pattern(pattern: &str) -> String {
         .join("/")
 }
 
+/// Middleware setting [`crate::logging::audit::RouteTemplate`] on each request of a known
+/// operation (the document's, and the plain routes served beside it), so audit events and
+/// metrics name `/v1/notes/{id}`, never a raw path with its identifiers.
+#[derive(Debug, Clone)]
+pub struct RouteTemplates {
+    table: std::sync::Arc<OperationTable<std::sync::Arc<str>>>,
+}
+
+impl RouteTemplates {
+    /// Every operation of `document`, and `routes` such as `POST /oauth/token`.
+    pub fn new(document: &Value, routes: &[&str]) -> Self {
+        let mut table = OperationTable::default();
+        let documented = operations(document)
+            .map(|(template, method, _)| (method.to_owned(), template.to_owned()));
+        let plain = routes.iter().filter_map(|route| {
+            let (method, template) = route.split_once(' ')?;
+            Some((method.to_owned(), template.to_owned()))
+        });
+        for (method, template) in documented.chain(plain) {
+            let _ = table.insert(&method, &template, std::sync::Arc::from(template.as_str()));
+        }
+        Self {
+            table: std::sync::Arc::new(table),
+        }
+    }
+
+    /// The template of the operation `method` and `path` name.
+    pub fn template(&self, method: &Method, path: &str) -> Option<std::sync::Arc<str>> {
+        let found = self.table.find(method, path).or_else(|| {
+            (method == Method::HEAD)
+                .then(|| self.table.find(&Method::GET, path))
+                .flatten()
+        })?;
+        Some(std::sync::Arc::clone(found.value))
+    }
+}
+
+impl<E: poem::Endpoint> poem::Middleware<E> for RouteTemplates {
+    type Output = RouteTemplatesEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        RouteTemplatesEndpoint {
+            next,
+            templates: self.clone(),
+        }
+    }
+}
+
+/// The endpoint produced by [`RouteTemplates`].
+#[derive(Debug)]
+pub struct RouteTemplatesEndpoint<E> {
+    next: E,
+    templates: RouteTemplates,
+}
+
+impl<E: poem::Endpoint> poem::Endpoint for RouteTemplatesEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut request: poem::Request) -> poem::Result<Self::Output> {
+        if let Some(template) = self
+            .templates
+            .template(request.method(), request.uri().path())
+        {
+            request
+                .extensions_mut()
+                .insert(crate::logging::audit::RouteTemplate(template));
+        }
+        self.next.call(request).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

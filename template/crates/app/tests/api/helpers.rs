@@ -104,6 +104,10 @@ idempotency_key_ttl_seconds = 86400
 [log]
 level = "warn"
 format = "json"
+
+[audit]
+sink = "off"
+file_path = "DATA_DIR/audit.log"
 "#;
 
 /// A running service and what a test needs to talk to it.
@@ -642,7 +646,8 @@ impl RunningBinary {
         let data_dir = tempfile::tempdir().expect("data dir");
         let config = BASE_CONFIG
             .replace("DATA_DIR", &data_dir.path().display().to_string())
-            .replace("level = \"warn\"", "level = \"info\"");
+            .replace("level = \"warn\"", "level = \"info\"")
+            .replace("sink = \"off\"", "sink = \"stdout\"");
         std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
         std::fs::write(config_dir.path().join("test.toml"), overrides).expect("write overrides");
         let mut child = Command::new(env!("CARGO_BIN_EXE_app"))

@@ -357,7 +357,7 @@ fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
     stream.read_to_string(&mut response).expect("read");
     assert!(response.starts_with("HTTP/1.1 403"), "{response}");
 
-    let audit = binary.wait_for(|event| event["target"] == "audit");
+    let audit = binary.wait_for(|event| event["log"] == "audit");
     assert_eq!(audit["event"], "transport.plaintext_credentials");
     assert_eq!(audit["outcome"], "denied");
     assert_eq!(audit["reason"], "authorization_header");

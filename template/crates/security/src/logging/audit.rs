@@ -5,6 +5,8 @@
 //! request id; it never carries a credential, a body or a header value.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use poem::Request;
 
@@ -15,7 +17,7 @@ use crate::transport::client_ip::ClientIp;
 pub const AUDIT_TARGET: &str = "audit";
 
 /// Whether the decision let the request through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     Allowed,
     Denied,
@@ -44,6 +46,70 @@ pub struct AuditEvent<'a> {
     pub subject: Option<&'a str>,
     /// What decided an authorization: e.g. `GET /v1/users/{id} requires users:read`.
     pub policy: Option<&'a str>,
+    /// The operation's route template (`/v1/notes/{id}`), never the raw path.
+    pub route: Option<&'a str>,
+    /// Where the event goes besides the log: the service's sink, metrics and detectors.
+    pub hub: Option<&'a AuditHub>,
+}
+
+/// The route template of the request's operation, set by [`crate::operations::RouteTemplates`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTemplate(pub Arc<str>);
+
+/// An audit event as its observers receive it: the documented schema, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// When it was recorded (UTC on output).
+    pub at: SystemTime,
+    /// Dotted event name, e.g. `authn.password`.
+    pub event: &'static str,
+    pub outcome: Outcome,
+    /// A fixed reason code.
+    pub reason: &'static str,
+    /// Who acted, once known: a user id, client id or API key id, never a credential.
+    pub principal: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    /// The route template, never the raw path.
+    pub route: Option<String>,
+    pub request_id: Option<String>,
+    /// What decided: a policy, a tier, a detector.
+    pub policy: Option<String>,
+}
+
+/// Receives every audit event of a service: its sink, its metrics, its anomaly detectors. Called
+/// on the request path: keep it short (count, or hand over to a task).
+pub trait AuditObserver: Send + Sync + 'static {
+    fn observe(&self, record: &AuditRecord);
+}
+
+/// The observers of one service instance, carried as request data (`Route::data(hub)`) so that
+/// every [`AuditEvent::for_request`] reaches them; background work passes it explicitly.
+#[derive(Clone, Default)]
+pub struct AuditHub {
+    observers: Arc<[Arc<dyn AuditObserver>]>,
+}
+
+impl std::fmt::Debug for AuditHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditHub")
+            .field("observers", &self.observers.len())
+            .finish()
+    }
+}
+
+impl AuditHub {
+    pub fn new(observers: Vec<Arc<dyn AuditObserver>>) -> Self {
+        Self {
+            observers: observers.into(),
+        }
+    }
+
+    /// Hands `record` to every observer.
+    pub fn publish(&self, record: &AuditRecord) {
+        for observer in self.observers.iter() {
+            observer.observe(record);
+        }
+    }
 }
 
 impl<'a> AuditEvent<'a> {
@@ -75,6 +141,52 @@ impl<'a> AuditEvent<'a> {
                 .map(RequestId::as_str),
             subject: None,
             policy: None,
+            route: request
+                .extensions()
+                .get::<RouteTemplate>()
+                .map(|route| &*route.0),
+            hub: request.data::<AuditHub>(),
+        }
+    }
+
+    /// An event outside any request (a background task, a detector), published to `hub`.
+    pub fn detached(
+        hub: &'a AuditHub,
+        name: &'static str,
+        outcome: Outcome,
+        reason: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            outcome,
+            reason,
+            client_ip: None,
+            request_id: None,
+            subject: None,
+            policy: None,
+            route: None,
+            hub: Some(hub),
+        }
+    }
+
+    /// Names the client address (for detached events).
+    pub fn client_ip(mut self, client_ip: IpAddr) -> Self {
+        self.client_ip = Some(client_ip);
+        self
+    }
+
+    /// The owned record observers receive.
+    pub fn to_record(&self) -> AuditRecord {
+        AuditRecord {
+            at: SystemTime::now(),
+            event: self.name,
+            outcome: self.outcome,
+            reason: self.reason,
+            principal: self.subject.map(str::to_owned),
+            client_ip: self.client_ip,
+            route: self.route.map(str::to_owned),
+            request_id: self.request_id.map(str::to_owned),
+            policy: self.policy.map(str::to_owned),
         }
     }
 
@@ -90,7 +202,7 @@ impl<'a> AuditEvent<'a> {
         self
     }
 
-    /// Writes the event.
+    /// Writes the event to the `audit` log target and to the service's observers.
     pub fn record(&self) {
         tracing::info!(
             target: AUDIT_TARGET,
@@ -101,7 +213,11 @@ impl<'a> AuditEvent<'a> {
             request_id = self.request_id,
             subject = self.subject,
             policy = self.policy,
+            route = self.route,
             "audit"
         );
+        if let Some(hub) = self.hub {
+            hub.publish(&self.to_record());
+        }
     }
 }
