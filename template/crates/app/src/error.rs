@@ -16,6 +16,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::{ApiResponse, Object};
 use security::input::strict_json::ValidationFailure;
+use security::logging::audit::{AuditContext, Outcome};
 use security::logging::request_id::RequestId;
 use security::rate_limit::middleware::AdmittedTiers;
 
@@ -199,6 +200,23 @@ impl IntoResponse for ApiError {
 
 fn public_message(error: &ApiError) -> String {
     error.to_string()
+}
+
+/// The reason code of an `input.validation` audit event (LOG-3), when the error refused the
+/// request's input: its body, its parameters, its size or its media type.
+fn validation_failure_reason(error: &poem::Error, status: StatusCode) -> Option<&'static str> {
+    if let Some(api_error) = error.downcast_ref::<ApiError>() {
+        return matches!(api_error, ApiError::Invalid(_)).then_some("business_rule");
+    }
+    if error.downcast_ref::<ValidationFailure>().is_some() {
+        return Some("body_schema");
+    }
+    match status {
+        StatusCode::BAD_REQUEST => Some("request_malformed"),
+        StatusCode::PAYLOAD_TOO_LARGE => Some("body_too_large"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Some("unsupported_media_type"),
+        _ => None,
+    }
 }
 
 /// The fixed text sent for a status when poem itself rejected the request.
@@ -440,6 +458,7 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Self::Output> {
         let request_id = req.extensions().get::<RequestId>().map(ToString::to_string);
         let path = req.uri().path().to_owned();
+        let audit = AuditContext::of(&req);
         let error = match self.next.call(req).await {
             Ok(output) => return Ok(output.into_response()),
             Err(error) => error,
@@ -498,6 +517,11 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
         let mut response = response;
         if let Some(admitted) = admitted {
             admitted.add_headers(response.headers_mut());
+        }
+        if let Some(reason) = validation_failure_reason(&error, response.status()) {
+            audit
+                .event("input.validation", Outcome::Denied, reason)
+                .record();
         }
         Ok(response)
     }

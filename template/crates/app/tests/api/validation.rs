@@ -681,3 +681,71 @@ async fn every_request_body_object_in_the_published_document_is_closed() {
         false
     );
 }
+
+/// The `input.validation` audit events of a response's request.
+fn validation_events(
+    response: &reqwest::Response,
+) -> Vec<std::collections::BTreeMap<String, String>> {
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .expect("a request id");
+    crate::helpers::audit_events_for(request_id)
+        .into_iter()
+        .filter(|event| event.get("event").map(String::as_str) == Some("input.validation"))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_validation_failure_is_audited_once_with_its_route_template() {
+    let app = spawn_app().await;
+    let secret_value = "4111111111111111";
+    let body_schema = post_raw(
+        &app,
+        "/v1/users",
+        json!({"email": secret_value, "extra": 1}).to_string(),
+    )
+    .await;
+    assert_eq!(body_schema.status(), 400);
+    let parameter = app
+        .admin
+        .get(app.url("/v1/users/not-a-uuid"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(parameter.status(), 400);
+    let too_large = post_raw(&app, "/v1/users", "x".repeat(70 * 1024)).await;
+    assert_eq!(too_large.status(), 413);
+    let media_type = app
+        .admin
+        .post(app.url("/v1/users"))
+        .header("content-type", "application/xml")
+        .body("<user/>")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(media_type.status(), 415);
+    for (response, reason, route) in [
+        (&body_schema, "body_schema", "/v1/users"),
+        (&parameter, "request_malformed", "/v1/users/{id}"),
+        (&too_large, "body_too_large", "/v1/users"),
+        (&media_type, "unsupported_media_type", "/v1/users"),
+    ] {
+        let events = validation_events(response);
+        assert_eq!(events.len(), 1, "{reason}: {events:?}");
+        assert_eq!(events[0]["outcome"], "denied");
+        assert_eq!(events[0]["reason"], reason);
+        assert_eq!(events[0]["route"], route);
+        assert!(!format!("{events:?}").contains(secret_value));
+    }
+    // A valid request leaves no validation event.
+    let valid = app
+        .admin
+        .get(app.url("/v1/me"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(valid.status(), 200);
+    assert!(validation_events(&valid).is_empty());
+}

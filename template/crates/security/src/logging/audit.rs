@@ -56,6 +56,51 @@ pub struct AuditEvent<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTemplate(pub Arc<str>);
 
+/// What an audit event needs of a request, kept after the request itself was handed on: for
+/// events decided on the response (a validation failure mapped to 400).
+#[derive(Debug, Clone, Default)]
+pub struct AuditContext {
+    client_ip: Option<IpAddr>,
+    request_id: Option<String>,
+    route: Option<Arc<str>>,
+    hub: Option<AuditHub>,
+}
+
+impl AuditContext {
+    pub fn of(request: &Request) -> Self {
+        let event = AuditEvent::for_request(request, "", Outcome::Allowed, "");
+        Self {
+            client_ip: event.client_ip,
+            request_id: event.request_id.map(str::to_owned),
+            route: request
+                .extensions()
+                .get::<RouteTemplate>()
+                .map(|route| Arc::clone(&route.0)),
+            hub: request.data::<AuditHub>().cloned(),
+        }
+    }
+
+    /// An event about the request this context was taken from.
+    pub fn event(
+        &self,
+        name: &'static str,
+        outcome: Outcome,
+        reason: &'static str,
+    ) -> AuditEvent<'_> {
+        AuditEvent {
+            name,
+            outcome,
+            reason,
+            client_ip: self.client_ip,
+            request_id: self.request_id.as_deref(),
+            subject: None,
+            policy: None,
+            route: self.route.as_deref(),
+            hub: self.hub.as_ref(),
+        }
+    }
+}
+
 /// An audit event as its observers receive it: the documented schema, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
