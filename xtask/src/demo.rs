@@ -88,6 +88,8 @@ impl Demo {
             .env("APP_SERVER__PORT", self.port.to_string())
             .env("APP_SERVER__PUBLIC_ORIGIN", self.base_url())
             .env("APP_HTTP_REDIRECT__PORT", self.http_port.to_string())
+            // A free port: the default 9091 may be taken by another service on this machine.
+            .env("APP_ADMIN__PORT", "0")
             .env("APP_TLS__DEV_DIR", self.data_dir.join("tls"))
             .env("APP_AUTH__KEY_DIR", self.data_dir.join("keys"))
             .env(

@@ -20,6 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+use security::monitoring::anomaly::{AnomalyConfig, SpikeThreshold};
 use security::transport::secure_headers::ONE_YEAR;
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub tls: TlsSettings,
     pub http_redirect: HttpRedirectSettings,
+    pub admin: AdminSettings,
     pub cors: CorsSettings,
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
@@ -92,6 +94,7 @@ pub struct Settings {
     pub payments: PaymentSettings,
     pub log: LogSettings,
     pub audit: AuditSettings,
+    pub anomaly: AnomalySettings,
 }
 
 fn development() -> Environment {
@@ -174,6 +177,21 @@ pub struct HttpRedirectSettings {
     pub enabled: bool,
     /// On `server.host`; `0` picks a free port (tests).
     pub port: u16,
+}
+
+/// The admin listener (LOG-6): `GET /metrics` in the Prometheus text format, never on the public
+/// port. Plain HTTP: it is meant for loopback, where a local agent scrapes it and no network sees
+/// the traffic; the metrics hold counts by route and reason, no secret and no identity.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub enabled: bool,
+    /// Loopback by default; production refuses another address unless `allow_non_loopback`.
+    pub host: IpAddr,
+    /// `0` picks a free port (tests); never `server.port`.
+    pub port: u16,
+    /// Lets production serve metrics beyond this host (plain HTTP: only on a private network).
+    pub allow_non_loopback: bool,
 }
 
 /// Cross-origin access for browser clients (TLS-4).
@@ -472,6 +490,61 @@ pub enum AuditSinkKind {
     Off,
 }
 
+/// Anomaly detection over the audit events (LOG-4): failed-authentication spikes, unusual
+/// geography and unusual usage, each finding a `security.anomaly` audit event. A window alerts at
+/// `max(min_count, baseline_multiplier x the key's own baseline)`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalySettings {
+    /// The counting window of every rate (1 to 3600 seconds).
+    pub window_seconds: u64,
+    /// An address, account or principal alerts at most once per cool-down for each finding.
+    pub cooldown_seconds: u64,
+    /// Addresses, accounts and principals remembered per detector (at least 100); the least
+    /// recently seen makes room, so a flood of keys costs bounded memory.
+    pub max_tracked_keys: usize,
+    /// Refused credentials per client address (IPv6 per /64) and window.
+    pub auth_failures_per_ip: SpikeThreshold,
+    /// Refused passwords per account and window, from any address.
+    pub auth_failures_per_account: SpikeThreshold,
+    /// Refused credentials over the whole service per window.
+    pub auth_failures_global: SpikeThreshold,
+    /// Requests per principal and window.
+    pub requests_per_principal: SpikeThreshold,
+    /// Active windows of a principal learned before its request rate is judged.
+    pub usage_history_windows: u32,
+    /// Requests in one window to operations under 1% of the principal's history.
+    pub unfamiliar_operation_requests: u32,
+    /// Events of a principal learned before its operations and countries are judged.
+    pub min_history_requests: u32,
+    /// A MaxMind DB (GeoLite2 or GeoIP2, City or Country); empty turns geography off.
+    pub geoip_database: PathBuf,
+    /// Faster than this between two places is impossible travel.
+    pub max_travel_speed_kmh: f64,
+    /// Places closer than this are never impossible travel (GeoIP is approximate).
+    pub min_travel_distance_km: f64,
+}
+
+impl AnomalySettings {
+    /// The detectors' thresholds.
+    pub fn detector_config(&self) -> AnomalyConfig {
+        AnomalyConfig {
+            window: Duration::from_secs(self.window_seconds),
+            cooldown: Duration::from_secs(self.cooldown_seconds),
+            max_tracked_keys: self.max_tracked_keys,
+            auth_failures_per_ip: self.auth_failures_per_ip,
+            auth_failures_per_account: self.auth_failures_per_account,
+            auth_failures_global: self.auth_failures_global,
+            requests_per_principal: self.requests_per_principal,
+            usage_history_windows: self.usage_history_windows,
+            unfamiliar_operation_requests: self.unfamiliar_operation_requests,
+            min_history_requests: self.min_history_requests,
+            max_travel_speed_kmh: self.max_travel_speed_kmh,
+            min_travel_distance_km: self.min_travel_distance_km,
+        }
+    }
+}
+
 /// `json` for machines (the default), `pretty` for a developer's terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -624,6 +697,12 @@ impl Settings {
                     refuse("tls.dev_dir", "must name a folder for the development CA");
                 }
             }
+        }
+        if self.admin.enabled && self.admin.port != 0 && self.admin.port == self.server.port {
+            refuse(
+                "admin.port",
+                "must differ from server.port: metrics are never served on the public port",
+            );
         }
         for origin in &self.cors.allowed_origins {
             if let Err(error) = security::transport::cors::check_origin(origin) {
@@ -787,6 +866,61 @@ impl Settings {
             );
         }
 
+        let anomaly = &self.anomaly;
+        if !(1..=3_600).contains(&anomaly.window_seconds) {
+            refuse("anomaly.window_seconds", "must be between 1 and 3600");
+        }
+        if anomaly.cooldown_seconds == 0 {
+            refuse(
+                "anomaly.cooldown_seconds",
+                "must be at least 1, or a lasting anomaly alerts on every event",
+            );
+        }
+        if anomaly.max_tracked_keys < 100 {
+            refuse("anomaly.max_tracked_keys", "must be at least 100");
+        }
+        for (name, threshold) in [
+            ("auth_failures_per_ip", anomaly.auth_failures_per_ip),
+            (
+                "auth_failures_per_account",
+                anomaly.auth_failures_per_account,
+            ),
+            ("auth_failures_global", anomaly.auth_failures_global),
+            ("requests_per_principal", anomaly.requests_per_principal),
+        ] {
+            let multiplier = threshold.baseline_multiplier;
+            if threshold.min_count == 0 || !(multiplier.is_finite() && multiplier >= 1.0) {
+                refuse(
+                    &format!("anomaly.{name}"),
+                    "needs min_count of at least 1 and a baseline_multiplier of at least 1",
+                );
+            }
+        }
+        for (name, value) in [
+            ("usage_history_windows", anomaly.usage_history_windows),
+            (
+                "unfamiliar_operation_requests",
+                anomaly.unfamiliar_operation_requests,
+            ),
+            ("min_history_requests", anomaly.min_history_requests),
+        ] {
+            if value == 0 {
+                refuse(&format!("anomaly.{name}"), "must be at least 1");
+            }
+        }
+        if !(anomaly.max_travel_speed_kmh.is_finite() && anomaly.max_travel_speed_kmh > 0.0) {
+            refuse("anomaly.max_travel_speed_kmh", "must be positive");
+        }
+        if !(anomaly.min_travel_distance_km.is_finite() && anomaly.min_travel_distance_km >= 0.0) {
+            refuse("anomaly.min_travel_distance_km", "must be zero or positive");
+        }
+        if !anomaly.geoip_database.as_os_str().is_empty() && !anomaly.geoip_database.is_file() {
+            refuse(
+                "anomaly.geoip_database",
+                "names no file; leave it empty to run without the geography detector",
+            );
+        }
+
         if self.environment == Environment::Production {
             if pepper.is_empty() || is_placeholder(pepper) {
                 refuse(
@@ -818,6 +952,16 @@ impl Settings {
                 refuse(
                     "headers.hsts_max_age_seconds",
                     "must be at least 31536000 (one year) in production",
+                );
+            }
+            if self.admin.enabled
+                && !self.admin.host.is_loopback()
+                && !self.admin.allow_non_loopback
+            {
+                refuse(
+                    "admin.host",
+                    "is not a loopback address in production: the admin listener speaks plain \
+                     HTTP; set admin.allow_non_loopback = true only on a private network",
                 );
             }
             if self.audit.sink == AuditSinkKind::Off {
@@ -969,6 +1113,11 @@ mod tests {
         [http_redirect]
         enabled = true
         port = 8080
+        [admin]
+        enabled = true
+        host = "127.0.0.1"
+        port = 9091
+        allow_non_loopback = false
         [cors]
         allowed_origins = []
         allow_credentials = true
@@ -1030,6 +1179,21 @@ mod tests {
         [audit]
         sink = "stdout"
         file_path = "data/audit.log"
+
+        [anomaly]
+        window_seconds = 60
+        cooldown_seconds = 900
+        max_tracked_keys = 10000
+        auth_failures_per_ip = { min_count = 10, baseline_multiplier = 10.0 }
+        auth_failures_per_account = { min_count = 5, baseline_multiplier = 10.0 }
+        auth_failures_global = { min_count = 50, baseline_multiplier = 10.0 }
+        requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }
+        usage_history_windows = 10
+        unfamiliar_operation_requests = 10
+        min_history_requests = 100
+        geoip_database = ""
+        max_travel_speed_kmh = 1000.0
+        min_travel_distance_km = 500.0
     "#;
 
     /// Loads `default_toml` with `vars` set, inside a jail that restores the environment.
@@ -1258,6 +1422,87 @@ mod tests {
             );
             let error = load(&cors, Environment::Development, &[]).expect_err("refused");
             assert!(error.names("cors.allowed_origins"), "{origin}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_admin_listener_never_shares_the_public_port() {
+        let shared = VALID.replace("port = 9091", "port = 8443").replace(
+            "host = \"127.0.0.1\"\n        port = 0",
+            "host = \"127.0.0.1\"\n        port = 8443",
+        );
+        let error = load(&shared, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("admin.port"), "{error}");
+        let both_free = VALID.replace("port = 9091", "port = 0");
+        load(&both_free, Environment::Development, &[]).expect("port 0 picks two free ports");
+        let disabled = shared.replace(
+            "[admin]\n        enabled = true",
+            "[admin]\n        enabled = false",
+        );
+        load(&disabled, Environment::Development, &[]).expect("no admin listener, no clash");
+    }
+
+    #[test]
+    fn production_serves_metrics_beyond_loopback_only_when_allowed_explicitly() {
+        let exposed = production().replace(
+            "host = \"127.0.0.1\"\n        port = 9091",
+            "host = \"0.0.0.0\"\n        port = 9091",
+        );
+        let error = load(&exposed, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("admin.host"), "{error}");
+        load(&exposed, Environment::Development, &[]).expect("only production refuses it");
+        let allowed = exposed.replace("allow_non_loopback = false", "allow_non_loopback = true");
+        load(&allowed, Environment::Production, &[]).expect("allowed explicitly");
+        let ipv6_loopback = production().replace(
+            "host = \"127.0.0.1\"\n        port = 9091",
+            "host = \"::1\"\n        port = 9091",
+        );
+        load(&ipv6_loopback, Environment::Production, &[]).expect("::1 is loopback");
+    }
+
+    #[test]
+    fn anomaly_thresholds_must_be_positive_and_a_geoip_database_must_exist() {
+        for (setting, bad, key) in [
+            (
+                "window_seconds = 60",
+                "window_seconds = 0",
+                "anomaly.window_seconds",
+            ),
+            (
+                "cooldown_seconds = 900",
+                "cooldown_seconds = 0",
+                "anomaly.cooldown_seconds",
+            ),
+            (
+                "auth_failures_per_ip = { min_count = 10,",
+                "auth_failures_per_ip = { min_count = 0,",
+                "anomaly.auth_failures_per_ip",
+            ),
+            (
+                "requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }",
+                "requests_per_principal = { min_count = 60, baseline_multiplier = 0.5 }",
+                "anomaly.requests_per_principal",
+            ),
+            (
+                "min_history_requests = 100",
+                "min_history_requests = 0",
+                "anomaly.min_history_requests",
+            ),
+            (
+                "max_travel_speed_kmh = 1000.0",
+                "max_travel_speed_kmh = -1.0",
+                "anomaly.max_travel_speed_kmh",
+            ),
+            (
+                "geoip_database = \"\"",
+                "geoip_database = \"/nonexistent/GeoLite2-City.mmdb\"",
+                "anomaly.geoip_database",
+            ),
+        ] {
+            let config = VALID.replace(setting, bad);
+            assert_ne!(config, VALID, "{setting} is in VALID");
+            let error = load(&config, Environment::Development, &[]).expect_err("refused");
+            assert!(error.names(key), "{bad}: {error}");
         }
     }
 

@@ -67,6 +67,9 @@ async fn main() -> ExitCode {
     if let Some(address) = app.http_redirect_addr() {
         tracing::info!(address = %address, "redirecting plain HTTP to the public origin");
     }
+    if let Some(address) = app.admin_addr() {
+        tracing::info!(address = %address, "admin listener");
+    }
     if let Some(ca) = app.dev_ca_cert() {
         tracing::info!(ca_cert = %ca.display(), "development certificate; trust this CA");
     }

@@ -16,8 +16,11 @@ use sea_orm::{DatabaseConnection, DbErr};
 use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
-use security::logging::audit::AuditHub;
+use security::logging::audit::{AuditHub, AuditObserver};
+use security::logging::metrics::ServiceMetrics;
 use security::logging::request_id::RequestIdLayer;
+use security::monitoring::anomaly::{AnomalyDetector, DetectorTask};
+use security::monitoring::geoip::{GeoIp, GeoIpError};
 use security::operations::RouteTemplates;
 use security::rate_limit::memory::LimiterClock;
 use security::rate_limit::middleware::RateLimit;
@@ -70,6 +73,8 @@ pub enum StartupError {
     RateLimit(#[source] RateLimitSetupError),
     #[error("audit sink: {0}")]
     Audit(#[source] std::io::Error),
+    #[error("anomaly detection: {0}")]
+    GeoIp(#[source] GeoIpError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -85,14 +90,21 @@ pub struct App {
     listener: BoundListener,
     endpoint: poem::endpoint::BoxEndpoint<'static>,
     redirect_listener: Option<BoundListener>,
+    /// Plain HTTP, loopback by default: `GET /metrics` only (LOG-6).
+    admin_listener: Option<BoundListener>,
+    metrics: ServiceMetrics,
     auth: Arc<AuthContext>,
     rate_limits: Arc<RateLimits>,
     /// Where every audit event goes besides the log: the sink, metrics, anomaly detectors.
     audit_hub: AuditHub,
     /// Drops idle keys of the in-process rate-limit store; stops with the app.
     _rate_limit_housekeeping: Option<AbortOnDrop>,
+    /// Folds recorded latencies into the histogram between scrapes; stops with the app.
+    _metrics_upkeep: AbortOnDrop,
     /// Deletes expired idempotency keys every hour; stops with the app.
     _idempotency_key_purge: AbortOnDrop,
+    /// Runs the anomaly detectors over the audit events; stops with the app.
+    _anomaly_detection: AbortOnDrop,
     /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
     _certificate_watcher: Option<AbortOnDrop>,
     dev_ca_cert: Option<PathBuf>,
@@ -112,6 +124,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("local_addr", &self.local_addr())
             .field("http_redirect_addr", &self.http_redirect_addr())
+            .field("admin_addr", &self.admin_addr())
             .finish_non_exhaustive()
     }
 }
@@ -177,8 +190,16 @@ impl App {
             )
             .map_err(StartupError::RateLimit)?,
         );
-        let audit_hub = audit::hub(&settings.audit).map_err(StartupError::Audit)?;
-        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits)?
+        let metrics = ServiceMetrics::new();
+        let (anomaly_detector, anomaly_task) = anomaly_detector(&settings)?;
+        let audit_hub = audit::hub_with(
+            &settings.audit,
+            vec![Arc::new(metrics.clone()), anomaly_detector],
+        )
+        .map_err(StartupError::Audit)?;
+        // Its anomalies go to the same hub: the sink, the metrics (the detector ignores them).
+        let anomaly_detection = AbortOnDrop(anomaly_task.spawn(audit_hub.clone()));
+        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits, &metrics)?
             .data(audit_hub.clone())
             .boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
@@ -190,6 +211,20 @@ impl App {
             } else {
                 None
             };
+        let admin_listener = if settings.admin.enabled {
+            let address = SocketAddr::new(settings.admin.host, settings.admin.port);
+            if !settings.admin.host.is_loopback() {
+                tracing::warn!(
+                    address = %address,
+                    "metrics are served in plain HTTP beyond this host"
+                );
+            }
+            Some(bind(address, None).await?)
+        } else {
+            tracing::warn!("metrics are not served: admin.enabled = false");
+            None
+        };
+        let metrics_upkeep = AbortOnDrop(metrics.spawn_upkeep());
         let certificate_watcher = certificate
             .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
         let rate_limit_housekeeping = rate_limits.spawn_housekeeping().map(AbortOnDrop);
@@ -200,11 +235,15 @@ impl App {
             listener,
             endpoint,
             redirect_listener,
+            admin_listener,
+            metrics,
             auth,
             rate_limits,
             audit_hub,
             _rate_limit_housekeeping: rate_limit_housekeeping,
+            _metrics_upkeep: metrics_upkeep,
             _idempotency_key_purge: idempotency_key_purge,
+            _anomaly_detection: anomaly_detection,
             _certificate_watcher: certificate_watcher,
             dev_ca_cert,
         })
@@ -225,6 +264,11 @@ impl App {
         self.redirect_listener
             .as_ref()
             .map(BoundListener::local_addr)
+    }
+
+    /// The bound address of the admin listener (`GET /metrics`), if it runs.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_listener.as_ref().map(BoundListener::local_addr)
     }
 
     /// The authentication state (issuer keys, password hasher) the service runs with.
@@ -271,18 +315,42 @@ impl App {
                 grace,
             ))
         });
+        let admin = self.admin_listener.map(|listener| {
+            tokio::spawn(listener.serve(
+                self.metrics.admin_endpoint(),
+                limits.clone(),
+                until_stopped(stopped.clone()),
+                grace,
+            ))
+        });
         let served = self
             .listener
             .serve(self.endpoint, limits, until_stopped(stopped), grace)
             .await;
-        if let Some(redirect) = redirect {
-            redirect.abort();
+        for listener in [redirect, admin].into_iter().flatten() {
+            listener.abort();
         }
         if let Err(error) = self.db.close().await {
             tracing::warn!(error = %error, "closing the database pool failed");
         }
         served
     }
+}
+
+/// The anomaly detectors (LOG-4) as an audit observer, and the task that runs them. Geography
+/// needs a GeoIP database: without one that detector is off, and start-up says so once.
+fn anomaly_detector(
+    settings: &Settings,
+) -> Result<(Arc<dyn AuditObserver>, DetectorTask), StartupError> {
+    let anomaly = &settings.anomaly;
+    let geoip = if anomaly.geoip_database.as_os_str().is_empty() {
+        tracing::info!("anomaly detection runs without geography: no anomaly.geoip_database");
+        None
+    } else {
+        Some(GeoIp::open(&anomaly.geoip_database).map_err(StartupError::GeoIp)?)
+    };
+    let (detector, task) = AnomalyDetector::new(anomaly.detector_config(), geoip);
+    Ok((detector, task))
 }
 
 /// Deletes expired idempotency keys at start-up and every hour after.
@@ -379,6 +447,7 @@ pub fn routes(
     db: DatabaseConnection,
     auth: &Arc<AuthContext>,
     rate_limits: &Arc<RateLimits>,
+    metrics: &ServiceMetrics,
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
     let api = api::openapi_service(settings, db, auth, rate_limits);
     let generated_spec = api.spec();
@@ -471,6 +540,8 @@ pub fn routes(
         )
         // One line per request: method, path without query, status, latency.
         .with(AccessLog)
+        // Request count and latency by route template and status, for the admin listener.
+        .with(metrics.requests())
         // The operation's route template, for audit events and metrics.
         .with(RouteTemplates::new(&document, ALL_PLAIN_ROUTES))
         // Outside the error mapping, so error responses get the headers too.

@@ -7,27 +7,27 @@
 use std::time::Instant;
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use security::logging::allowlist::{AllowlistLayer, LineFormat};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber. The filter was validated with the configuration.
+/// Installs the global subscriber: the filter, then [`AllowlistLayer`], which writes only
+/// allowlisted fields (LOG-5). The filter was validated with the configuration.
 pub fn init(settings: &LogSettings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // Audit events have their own sink (`crate::audit`), never the application log.
     let filter = EnvFilter::try_new(format!("{},audit=off", settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info,audit=off"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout);
-    let installed = match settings.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+    let format = match settings.format {
+        LogFormat::Json => LineFormat::Json,
+        LogFormat::Pretty => LineFormat::Pretty,
     };
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(AllowlistLayer::new(std::io::stdout, format))
+        .try_init();
     if installed.is_err() {
         // Already installed (tests boot several apps in one process).
     }

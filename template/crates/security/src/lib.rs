@@ -16,6 +16,7 @@ pub mod auth;
 pub mod input;
 pub mod json_error;
 pub mod logging;
+pub mod monitoring;
 pub mod operations;
 pub mod rate_limit;
 pub mod transport;

@@ -188,13 +188,20 @@ impl AuthApi {
         let user = match (user, verified) {
             (Some(user), true) => user,
             (user, _) => {
+                // The account an attempt was for, by id (never the email given): per-account
+                // anomaly detection (LOG-4) counts its failures from any address.
+                let account = user.as_ref().map(|user| user.id.to_string());
                 let reason = match user {
                     None => "unknown_email",
                     Some(user) if user.password_hash.is_none() => "no_password",
                     Some(_) => "wrong_password",
                 };
-                AuditEvent::for_request(request, "authn.password", Outcome::Denied, reason)
-                    .record();
+                let mut event =
+                    AuditEvent::for_request(request, "authn.password", Outcome::Denied, reason);
+                if let Some(account) = &account {
+                    event = event.subject(account);
+                }
+                event.record();
                 self.rate_limits
                     .charge_account_failure(request, AccountTier::Login, &body.email)
                     .await?;

@@ -41,6 +41,12 @@ reload_interval_seconds = 1
 enabled = true
 port = 0
 
+[admin]
+enabled = true
+host = "127.0.0.1"
+port = 0
+allow_non_loopback = false
+
 [cors]
 allowed_origins = []
 allow_credentials = true
@@ -108,6 +114,21 @@ format = "json"
 [audit]
 sink = "off"
 file_path = "DATA_DIR/audit.log"
+
+[anomaly]
+window_seconds = 60
+cooldown_seconds = 900
+max_tracked_keys = 10000
+auth_failures_per_ip = { min_count = 10, baseline_multiplier = 10.0 }
+auth_failures_per_account = { min_count = 5, baseline_multiplier = 10.0 }
+auth_failures_global = { min_count = 50, baseline_multiplier = 10.0 }
+requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }
+usage_history_windows = 10
+unfamiliar_operation_requests = 10
+min_history_requests = 100
+geoip_database = ""
+max_travel_speed_kmh = 1000.0
+min_travel_distance_km = 500.0
 "#;
 
 /// A running service and what a test needs to talk to it.
@@ -117,6 +138,8 @@ pub struct TestApp {
     pub port: u16,
     /// `http://127.0.0.1:<port>` of the redirect listener, when it runs.
     pub http_address: Option<String>,
+    /// `http://127.0.0.1:<port>` of the admin listener (`GET /metrics`), when it runs.
+    pub admin_address: Option<String>,
     /// The development CA that signed the serving certificate (`self_signed` mode).
     pub ca_cert: Option<std::path::PathBuf>,
     /// Trusts only the development CA; follows no redirects.
@@ -367,6 +390,7 @@ pub async fn spawn_app_with_settings(data_dir: tempfile::TempDir, settings: Sett
     let http_address = app
         .http_redirect_addr()
         .map(|address| format!("http://{address}"));
+    let admin_address = app.admin_addr().map(|address| format!("http://{address}"));
     let ca_cert = app.dev_ca_cert().map(Path::to_owned);
     let (shutdown, signal) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -385,6 +409,7 @@ pub async fn spawn_app_with_settings(data_dir: tempfile::TempDir, settings: Sett
         address,
         port,
         http_address,
+        admin_address,
         admin: client_with_token(ca_cert.as_deref(), &admin_token),
         admin_token,
         credentials,
@@ -616,6 +641,20 @@ pub fn capture_audit_events() {
     });
 }
 
+/// The audit events named `name` recorded so far by every service of this process (detached
+/// events, such as `security.anomaly`, carry no request id).
+pub fn audit_events_named(name: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let capture = AUDIT.get().expect("capture_audit_events() was called");
+    capture
+        .events
+        .lock()
+        .expect("audit lock")
+        .iter()
+        .filter(|event| event.get("event").map(String::as_str) == Some(name))
+        .cloned()
+        .collect()
+}
+
 /// The audit events recorded for the request whose response carried `request_id`.
 pub fn audit_events_for(request_id: &str) -> Vec<std::collections::BTreeMap<String, String>> {
     let capture = AUDIT.get().expect("capture_audit_events() was called");
@@ -634,6 +673,8 @@ pub fn audit_events_for(request_id: &str) -> Vec<std::collections::BTreeMap<Stri
 pub struct RunningBinary {
     pub child: std::process::Child,
     events: std::sync::mpsc::Receiver<serde_json::Value>,
+    /// Every line the process wrote, stdout and stderr, as written.
+    output: Arc<std::sync::Mutex<Vec<String>>>,
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
@@ -656,23 +697,33 @@ impl RunningBinary {
             .env("APP_ENVIRONMENT", "test")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start the binary");
         let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let output: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         let (sender, events) = std::sync::mpsc::channel::<serde_json::Value>();
+        let stdout_lines = Arc::clone(&output);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(event) = serde_json::from_str(&line)
-                    && sender.send(event).is_err()
-                {
-                    break;
+                stdout_lines.lock().expect("output").push(line.clone());
+                if let Ok(event) = serde_json::from_str(&line) {
+                    // The test may have stopped listening; keep collecting the output.
+                    let _ = sender.send(event);
                 }
+            }
+        });
+        let stderr_lines = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                stderr_lines.lock().expect("output").push(line);
             }
         });
         Self {
             child,
             events,
+            output,
             _dirs: (config_dir, data_dir),
         }
     }
@@ -688,6 +739,16 @@ impl RunningBinary {
                 return event;
             }
         }
+    }
+
+    /// Every line written so far, stdout and stderr.
+    pub fn output(&self) -> Vec<String> {
+        self.output.lock().expect("output").clone()
+    }
+
+    /// The folder of the binary's data: `app.db`, `keys/`, `tls/`.
+    pub fn data_dir(&self) -> &Path {
+        self._dirs.1.path()
     }
 
     /// The development CA the binary created (`self_signed` mode).

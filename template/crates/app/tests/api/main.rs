@@ -1,6 +1,7 @@
 //! Integration tests: each boots the real service on port 0 with a fresh database and speaks
 //! HTTP to it. One test binary, one module per area.
 
+mod anomaly;
 mod auth;
 mod browser;
 mod config;
@@ -8,8 +9,10 @@ mod cors;
 mod headers;
 mod health;
 mod helpers;
+mod leaks;
 mod limits;
 mod malformed;
+mod metrics;
 mod migrations;
 mod oidc;
 mod openapi;

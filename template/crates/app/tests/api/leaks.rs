@@ -1,0 +1,288 @@
+//! LOG-5 and LOG-1 .. LOG-3 on the real binary: one scenario drives every credential flow while
+//! all the process writes (stdout and stderr, at debug level) is captured; then no password,
+//! token, key secret, reset token or card number may appear anywhere in it, and each flow's audit
+//! event appears exactly once.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{BootstrapCredentials, RunningBinary, client_trusting};
+
+/// A request id, an audit event name and its outcome, expected exactly once.
+type Expected = (String, &'static str, &'static str);
+
+fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .expect("a request id")
+        .to_owned()
+}
+
+/// The reset token mailed to `email`, read from the binary's outbox once its background task
+/// wrote it.
+async fn mailed_reset_token(database: &str, email: &str) -> String {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let db = sea_orm::Database::connect(database)
+        .await
+        .expect("database");
+    for _ in 0..100 {
+        let messages = app::persistence::outbox::Entity::find()
+            .filter(app::persistence::outbox::Column::Recipient.eq(email))
+            .all(&db)
+            .await
+            .expect("query");
+        if let Some(token) = messages.iter().find_map(|message| {
+            let (_, token) = message.body.split_once("#token=")?;
+            Some(token.split_whitespace().next()?.to_owned())
+        }) {
+            return token;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no reset token was mailed to {email}");
+}
+
+#[tokio::test]
+async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
+    let binary = RunningBinary::start("[log]\nlevel = \"debug\"\n");
+    let base = format!("https://{}", binary.address("listening"));
+    let client = client_trusting(Some(&binary.dev_ca_cert()));
+    let bootstrap: BootstrapCredentials = serde_json::from_slice(
+        &std::fs::read(binary.data_dir().join("keys").join("bootstrap.json")).expect("bootstrap"),
+    )
+    .expect("bootstrap.json");
+    let admin = bootstrap.admin.email.clone();
+    let mut secrets = vec![bootstrap.admin.password.clone(), bootstrap.api_key.clone()];
+    let mut expected: Vec<Expected> = Vec::new();
+    let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).expect("form");
+
+    // Login: a failure, then a success.
+    let wrong_password = "wrong-Password-4711";
+    secrets.push(wrong_password.to_owned());
+    let failed = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": admin, "password": wrong_password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(failed.status(), 401);
+    expected.push((request_id(&failed), "authn.password", "denied"));
+    let logged_in = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": admin, "password": bootstrap.admin.password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(logged_in.status(), 200);
+    expected.push((request_id(&logged_in), "authn.password", "allowed"));
+    expected.push((request_id(&logged_in), "token.issued", "allowed"));
+    let tokens: Value = logged_in.json().await.expect("tokens");
+    let access_token = tokens["access_token"].as_str().expect("access").to_owned();
+    let first_refresh = tokens["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    secrets.extend([access_token.clone(), first_refresh.clone()]);
+
+    // Refresh, then reuse of the rotated-out refresh token.
+    let refreshed = client
+        .post(format!("{base}/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first_refresh),
+        ]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refreshed.status(), 200);
+    expected.push((request_id(&refreshed), "token.issued", "allowed"));
+    let rotated: Value = refreshed.json().await.expect("tokens");
+    secrets.push(rotated["access_token"].as_str().expect("access").to_owned());
+    secrets.push(
+        rotated["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned(),
+    );
+    let reused = client
+        .post(format!("{base}/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &first_refresh),
+        ]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(reused.status(), 400);
+    expected.push((request_id(&reused), "token.refresh_reuse", "denied"));
+
+    // API key: create, rotate, use.
+    let created = client
+        .post(format!("{base}/v1/api-keys"))
+        .bearer_auth(&access_token)
+        .json(&json!({"name": "leak-test", "scopes": ["profile"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(created.status(), 201);
+    expected.push((request_id(&created), "api_key.created", "allowed"));
+    let created: Value = created.json().await.expect("key");
+    secrets.push(created["secret"].as_str().expect("secret").to_owned());
+    let rotated_key = client
+        .post(format!(
+            "{base}/v1/api-keys/{}/rotate",
+            created["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(rotated_key.status(), 201);
+    expected.push((request_id(&rotated_key), "api_key.rotated", "allowed"));
+    let rotated_key: Value = rotated_key.json().await.expect("key");
+    let key_secret = rotated_key["secret"].as_str().expect("secret").to_owned();
+    secrets.push(key_secret.clone());
+    let used = client
+        .get(format!("{base}/v1/me"))
+        .header("x-api-key", &key_secret)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(used.status(), 200);
+    expected.push((request_id(&used), "authn.api_key", "allowed"));
+    expected.push((request_id(&used), "authz.scope", "allowed"));
+
+    // A token and a card number in a query string (clients get this wrong): the access log
+    // records the path without its query.
+    let in_query = client
+        .get(format!(
+            "{base}/v1/me?access_token={access_token}&card=4111111111111111"
+        ))
+        .header("x-api-key", &key_secret)
+        .send()
+        .await
+        .expect("request");
+    assert!(in_query.status().as_u16() < 500);
+
+    // Password reset: request, then confirm with the mailed token.
+    let requested = client
+        .post(format!("{base}/v1/auth/password-reset"))
+        .json(&json!({"email": admin}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(requested.status(), 202);
+    expected.push((
+        request_id(&requested),
+        "password_reset.requested",
+        "allowed",
+    ));
+    let database = format!(
+        "sqlite://{}?mode=rw",
+        binary.data_dir().join("app.db").display()
+    );
+    let reset_token = mailed_reset_token(&database, &admin).await;
+    let new_password = "quartz-lantern-plover-8";
+    secrets.extend([reset_token.clone(), new_password.to_owned()]);
+    let confirmed = client
+        .post(format!("{base}/v1/auth/password-reset/confirm"))
+        .json(&json!({"token": reset_token, "new_password": new_password}))
+        .send()
+        .await
+        .expect("request");
+    assert!(confirmed.status().is_success(), "{}", confirmed.status());
+    expected.push((
+        request_id(&confirmed),
+        "password_reset.completed",
+        "allowed",
+    ));
+
+    // Validation failures whose bodies carry a card number and a password.
+    let card = "4111 1111 1111 1111";
+    let body_password = "Body-Secret-Pa55word";
+    secrets.extend([
+        card.to_owned(),
+        card.replace(' ', ""),
+        body_password.to_owned(),
+    ]);
+    let refused = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&access_token)
+        .header("idempotency-key", "leak-test")
+        .json(&json!({
+            "amount_cents": "1250",
+            "currency": "EUR",
+            "description": card,
+            "card_number": card.replace(' ', ""),
+            "password": body_password
+        }))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused.status(), 400);
+    expected.push((request_id(&refused), "input.validation", "denied"));
+    let malformed = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": admin, "password": body_password, "card": card}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(malformed.status(), 400);
+    expected.push((request_id(&malformed), "input.validation", "denied"));
+
+    // The access log line of the last request is written after its response: wait for it.
+    let last = request_id(&malformed);
+    for _ in 0..50 {
+        if binary
+            .output()
+            .iter()
+            .filter(|line| line.contains(&last))
+            .count()
+            >= 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let output = binary.output();
+    assert!(
+        output.len() > 20,
+        "too little output to prove anything: {output:?}"
+    );
+    for secret in &secrets {
+        assert!(
+            secret.len() >= 12,
+            "a secret this short could match by chance: {secret}"
+        );
+        if let Some(line) = output.iter().find(|line| line.contains(secret.as_str())) {
+            panic!("a secret reached the log: {line}");
+        }
+    }
+    let audit: Vec<Value> = output
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["log"] == "audit")
+        .collect();
+    for (request_id, event, outcome) in &expected {
+        let matching = audit
+            .iter()
+            .filter(|line| line["request_id"] == request_id.as_str() && line["event"] == *event)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            matching.len(),
+            1,
+            "{event} for request {request_id}: {matching:?}"
+        );
+        assert_eq!(matching[0]["outcome"], *outcome, "{event}");
+        for field in ["timestamp", "reason", "client_ip", "route"] {
+            assert!(!matching[0][field].is_null(), "{event} lacks {field}");
+        }
+    }
+}

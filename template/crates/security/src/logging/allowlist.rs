@@ -1,0 +1,275 @@
+//! Allowlist-only application logging (LOG-5): a field reaches the log only if its name is on
+//! the list.
+//!
+//! Threat: a secret logged by accident: a token in a debug field, a password in an error, a
+//! dependency logging a header, an SQL statement with its values, a request body. Redaction by
+//! denylist misses the field nobody thought of.
+//!
+//! Control: [`AllowlistLayer`] formats every event itself and writes only the message and the
+//! fields named in [`LOGGED_FIELDS`]; any other field is dropped and counted
+//! ([`AllowlistLayer::dropped_fields`]), never printed. Values are escaped (JSON escaping, or
+//! `escape_debug` for the terminal format), so a client cannot forge log lines with newlines or
+//! control characters. No header is ever a field: the access log records method, path, status
+//! and latency only, so `Authorization`, `Cookie`, `Set-Cookie` and API-key headers cannot
+//! appear. Secrets are typed (`secrecy`, or their own redacting `Debug`) as a second line of
+//! defence.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Context, Layer};
+
+/// The field names the application log may carry, besides `message`. Each is a fixed code, a
+/// number, an address or an error description, never a client-supplied secret.
+pub const LOGGED_FIELDS: &[&str] = &[
+    "error",
+    "status",
+    "method",
+    "path",
+    "latency_ms",
+    "address",
+    "peer",
+    "issuer",
+    "ca_cert",
+    "cert",
+    "file",
+    "tier",
+    "trigger",
+    "deleted",
+    "grace_seconds",
+    "authorized",
+    "routed",
+    "request_id",
+    "route",
+];
+
+/// How a line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineFormat {
+    /// One JSON object per line.
+    Json,
+    /// `timestamp LEVEL target: message key=value ...`, values escaped.
+    Pretty,
+}
+
+/// A `tracing` layer writing the allowlisted part of every event to `writer`.
+#[derive(Debug)]
+pub struct AllowlistLayer<W> {
+    writer: W,
+    format: LineFormat,
+    dropped: Arc<AtomicU64>,
+}
+
+impl<W> AllowlistLayer<W> {
+    pub fn new(writer: W, format: LineFormat) -> Self {
+        Self {
+            writer,
+            format,
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Fields dropped so far because their name is not allowlisted (shared counter).
+    pub fn dropped_fields(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.dropped)
+    }
+}
+
+/// Collects the allowlisted fields of one event, in order.
+#[derive(Default)]
+struct Allowlisted {
+    message: Option<String>,
+    fields: Vec<(&'static str, serde_json::Value)>,
+    dropped: u64,
+}
+
+impl Allowlisted {
+    fn keep(&mut self, field: &Field, value: serde_json::Value) {
+        if field.name() == "message" {
+            self.message = Some(match value {
+                serde_json::Value::String(text) => text,
+                other => other.to_string(),
+            });
+        } else if let Some(name) = LOGGED_FIELDS.iter().find(|name| **name == field.name()) {
+            self.fields.push((name, value));
+        } else {
+            self.dropped += 1;
+        }
+    }
+}
+
+impl Visit for Allowlisted {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.keep(field, serde_json::Value::String(format!("{value:?}")));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.keep(field, serde_json::Value::String(value.to_owned()));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.keep(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.keep(field, value.into());
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.keep(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.keep(field, value.into());
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.keep(field, serde_json::Value::String(value.to_string()));
+    }
+}
+
+/// The current time, RFC 3339 in UTC with milliseconds.
+fn timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
+}
+
+/// One event as a line (without the newline).
+fn render(format: LineFormat, level: &tracing::Level, target: &str, event: Allowlisted) -> String {
+    match format {
+        LineFormat::Json => {
+            let mut line = serde_json::Map::new();
+            line.insert("timestamp".to_owned(), timestamp().into());
+            line.insert("level".to_owned(), level.as_str().into());
+            line.insert("target".to_owned(), target.into());
+            if let Some(message) = event.message {
+                line.insert("message".to_owned(), message.into());
+            }
+            for (name, value) in event.fields {
+                line.insert(name.to_owned(), value);
+            }
+            serde_json::Value::Object(line).to_string()
+        }
+        LineFormat::Pretty => {
+            let mut line = format!("{} {:>5} {}:", timestamp(), level.as_str(), target);
+            if let Some(message) = event.message {
+                let _ = write!(line, " {}", message.escape_debug());
+            }
+            for (name, value) in event.fields {
+                let value = match value {
+                    serde_json::Value::String(text) => text,
+                    other => other.to_string(),
+                };
+                let _ = write!(line, " {name}={}", value.escape_debug());
+            }
+            line
+        }
+    }
+}
+
+impl<S, W> Layer<S> for AllowlistLayer<W>
+where
+    S: Subscriber,
+    W: for<'writer> MakeWriter<'writer> + 'static,
+{
+    fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
+        let mut fields = Allowlisted::default();
+        event.record(&mut fields);
+        if fields.dropped > 0 {
+            self.dropped.fetch_add(fields.dropped, Ordering::Relaxed);
+        }
+        let metadata = event.metadata();
+        let mut line = render(self.format, metadata.level(), metadata.target(), fields);
+        line.push('\n');
+        let _ = self.writer.make_writer().write_all(line.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+
+    /// A writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    fn logged(format: LineFormat, emit: impl FnOnce()) -> (String, u64) {
+        let buffer = Buffer::default();
+        let layer = AllowlistLayer::new(buffer.clone(), format);
+        let dropped = layer.dropped_fields();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, emit);
+        let text = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf-8");
+        (text, dropped.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn only_allowlisted_fields_are_written_and_the_rest_counted() {
+        let (text, dropped) = logged(LineFormat::Json, || {
+            tracing::info!(
+                status = 401,
+                password = "hunter2-hunter2",
+                authorization = "Bearer eyJhbGciOi",
+                route = "/v1/auth/login",
+                "login refused"
+            );
+        });
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("eyJhbGciOi"), "{text}");
+        let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
+        assert_eq!(line["message"], "login refused");
+        assert_eq!(line["status"], 401);
+        assert_eq!(line["route"], "/v1/auth/login");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(dropped, 2);
+    }
+
+    #[test]
+    fn newlines_and_control_characters_cannot_forge_a_line() {
+        let forged = "/x\n{\"level\":\"ERROR\",\"message\":\"forged\"}\u{1b}[2J";
+        for format in [LineFormat::Json, LineFormat::Pretty] {
+            let (text, _) = logged(format, || {
+                tracing::info!(path = forged, "request");
+            });
+            assert_eq!(text.lines().count(), 1, "{format:?}: {text}");
+            assert!(!text.contains('\u{1b}'), "{format:?}: {text}");
+        }
+    }
+}
