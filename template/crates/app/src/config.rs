@@ -20,7 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
-use security::monitoring::anomaly::{AnomalyConfig, SpikeThreshold};
+use security::monitoring::anomaly::{AnomalyConfig, FailureThreshold, SpikeThreshold};
 use security::transport::secure_headers::ONE_YEAR;
 use serde::{Deserialize, Serialize};
 
@@ -491,8 +491,9 @@ pub enum AuditSinkKind {
 }
 
 /// Anomaly detection over the audit events (LOG-4): failed-authentication spikes, unusual
-/// geography and unusual usage, each finding a `security.anomaly` audit event. A window alerts at
-/// `max(min_count, baseline_multiplier x the key's own baseline)`.
+/// geography and unusual usage, each finding a `security.anomaly` audit event. An address or an
+/// account alerts at fixed limits per window and per hour (nothing learned); elsewhere a window
+/// alerts at `max(min_count, baseline_multiplier x the key's own baseline)`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySettings {
@@ -503,11 +504,13 @@ pub struct AnomalySettings {
     /// Addresses, accounts and principals remembered per detector (at least 100); the least
     /// recently seen makes room, so a flood of keys costs bounded memory.
     pub max_tracked_keys: usize,
-    /// Refused credentials per client address (IPv6 per /64) and window.
-    pub auth_failures_per_ip: SpikeThreshold,
-    /// Refused passwords per account and window, from any address.
-    pub auth_failures_per_account: SpikeThreshold,
-    /// Refused credentials over the whole service per window.
+    /// Refused credentials and authentication rate-limit refusals per client address (IPv6 per
+    /// /64), per window and per hour.
+    pub auth_failures_per_ip: FailureThreshold,
+    /// Refused passwords per account, from any address, per window and per hour.
+    pub auth_failures_per_account: FailureThreshold,
+    /// Refused credentials and authentication rate-limit refusals over the whole service per
+    /// window, against its baseline.
     pub auth_failures_global: SpikeThreshold,
     /// Requests per principal and window.
     pub requests_per_principal: SpikeThreshold,
@@ -879,12 +882,21 @@ impl Settings {
         if anomaly.max_tracked_keys < 100 {
             refuse("anomaly.max_tracked_keys", "must be at least 100");
         }
-        for (name, threshold) in [
+        for (name, limit) in [
             ("auth_failures_per_ip", anomaly.auth_failures_per_ip),
             (
                 "auth_failures_per_account",
                 anomaly.auth_failures_per_account,
             ),
+        ] {
+            if limit.per_window == 0 || limit.per_hour == 0 {
+                refuse(
+                    &format!("anomaly.{name}"),
+                    "needs per_window and per_hour of at least 1",
+                );
+            }
+        }
+        for (name, threshold) in [
             ("auth_failures_global", anomaly.auth_failures_global),
             ("requests_per_principal", anomaly.requests_per_principal),
         ] {
@@ -1184,8 +1196,8 @@ mod tests {
         window_seconds = 60
         cooldown_seconds = 900
         max_tracked_keys = 10000
-        auth_failures_per_ip = { min_count = 10, baseline_multiplier = 10.0 }
-        auth_failures_per_account = { min_count = 5, baseline_multiplier = 10.0 }
+        auth_failures_per_ip = { per_window = 10, per_hour = 30 }
+        auth_failures_per_account = { per_window = 5, per_hour = 20 }
         auth_failures_global = { min_count = 50, baseline_multiplier = 10.0 }
         requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }
         usage_history_windows = 10
@@ -1474,9 +1486,14 @@ mod tests {
                 "anomaly.cooldown_seconds",
             ),
             (
-                "auth_failures_per_ip = { min_count = 10,",
-                "auth_failures_per_ip = { min_count = 0,",
+                "auth_failures_per_ip = { per_window = 10,",
+                "auth_failures_per_ip = { per_window = 0,",
                 "anomaly.auth_failures_per_ip",
+            ),
+            (
+                "per_window = 5, per_hour = 20 }",
+                "per_window = 5, per_hour = 0 }",
+                "anomaly.auth_failures_per_account",
             ),
             (
                 "requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }",

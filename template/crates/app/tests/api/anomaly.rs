@@ -33,8 +33,8 @@ async fn a_burst_of_wrong_passwords_from_one_address_raises_anomaly_events() {
     // Low floors, so that a short burst is a spike; every other threshold as by default.
     let app = spawn_app_with(
         "[anomaly]\n\
-         auth_failures_per_ip = { min_count = 4, baseline_multiplier = 10.0 }\n\
-         auth_failures_per_account = { min_count = 4, baseline_multiplier = 10.0 }\n",
+         auth_failures_per_ip = { per_window = 4, per_hour = 30 }\n\
+         auth_failures_per_account = { per_window = 4, per_hour = 20 }\n",
     )
     .await;
     let me = app

@@ -119,8 +119,8 @@ file_path = "DATA_DIR/audit.log"
 window_seconds = 60
 cooldown_seconds = 900
 max_tracked_keys = 10000
-auth_failures_per_ip = { min_count = 10, baseline_multiplier = 10.0 }
-auth_failures_per_account = { min_count = 5, baseline_multiplier = 10.0 }
+auth_failures_per_ip = { per_window = 10, per_hour = 30 }
+auth_failures_per_account = { per_window = 5, per_hour = 20 }
 auth_failures_global = { min_count = 50, baseline_multiplier = 10.0 }
 requests_per_principal = { min_count = 60, baseline_multiplier = 10.0 }
 usage_history_windows = 10

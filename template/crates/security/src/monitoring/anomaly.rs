@@ -8,23 +8,33 @@
 //!
 //! Control: [`AnomalyDetector`] observes every audit event of the service and runs three
 //! detectors, each named in the event's `policy`, its finding in the `reason`:
-//! - `auth_failures`: refused credentials far above their baseline per client address (IPv6 per
-//!   /64: `auth_failure_spike_ip`), per account (`auth_failure_spike_account`) and over the
-//!   whole service (`auth_failure_spike_global`);
+//! - `auth_failures`: refused credentials, and refusals by the authentication rate-limit tiers,
+//!   beyond fixed limits per client address (IPv6 per /64: `auth_failure_spike_ip`) and per
+//!   account (`auth_failure_spike_account`), in one window (a burst) or over the last hour (a
+//!   slow, steady attack), and far above their baseline over the whole service
+//!   (`auth_failure_spike_global`);
 //! - `geography`, with a GeoIP database ([`super::geoip`]): a principal seen from a country new
 //!   to it once it has a history (`new_country`), or from two places farther apart than
 //!   `max_travel_speed_kmh` allows in the time between (`impossible_travel`);
 //! - `usage`: a principal's request rate far above its own (`request_rate`), or a burst of
 //!   requests to operations that make under 1% of its history (`endpoint_mix`).
 //!
-//! Baselines: events are counted per key in fixed windows (`window`, a minute by default). A
-//! key's baseline is the exponentially weighted average of its past windows in which it was
-//! active, and a window alerts once it reaches `max(min_count, baseline_multiplier x baseline)`.
-//! A window that alerted is not learned, so a lasting attack never becomes the norm. A key
-//! alerts at most once per `cooldown` for each finding. Every map is bounded (`max_tracked_keys`;
-//! the least recently seen key makes room) and idle keys are forgotten, so a flood of addresses
-//! or principals costs bounded memory. Time is the events' own ([`AuditRecord::at`]): the
-//! detectors never read a clock, so tests replay synthetic days in milliseconds.
+//! Thresholds: failures are never normal for one address or account, so nothing is learned
+//! there: a key alerts once a window (`window`, a minute by default) holds `per_window` of them,
+//! or the last hour `per_hour` (estimated from this hour's and the previous hour's counts), so a
+//! guess a minute, under every per-minute limit, is caught within the hour. Elsewhere (the whole
+//! service's failures, a principal's requests) a key's baseline is the exponentially weighted
+//! average of its past windows in which it was active, and a window alerts once it reaches
+//! `max(min_count, baseline_multiplier x baseline)`; a window that alerted is not learned, so a
+//! lasting attack never becomes the norm. A key alerts at most once per `cooldown` for each
+//! finding. Every map is bounded (`max_tracked_keys`; the least recently seen key makes room) and
+//! idle keys are forgotten, so a flood of addresses or principals costs bounded memory.
+//!
+//! Time is the events' own ([`AuditRecord::at`]): the detectors never read a clock, so tests
+//! replay synthetic days in milliseconds. Their clock follows the latest event, and a record up to
+//! [`CLOCK_TOLERANCE`] older (concurrent requests) counts at that time; an older one means the
+//! wall clock stepped back, and the detectors' clock follows it rather than freezing in the
+//! future (which would pile every later event into one window and hold every cool-down).
 //!
 //! On the request path, [`AnomalyDetector::observe`] only filters and hands the record to a
 //! bounded channel; one background task ([`DetectorTask`]) runs the detectors. When the task
@@ -53,6 +63,18 @@ use crate::monitoring::geoip::{Coordinates, CountryCode, GeoIp};
 
 /// The name of the audit event every detector raises.
 pub const ANOMALY_EVENT: &str = "security.anomaly";
+
+/// A record this much older than the latest counts at the latest time (records of concurrent
+/// requests arrive slightly out of order); an older one is a backward clock step, followed.
+pub const CLOCK_TOLERANCE: Duration = Duration::from_secs(10);
+
+/// The long horizon of the per-address and per-account failure limits.
+const FAILURE_HORIZON_SECONDS: u64 = 3600;
+
+/// Rate-limit tiers guarding a credential check: their refusals (`ratelimit.exceeded`) are
+/// failed attempts the check never saw (a locked-out account's later guesses, among others).
+const AUTHENTICATION_TIERS: [&str; 4] =
+    ["login", "login_account", "token", "password_reset_confirm"];
 
 /// Records waiting for the detectors; beyond it they are dropped and counted.
 const INBOX_CAPACITY: usize = 8192;
@@ -94,6 +116,17 @@ impl SpikeThreshold {
     }
 }
 
+/// Fixed limits on one address's or account's failed attempts, never learned: failures are no
+/// one key's normal, and a learned baseline would make a steady attack the norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailureThreshold {
+    /// Failures in one window: a burst.
+    pub per_window: u32,
+    /// Failures in the last hour: a slow, steady attack under every per-window limit.
+    pub per_hour: u32,
+}
+
 /// The detectors' thresholds; [`Default`] holds the documented defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnomalyConfig {
@@ -103,11 +136,12 @@ pub struct AnomalyConfig {
     pub cooldown: Duration,
     /// Keys remembered per map (addresses, accounts, principals).
     pub max_tracked_keys: usize,
-    /// Refused credentials per client address and window.
-    pub auth_failures_per_ip: SpikeThreshold,
-    /// Refused passwords per account and window, from any address.
-    pub auth_failures_per_account: SpikeThreshold,
-    /// Refused credentials over the whole service per window.
+    /// Refused credentials and authentication rate-limit refusals per client address.
+    pub auth_failures_per_ip: FailureThreshold,
+    /// Refused passwords per account, from any address.
+    pub auth_failures_per_account: FailureThreshold,
+    /// Refused credentials and authentication rate-limit refusals over the whole service per
+    /// window, against its learned baseline (some failures are always about).
     pub auth_failures_global: SpikeThreshold,
     /// Requests per principal and window.
     pub requests_per_principal: SpikeThreshold,
@@ -129,15 +163,17 @@ impl Default for AnomalyConfig {
             window: Duration::from_secs(60),
             cooldown: Duration::from_secs(900),
             max_tracked_keys: 10_000,
-            // The default login tier lets 10 attempts a minute through per address.
-            auth_failures_per_ip: SpikeThreshold {
-                min_count: 10,
-                baseline_multiplier: 10.0,
+            // The default login tier lets 10 attempts a minute through per address; its
+            // refusals count too. A guess a minute alerts within half an hour.
+            auth_failures_per_ip: FailureThreshold {
+                per_window: 10,
+                per_hour: 30,
             },
-            // The default per-account login tier lets 5 failures through per 5 minutes.
-            auth_failures_per_account: SpikeThreshold {
-                min_count: 5,
-                baseline_multiplier: 10.0,
+            // The default per-account login tier lets 5 failures through per 5 minutes (60 an
+            // hour); someone who forgot their password gives up or resets it well before 20.
+            auth_failures_per_account: FailureThreshold {
+                per_window: 5,
+                per_hour: 20,
             },
             auth_failures_global: SpikeThreshold {
                 min_count: 50,
@@ -226,7 +262,7 @@ impl Anomaly {
 
 /// What one audit record tells the detectors.
 enum Signal<'a> {
-    /// A credential was presented and refused.
+    /// A credential was presented and refused, or an authentication tier refused the attempt.
     AuthFailure {
         client_ip: Option<IpAddr>,
         /// The account a refused password was for, when it exists.
@@ -254,6 +290,19 @@ fn signal(record: &AuditRecord) -> Option<Signal<'_>> {
             (record.reason != "verifier_unavailable").then_some(Signal::AuthFailure {
                 client_ip: record.client_ip,
                 account: principal,
+            })
+        }
+        // A guess the rate limits refused is still a guess. No account: the refusal names
+        // the key's kind only.
+        "ratelimit.exceeded"
+            if record
+                .policy
+                .as_deref()
+                .is_some_and(|tier| AUTHENTICATION_TIERS.contains(&tier)) =>
+        {
+            Some(Signal::AuthFailure {
+                client_ip: record.client_ip,
+                account: None,
             })
         }
         // Allowed or not, the credential behind a scope decision was verified.
@@ -290,9 +339,11 @@ struct Tick {
 struct Cooldown(Option<u64>);
 
 impl Cooldown {
+    /// A clock stepped back before the last alert ends the cool-down: one alert too many
+    /// rather than none until the clock catches up.
     fn try_alert(&mut self, now: u64, cooldown: u64) -> bool {
         match self.0 {
-            Some(last) if now < last.saturating_add(cooldown) => false,
+            Some(last) if (last..last.saturating_add(cooldown)).contains(&now) => false,
             _ => {
                 self.0 = Some(now);
                 true
@@ -318,7 +369,8 @@ impl WindowCounter {
     /// Counts one event; true when it makes the window spike. Until `min_learned` windows are
     /// learned, every window is learned and none is judged.
     fn count(&mut self, window: u64, threshold: SpikeThreshold, min_learned: u32) -> bool {
-        if window > self.window {
+        // Another window, later or (after a clock step back) earlier: never counted on.
+        if window != self.window {
             self.close_window();
             self.window = window;
         }
@@ -367,12 +419,52 @@ impl SpikeState {
     }
 }
 
+/// One address's or account's failures, against fixed limits: this window's, and this and the
+/// previous hour's (the last hour is the previous one's share still in it plus this one's: the
+/// usual sliding-window estimate, two counters instead of sixty).
+#[derive(Debug, Clone, Default)]
+struct FailureCounter {
+    window: u64,
+    in_window: u32,
+    hour: u64,
+    this_hour: u32,
+    previous_hour: u32,
+    cooldown: Cooldown,
+}
+
+impl FailureCounter {
+    /// Counts one failure; true when the key alerts.
+    fn count(&mut self, tick: Tick, threshold: FailureThreshold, cooldown: u64) -> bool {
+        if tick.window != self.window {
+            self.window = tick.window;
+            self.in_window = 0;
+        }
+        let hour = tick.now / FAILURE_HORIZON_SECONDS;
+        match hour.checked_sub(self.hour) {
+            Some(0) => {}
+            Some(1) => self.previous_hour = std::mem::take(&mut self.this_hour),
+            Some(_) => (self.previous_hour, self.this_hour) = (0, 0),
+            // The clock stepped back: the counts carry on.
+            None => {}
+        }
+        self.hour = hour;
+        self.in_window = self.in_window.saturating_add(1);
+        self.this_hour = self.this_hour.saturating_add(1);
+        let into_hour =
+            (tick.now % FAILURE_HORIZON_SECONDS) as f64 / FAILURE_HORIZON_SECONDS as f64;
+        let last_hour =
+            f64::from(self.previous_hour) * (1.0 - into_hour) + f64::from(self.this_hour);
+        (self.in_window >= threshold.per_window || last_hour >= f64::from(threshold.per_hour))
+            && self.cooldown.try_alert(tick.now, cooldown)
+    }
+}
+
 /// Per-key state with a fixed capacity: a new key beyond it evicts the least recently seen
 /// one, and keys idle past a retention are forgotten.
 #[derive(Debug)]
 struct BoundedMap<K, V> {
     entries: HashMap<K, Slot<V>>,
-    /// Keys by when they were last seen (a sequence number; event time never goes back).
+    /// Keys by when they were last seen (a sequence number: event time may step back).
     recency: BTreeMap<u64, K>,
     next_sequence: u64,
     capacity: usize,
@@ -459,11 +551,11 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Refused credentials per address, per account and overall.
+/// Refused credentials per address and per account (fixed limits) and overall (baseline).
 #[derive(Debug)]
 struct AuthFailureSpikes {
-    per_ip: BoundedMap<IpAddr, SpikeState>,
-    per_account: BoundedMap<String, SpikeState>,
+    per_ip: BoundedMap<IpAddr, FailureCounter>,
+    per_account: BoundedMap<String, FailureCounter>,
     global: SpikeState,
 }
 
@@ -488,16 +580,16 @@ impl AuthFailureSpikes {
         if let Some(ip) = client_ip {
             let state = self
                 .per_ip
-                .touch(address_key(ip), tick.now, SpikeState::default);
-            if state.count(tick, config.auth_failures_per_ip, 0, cooldown) {
+                .touch(address_key(ip), tick.now, FailureCounter::default);
+            if state.count(tick, config.auth_failures_per_ip, cooldown) {
                 found.push(anomaly(AnomalyKind::AuthFailureSpikeIp, None, Some(ip)));
             }
         }
         if let Some(account) = account {
-            let state = self
-                .per_account
-                .touch(account.to_owned(), tick.now, SpikeState::default);
-            if state.count(tick, config.auth_failures_per_account, 0, cooldown) {
+            let state =
+                self.per_account
+                    .touch(account.to_owned(), tick.now, FailureCounter::default);
+            if state.count(tick, config.auth_failures_per_account, cooldown) {
                 found.push(anomaly(
                     AnomalyKind::AuthFailureSpikeAccount,
                     Some(account),
@@ -569,7 +661,10 @@ impl UnusualGeography {
             }
             profile.learn_country(place.country);
         }
-        if let (Some((then, from)), Some(to)) = (profile.last_located, place.coordinates) {
+        // After a clock step back the time between is unknown: not judged.
+        if let (Some((then, from)), Some(to)) = (profile.last_located, place.coordinates)
+            && then <= tick.now
+        {
             let distance_km = from.distance_km(to);
             let hours = tick.now.saturating_sub(then) as f64 / 3600.0;
             if distance_km >= config.min_travel_distance_km
@@ -603,7 +698,7 @@ struct OperationMix {
 impl OperationMix {
     /// Counts one call; true when it makes the window's unfamiliar calls reach the threshold.
     fn count(&mut self, operation: u64, window: u64, config: &AnomalyConfig) -> bool {
-        if window > self.window {
+        if window != self.window {
             self.close_window();
             self.window = window;
         }
@@ -744,8 +839,8 @@ impl Seen<'_> {
 pub struct Detectors {
     config: AnomalyConfig,
     window_seconds: u64,
-    /// The latest event time seen: records from concurrent requests may arrive slightly out of
-    /// order, and the detectors' time never goes back.
+    /// The latest event time seen, the detectors' clock: a record up to [`CLOCK_TOLERANCE`]
+    /// older counts at this time; an older one steps it back (see [`Detectors::advance`]).
     now: u64,
     window: u64,
     auth_failures: AuthFailureSpikes,
@@ -793,20 +888,7 @@ impl Detectors {
         let Some(signal) = signal(record) else {
             return found;
         };
-        let at = record
-            .at
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        self.now = self.now.max(at);
-        let window = self.now / self.window_seconds;
-        if window > self.window {
-            self.window = window;
-            self.forget_idle();
-        }
-        let tick = Tick {
-            now: self.now,
-            window,
-        };
+        let tick = self.advance(record);
         let route = record.route.as_deref();
         match signal {
             Signal::AuthFailure { client_ip, account } => self.auth_failures.inspect(
@@ -838,6 +920,31 @@ impl Detectors {
             }
         }
         found
+    }
+
+    /// Moves the detectors' clock to `record`'s time. Records of concurrent requests arrive
+    /// slightly out of order: one at most [`CLOCK_TOLERANCE`] older than the clock counts at the
+    /// clock's time. An older one means the wall clock stepped back (an NTP correction, a VM
+    /// restored): the clock follows it, as it follows a step forward. Keeping the latest time
+    /// instead would freeze the detectors in the future until the wall clock caught up, every
+    /// event of that span in one window (false spikes) and every cool-down held (no alerts).
+    fn advance(&mut self, record: &AuditRecord) -> Tick {
+        let at = record
+            .at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        if at >= self.now || self.now - at > CLOCK_TOLERANCE.as_secs() {
+            self.now = at;
+        }
+        let window = self.now / self.window_seconds;
+        if window != self.window {
+            self.window = window;
+            self.forget_idle();
+        }
+        Tick {
+            now: self.now,
+            window,
+        }
     }
 
     /// Drops the state of keys idle past their retention (run once per window).
@@ -1040,6 +1147,30 @@ mod tests {
         }
     }
 
+    /// A refusal by the rate-limit `tier` of a request from `client_ip`, its key of kind `key`.
+    fn refused_by(at: u64, client_ip: IpAddr, tier: &str, key: &'static str) -> AuditRecord {
+        AuditRecord {
+            event: "ratelimit.exceeded",
+            reason: key,
+            policy: Some(tier.to_owned()),
+            ..login_failure(at, client_ip, None)
+        }
+    }
+
+    /// Feeds `records`; the anomalies found, each with the time of the record that tipped it.
+    fn feed_timed(detectors: &mut Detectors, records: &[AuditRecord]) -> Vec<(u64, Anomaly)> {
+        records
+            .iter()
+            .flat_map(|record| {
+                let at = record.at.duration_since(UNIX_EPOCH).expect("after 1970");
+                let found = detectors.inspect(record);
+                found
+                    .into_iter()
+                    .map(move |anomaly| (at.as_secs(), anomaly))
+            })
+            .collect()
+    }
+
     /// An allowed request to `operation` (`GET /v1/notes`), as access control records it.
     fn request(at: u64, principal: &str, client_ip: IpAddr, operation: &str) -> AuditRecord {
         let route = operation.split_once(' ').map(|(_, route)| route.to_owned());
@@ -1232,10 +1363,167 @@ mod tests {
     }
 
     #[test]
+    fn a_guess_a_minute_from_one_address_alerts_within_the_hour() {
+        let mut detectors = after_a_normal_day();
+        let attacker = at_host(PARIS, 250);
+        // Three hours at one guess a minute: under the per-window limit (and the login tier's)
+        // every minute; a learned baseline would have made it the address's normal.
+        let slow: Vec<AuditRecord> = (0..180)
+            .map(|minute| login_failure(ATTACK + minute * MINUTE, attacker, None))
+            .collect();
+        let anomalies = feed_timed(&mut detectors, &slow);
+        assert!(
+            anomalies.iter().all(|(_, anomaly)| {
+                anomaly.kind == AnomalyKind::AuthFailureSpikeIp
+                    && anomaly.client_ip == Some(attacker)
+            }),
+            "{anomalies:?}"
+        );
+        assert_eq!(
+            anomalies.first().map(|(at, _)| at),
+            Some(&(ATTACK + 29 * MINUTE)),
+            "the 30th failure of the hour"
+        );
+        assert_eq!(
+            anomalies.len(),
+            11,
+            "then once per cool-down while it lasts"
+        );
+    }
+
+    #[test]
+    fn a_guess_a_minute_on_one_account_from_rotating_addresses_alerts() {
+        let mut detectors = after_a_normal_day();
+        let target = user(42);
+        // Three hours at one wrong password a minute (the per-account lockout lets 5 through per
+        // 5 minutes: all of them), each from another address.
+        let slow: Vec<AuditRecord> = (0..180)
+            .map(|minute| {
+                let from = at_host(&format!("100.64.{}", minute / 100), minute % 100 + 1);
+                login_failure(ATTACK + minute * MINUTE, from, Some(&target.id))
+            })
+            .collect();
+        let anomalies = feed_timed(&mut detectors, &slow);
+        assert!(
+            anomalies.iter().all(|(_, anomaly)| {
+                anomaly.kind == AnomalyKind::AuthFailureSpikeAccount
+                    && anomaly.principal.as_deref() == Some(target.id.as_str())
+            }),
+            "{anomalies:?}"
+        );
+        assert_eq!(
+            anomalies.first().map(|(at, _)| at),
+            Some(&(ATTACK + 19 * MINUTE)),
+            "the 20th failure of the hour"
+        );
+        assert_eq!(
+            anomalies.len(),
+            11,
+            "then once per cool-down while it lasts"
+        );
+    }
+
+    #[test]
+    fn refusals_by_the_authentication_tiers_count_as_failures() {
+        let mut detectors = after_a_normal_day();
+        let attacker = at_host(PARIS, 250);
+        // Five wrong passwords, then the login tier refuses the address: ten attempts a minute.
+        let mut guesses: Vec<AuditRecord> = (0..5)
+            .map(|guess| login_failure(ATTACK + guess, attacker, None))
+            .collect();
+        guesses.extend(
+            (5..10).map(|guess| refused_by(ATTACK + guess, attacker, "login", "client_ip")),
+        );
+        let anomalies = feed(&mut detectors, &guesses);
+        assert_eq!(kinds(&anomalies), [AnomalyKind::AuthFailureSpikeIp]);
+        assert_eq!(anomalies[0].client_ip, Some(attacker));
+
+        // A locked-out account guessed from 60 addresses in a minute: the refusals name no
+        // account, but the service sees them.
+        let locked_out: Vec<AuditRecord> = (0..60)
+            .map(|guess| {
+                let from = at_host(SYDNEY, 150 + guess);
+                refused_by(ATTACK + HOUR + guess, from, "login_account", "account")
+            })
+            .collect();
+        let anomalies = feed(&mut detectors, &locked_out);
+        assert_eq!(kinds(&anomalies), [AnomalyKind::AuthFailureSpikeGlobal]);
+
+        for tier in ["login", "login_account", "token", "password_reset_confirm"] {
+            assert!(Detectors::reads(&refused_by(
+                DAY_ZERO,
+                attacker,
+                tier,
+                "client_ip"
+            )));
+        }
+        // Other tiers refuse traffic, not guesses.
+        for tier in ["anonymous", "authenticated", "password_reset", "payment"] {
+            assert!(!Detectors::reads(&refused_by(
+                DAY_ZERO,
+                attacker,
+                tier,
+                "client_ip"
+            )));
+        }
+    }
+
+    #[test]
+    fn a_clock_stepped_back_raises_no_false_spike_and_does_not_freeze() {
+        let mut detectors = after_a_normal_day();
+        // A normal second day whose wall clock steps back two hours at noon, and a straggler
+        // from three hours earlier arriving at 09:00. Frozen at noon, the detectors would count
+        // two hours of requests in one window: a rate spike for every busy principal.
+        let noon = time(DAY_ZERO + DAY + 12 * HOUR);
+        let mut records: Vec<AuditRecord> = normal_day(1)
+            .into_iter()
+            .map(|mut record| {
+                if record.at >= noon {
+                    record.at -= Duration::from_secs(2 * HOUR);
+                }
+                record
+            })
+            .collect();
+        let nine = time(DAY_ZERO + DAY + 9 * HOUR);
+        let straggler_at = records
+            .iter()
+            .position(|record| record.at >= nine)
+            .expect("a record after 09:00");
+        let regular = user(5);
+        let straggler = login(DAY_ZERO + DAY + 6 * HOUR, &regular.id, regular.ip());
+        records.insert(straggler_at, straggler);
+        let last = records.last().map(|record| record.at).expect("records");
+        assert_eq!(feed(&mut detectors, &records), []);
+        assert_eq!(
+            time(detectors.now),
+            last,
+            "the clock followed the step back"
+        );
+
+        // A record a few seconds older than the clock counts at the clock's time.
+        let now = detectors.now;
+        detectors.inspect(&login(now - 5, &regular.id, regular.ip()));
+        assert_eq!(detectors.now, now);
+
+        // A burst, the clock steps back an hour, the same burst: alerted again, not held by a
+        // cool-down (nor counted in a window) from the clock's future.
+        let attacker = at_host(PARIS, 250);
+        let burst = |from: u64| -> Vec<AuditRecord> {
+            (0..20)
+                .map(|guess| login_failure(from + guess, attacker, None))
+                .collect()
+        };
+        let first = feed(&mut detectors, &burst(now + HOUR));
+        assert_eq!(kinds(&first), [AnomalyKind::AuthFailureSpikeIp]);
+        let after_the_step = feed(&mut detectors, &burst(now + 5 * MINUTE));
+        assert_eq!(kinds(&after_the_step), [AnomalyKind::AuthFailureSpikeIp]);
+    }
+
+    #[test]
     fn a_lasting_attack_never_becomes_the_baseline() {
         let mut detectors = after_a_normal_day();
         let attacker = at_host(PARIS, 250);
-        // Two hours at 60 guesses a minute: every window spiked, none was learned.
+        // Two hours at 60 guesses a minute: the fixed limits hold, however long it lasts.
         let slow: Vec<AuditRecord> = (0..120 * MINUTE)
             .map(|second| login_failure(ATTACK + second, attacker, None))
             .collect();
