@@ -139,12 +139,21 @@ pub enum Revoked {
     Revoked,
 }
 
-fn parse_owner(principal: &Principal) -> Result<Uuid, ApiError> {
-    // Every principal of this service is a user id: a token's `sub`, a key's owner.
-    principal
-        .subject
-        .parse()
-        .map_err(|_| ApiError::Forbidden("This principal cannot own API keys"))
+fn parse_owner(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
+    // Every local principal is a user id: a token's `sub`, a key's owner. An external identity
+    // provider's `issuer#sub` is not, and is refused, audited (LOG-2).
+    principal.subject.parse().map_err(|_| {
+        AuditEvent::for_request(
+            request,
+            "authz.principal",
+            Outcome::Denied,
+            "not_a_local_user",
+        )
+        .subject(&principal.subject)
+        .policy("API keys are owned by local users only")
+        .record();
+        ApiError::Forbidden("This principal cannot own API keys")
+    })
 }
 
 /// Whether the caller may manage every principal's keys.
@@ -190,7 +199,7 @@ impl ApiKeysApi {
         body: Json<NewApiKey>,
     ) -> Result<Created, ApiError> {
         let principal = auth.principal();
-        let owner = parse_owner(principal)?;
+        let owner = parse_owner(request, principal)?;
         let body = body.0;
         require_scopes_held(
             request,
@@ -234,7 +243,7 @@ impl ApiKeysApi {
         owner: Query<Option<Uuid>>,
     ) -> Result<KeyList, ApiError> {
         let principal = auth.principal();
-        let own = parse_owner(principal)?;
+        let own = parse_owner(request, principal)?;
         let owner = owner.0.unwrap_or(own);
         if owner != own && !is_key_admin(principal) {
             AuditEvent::for_request(
@@ -350,7 +359,7 @@ impl ApiKeysApi {
         principal: &Principal,
         id: Uuid,
     ) -> Result<stored::Model, ApiError> {
-        let own = parse_owner(principal)?;
+        let own = parse_owner(request, principal)?;
         let key = stored::Entity::find_by_id(id)
             .one(&self.auth.db)
             .await?

@@ -88,11 +88,21 @@ pub enum DeletedNote {
     Deleted,
 }
 
-fn caller(principal: &Principal) -> Result<Uuid, ApiError> {
-    principal
-        .subject
-        .parse()
-        .map_err(|_| ApiError::Forbidden("This principal cannot own notes"))
+/// The caller's user id; a principal that is no local user (an external identity provider's
+/// `issuer#sub`) is refused, audited (LOG-2).
+fn caller(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
+    principal.subject.parse().map_err(|_| {
+        AuditEvent::for_request(
+            request,
+            "authz.principal",
+            Outcome::Denied,
+            "not_a_local_user",
+        )
+        .subject(&principal.subject)
+        .policy("notes are owned by local users only")
+        .record();
+        ApiError::Forbidden("This principal cannot own notes")
+    })
 }
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Notes")]
@@ -101,12 +111,13 @@ impl NotesApi {
     #[oai(path = "/notes", method = "post")]
     async fn create(
         &self,
+        request: &Request,
         #[oai(scope = "Scope::NotesWrite")] auth: Authenticated,
         body: Json<NewNote>,
     ) -> Result<CreatedNote, ApiError> {
         let note = notes::ActiveModel {
             id: Set(Uuid::new_v4()),
-            owner_id: Set(caller(auth.principal())?),
+            owner_id: Set(caller(request, auth.principal())?),
             title: Set(body.0.title),
             body: Set(body.0.body),
             created_at: Set(Utc::now()),
@@ -151,7 +162,7 @@ impl NotesApi {
         id: Uuid,
     ) -> Result<notes::Model, ApiError> {
         let note = notes::Entity::find_by_id(id)
-            .filter(notes::Column::OwnerId.eq(caller(principal)?))
+            .filter(notes::Column::OwnerId.eq(caller(request, principal)?))
             .one(&self.auth.db)
             .await?;
         match note {

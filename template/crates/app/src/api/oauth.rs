@@ -47,6 +47,14 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
     response
 }
 
+/// `response`, a refusal of the request's input, after its `input.validation` audit event
+/// (LOG-3): these endpoints answer outside the API's JSON error mapping, which records the
+/// event for every other route. `reason` is a fixed code, never the refused value.
+fn refused_input(request: &Request, reason: &'static str, response: Response) -> Response {
+    AuditEvent::for_request(request, "input.validation", Outcome::Denied, reason).record();
+    response
+}
+
 /// A JSON response that no cache may keep (RFC 6749, section 5.1).
 fn json_response(status: StatusCode, body: &Value) -> Response {
     Response::builder()
@@ -150,6 +158,13 @@ impl TokenEndpoint {
                 );
             }
             Err(AuthFailure::Unavailable) => {
+                AuditEvent::for_request(
+                    request,
+                    "authn.client",
+                    Outcome::Denied,
+                    "verifier_unavailable",
+                )
+                .record();
                 return oauth_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "temporarily_unavailable",
@@ -291,10 +306,14 @@ fn presented_refresh_token(
         });
     }
     let Some(cookie) = cookie_value(request, tokens::REFRESH_COOKIE) else {
-        return Err(Box::new(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "refresh_token is required",
+        return Err(Box::new(refused_input(
+            request,
+            "missing_refresh_token",
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "refresh_token is required",
+            ),
         )));
     };
     let origin = request
@@ -363,20 +382,29 @@ async fn read_form(
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !form_encoded {
-        return Ok(Err(oauth_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded",
+        return Ok(Err(refused_input(
+            request,
+            "unsupported_media_type",
+            oauth_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "the body must be application/x-www-form-urlencoded",
+            ),
         )));
     }
-    // Already bounded in size and time by `BodyLimit`.
+    // Already bounded in size and time by `BodyLimit` (an error here is mapped, and audited,
+    // by the service's JSON error mapping).
     let bytes = request.take_body().into_bytes().await?;
     request.set_body(Body::empty());
     Ok(parse_form(&bytes).ok_or_else(|| {
-        oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the form is malformed or repeats a parameter",
+        refused_input(
+            request,
+            "request_malformed",
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the form is malformed or repeats a parameter",
+            ),
         )
     }))
 }
@@ -439,24 +467,36 @@ impl Endpoint for TokenEndpoint {
             Err(response) => return Ok(response),
         };
         if !self.auth.issues_tokens() {
-            return Ok(oauth_error(
-                StatusCode::BAD_REQUEST,
+            return Ok(refused_input(
+                &request,
                 "unsupported_grant_type",
-                "this service issues no tokens; use its identity provider",
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "this service issues no tokens; use its identity provider",
+                ),
             ));
         }
         let response = match form.get("grant_type").map(String::as_str) {
             Some("client_credentials") => self.client_credentials_grant(&request, &form).await,
             Some("refresh_token") => self.refresh_token_grant(&request, &form).await,
-            Some(_) => oauth_error(
-                StatusCode::BAD_REQUEST,
+            Some(_) => refused_input(
+                &request,
                 "unsupported_grant_type",
-                "supported: client_credentials, refresh_token",
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "supported: client_credentials, refresh_token",
+                ),
             ),
-            None => oauth_error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "grant_type is required",
+            None => refused_input(
+                &request,
+                "missing_grant_type",
+                oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "grant_type is required",
+                ),
             ),
         };
         Ok(response)

@@ -137,13 +137,25 @@ enum Attempt {
     Taken(idempotency_keys::Model),
     /// The key was taken by a concurrent request whose record was gone when read.
     Vanished,
+    /// The caller's user id names no account (a valid token whose user was deleted since).
+    UnknownUser,
 }
 
-fn caller(principal: &Principal) -> Result<Uuid, ApiError> {
-    principal
-        .subject
-        .parse()
-        .map_err(|_| ApiError::Forbidden("This principal cannot make payments"))
+/// The caller's user id; a principal that is no local user (an external identity provider's
+/// `issuer#sub`) is refused, audited (LOG-2).
+fn caller(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
+    principal.subject.parse().map_err(|_| {
+        AuditEvent::for_request(
+            request,
+            "authz.principal",
+            Outcome::Denied,
+            "not_a_local_user",
+        )
+        .subject(&principal.subject)
+        .policy("payments are made by local users only")
+        .record();
+        ApiError::Forbidden("This principal cannot make payments")
+    })
 }
 
 /// SHA-256 (hex) of the request's canonical JSON: a retry matches however it is formatted.
@@ -172,7 +184,7 @@ impl PaymentsApi {
         body: Json<NewPayment>,
     ) -> Result<CreatedPayment, ApiError> {
         let principal = auth.principal();
-        let owner = caller(principal)?;
+        let owner = caller(request, principal)?;
         let key = idempotency_key.0;
         let new = body.0;
         let request_hash = request_hash(&new)?;
@@ -210,6 +222,18 @@ impl PaymentsApi {
                 Ok(CreatedPayment::Created(Json(payment), Some(true)))
             }
             Attempt::Vanished => Err(ApiError::Conflict(IN_PROGRESS)),
+            Attempt::UnknownUser => {
+                AuditEvent::for_request(
+                    request,
+                    "authz.principal",
+                    Outcome::Denied,
+                    "unknown_user",
+                )
+                .subject(&principal.subject)
+                .policy("payments are made by existing users only")
+                .record();
+                Err(ApiError::Forbidden("This principal cannot make payments"))
+            }
         }
     }
 }
@@ -262,7 +286,7 @@ impl PaymentsApi {
                         Some(SqlErr::ForeignKeyConstraintViolation(_))
                     ) =>
                 {
-                    return Err(ApiError::Forbidden("This principal cannot make payments"));
+                    return Ok(Attempt::UnknownUser);
                 }
                 result => return result.map_err(ApiError::from),
             }

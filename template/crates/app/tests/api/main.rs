@@ -14,6 +14,7 @@ mod limits;
 mod malformed;
 mod metrics;
 mod migrations;
+mod oauth_audit;
 mod oidc;
 mod openapi;
 mod payments;
