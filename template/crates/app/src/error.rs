@@ -202,6 +202,18 @@ fn public_message(error: &ApiError) -> String {
     error.to_string()
 }
 
+/// An error and its sources, by their messages: `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
 /// The reason code of an `input.validation` audit event (LOG-3), when the error refused the
 /// request's input: its body, its parameters, its size or its media type.
 fn validation_failure_reason(error: &poem::Error, status: StatusCode) -> Option<&'static str> {
@@ -477,7 +489,9 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
         let response = if let Some(api_error) = error.downcast_ref::<ApiError>() {
             let status = api_error.status();
             if status.is_server_error() {
-                tracing::error!(status = status.as_u16(), error = ?api_error, "request failed");
+                // The source's message chain (`Display`), never its `Debug`: a database error's
+                // debug form carries the server's DETAIL, which can quote row values.
+                tracing::error!(status = status.as_u16(), error = %error_chain(api_error), "request failed");
             }
             let details = match api_error {
                 ApiError::Invalid(failure) => Some(ValidationDetails {

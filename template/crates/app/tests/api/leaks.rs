@@ -55,7 +55,12 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
     )
     .expect("bootstrap.json");
     let admin = bootstrap.admin.email.clone();
-    let mut secrets = vec![bootstrap.admin.password.clone(), bootstrap.api_key.clone()];
+    // Personal data is held to the same rule: no email address in any line.
+    let mut secrets = vec![
+        bootstrap.admin.password.clone(),
+        bootstrap.api_key.clone(),
+        admin.clone(),
+    ];
     let mut expected: Vec<Expected> = Vec::new();
     let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).expect("form");
 
@@ -157,8 +162,47 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
     expected.push((request_id(&used), "authn.api_key", "allowed"));
     expected.push((request_id(&used), "authz.scope", "allowed"));
 
+    // The key as the client secret of client_credentials, over HTTP Basic.
+    let key_id = rotated_key["id"].as_str().expect("id").to_owned();
+    let by_basic = client
+        .post(format!("{base}/oauth/token"))
+        .basic_auth(&key_id, Some(&key_secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("grant_type", "client_credentials")]))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(by_basic.status(), 200);
+    expected.push((request_id(&by_basic), "authn.client", "allowed"));
+    let by_basic: Value = by_basic.json().await.expect("token");
+    secrets.push(
+        by_basic["access_token"]
+            .as_str()
+            .expect("access")
+            .to_owned(),
+    );
+
+    // A forged bearer token, and a key pasted into a path by mistake: refused, never logged.
+    let forged = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.forged-signature-value";
+    secrets.push(forged.to_owned());
+    let refused_token = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(forged)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(refused_token.status(), 401);
+    expected.push((request_id(&refused_token), "authn.access_token", "denied"));
+    let key_in_path = client
+        .get(format!("{base}/v1/users/{key_secret}"))
+        .bearer_auth(&access_token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(key_in_path.status(), 400);
+
     // A token and a card number in a query string (clients get this wrong): the access log
-    // records the path without its query.
+    // records the route template, never the path or its query.
     let in_query = client
         .get(format!(
             "{base}/v1/me?access_token={access_token}&card=4111111111111111"
@@ -200,6 +244,36 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         request_id(&confirmed),
         "password_reset.completed",
         "allowed",
+    ));
+
+    // Logout with the current refresh token in the body.
+    let logged_out = client
+        .post(format!("{base}/v1/auth/logout"))
+        .json(&json!({"refresh_token": rotated["refresh_token"]}))
+        .send()
+        .await
+        .expect("request");
+    assert!(logged_out.status().is_success());
+    expected.push((request_id(&logged_out), "token.logout", "allowed"));
+
+    // A credential sent over plain HTTP: refused, audited, never logged.
+    let plaintext_secret = "plaintext-Bearer-Secret-0042";
+    secrets.push(plaintext_secret.to_owned());
+    let http_address = binary.address("redirecting plain HTTP to the public origin");
+    let plaintext = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("http://{http_address}/v1/me"))
+        .bearer_auth(plaintext_secret)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(plaintext.status(), 403);
+    expected.push((
+        request_id(&plaintext),
+        "transport.plaintext_credentials",
+        "denied",
     ));
 
     // Validation failures whose bodies carry a card number and a password.
@@ -281,8 +355,12 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
             "{event} for request {request_id}: {matching:?}"
         );
         assert_eq!(matching[0]["outcome"], *outcome, "{event}");
-        for field in ["timestamp", "reason", "client_ip", "route"] {
+        for field in ["timestamp", "reason", "client_ip"] {
             assert!(!matching[0][field].is_null(), "{event} lacks {field}");
+        }
+        // The plain-HTTP listener serves no operation, so its events name no route.
+        if !event.starts_with("transport.") {
+            assert!(!matching[0]["route"].is_null(), "{event} lacks its route");
         }
     }
 }

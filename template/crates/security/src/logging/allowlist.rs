@@ -5,12 +5,13 @@
 //! dependency logging a header, an SQL statement with its values, a request body. Redaction by
 //! denylist misses the field nobody thought of.
 //!
-//! Control: [`AllowlistLayer`] formats every event itself and writes only the message and the
-//! fields named in [`LOGGED_FIELDS`]; any other field is dropped and counted
+//! Control: [`AllowlistLayer`] formats every event itself and writes only the message (for a
+//! dependency's event, only at `WARN` and above) and the fields named in [`LOGGED_FIELDS`]; any
+//! other field is dropped and counted
 //! ([`AllowlistLayer::dropped_fields`]), never printed. Values are escaped (JSON escaping, or
 //! `escape_debug` for the terminal format), so a client cannot forge log lines with newlines or
-//! control characters. No header is ever a field: the access log records method, path, status
-//! and latency only, so `Authorization`, `Cookie`, `Set-Cookie` and API-key headers cannot
+//! control characters. No header is ever a field: the access log records method, route template,
+//! status and latency only, so `Authorization`, `Cookie`, `Set-Cookie` and API-key headers cannot
 //! appear. Secrets are typed (`secrecy`, or their own redacting `Debug`) as a second line of
 //! defence.
 
@@ -30,7 +31,6 @@ pub const LOGGED_FIELDS: &[&str] = &[
     "error",
     "status",
     "method",
-    "path",
     "latency_ms",
     "address",
     "peer",
@@ -47,6 +47,21 @@ pub const LOGGED_FIELDS: &[&str] = &[
     "request_id",
     "route",
 ];
+
+/// The crates of the service itself. A message from any other target (a dependency) is written
+/// only at `WARN` and `ERROR`: below that a dependency's message can be anything (an SQL statement
+/// with its values inlined, a header dump), and it is dropped and counted like a field.
+pub const SERVICE_TARGETS: &[&str] = &["app", "security", "migration"];
+
+/// Whether `target` belongs to one of [`SERVICE_TARGETS`].
+fn is_service_target(target: &str) -> bool {
+    SERVICE_TARGETS.iter().any(|crate_name| {
+        target == *crate_name
+            || target
+                .strip_prefix(crate_name)
+                .is_some_and(|rest| rest.starts_with("::"))
+    })
+}
 
 /// How a line is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,10 +204,16 @@ where
     fn on_event(&self, event: &Event<'_>, _context: Context<'_, S>) {
         let mut fields = Allowlisted::default();
         event.record(&mut fields);
+        let metadata = event.metadata();
+        if !is_service_target(metadata.target())
+            && *metadata.level() > tracing::Level::WARN
+            && fields.message.take().is_some()
+        {
+            fields.dropped += 1;
+        }
         if fields.dropped > 0 {
             self.dropped.fetch_add(fields.dropped, Ordering::Relaxed);
         }
-        let metadata = event.metadata();
         let mut line = render(self.format, metadata.level(), metadata.target(), fields);
         line.push('\n');
         let _ = self.writer.make_writer().write_all(line.as_bytes());
@@ -262,11 +283,26 @@ mod tests {
     }
 
     #[test]
+    fn a_dependencys_message_is_written_only_when_it_warns() {
+        let (text, dropped) = logged(LineFormat::Json, || {
+            tracing::debug!(target: "sea_orm::driver", "SELECT * FROM users WHERE email = 'a@b.c'");
+            tracing::warn!(target: "sqlx::pool", "pool timed out");
+            tracing::info!(target: "app::telemetry", "request");
+        });
+        assert!(!text.contains("a@b.c"), "{text}");
+        assert!(text.contains("pool timed out"), "{text}");
+        assert!(text.contains("\"message\":\"request\""), "{text}");
+        assert_eq!(dropped, 1);
+        assert!(is_service_target("app") && is_service_target("security::auth"));
+        assert!(!is_service_target("application") && !is_service_target("securityx::a"));
+    }
+
+    #[test]
     fn newlines_and_control_characters_cannot_forge_a_line() {
         let forged = "/x\n{\"level\":\"ERROR\",\"message\":\"forged\"}\u{1b}[2J";
         for format in [LineFormat::Json, LineFormat::Pretty] {
             let (text, _) = logged(format, || {
-                tracing::info!(path = forged, "request");
+                tracing::info!(route = forged, "request");
             });
             assert_eq!(text.lines().count(), 1, "{format:?}: {text}");
             assert!(!text.contains('\u{1b}'), "{format:?}: {text}");
