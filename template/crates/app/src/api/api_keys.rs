@@ -23,6 +23,7 @@ use super::ApiTags;
 use crate::auth::AuthContext;
 use crate::auth::api_keys::{self, IssuedKey};
 use crate::auth::scheme::Authenticated;
+use crate::auth::scheme::local_user_id;
 use crate::auth::scopes::Scope;
 use crate::error::ApiError;
 use crate::persistence::api_keys as stored;
@@ -140,20 +141,12 @@ pub enum Revoked {
 }
 
 fn parse_owner(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
-    // Every local principal is a user id: a token's `sub`, a key's owner. An external identity
-    // provider's `issuer#sub` is not, and is refused, audited (LOG-2).
-    principal.subject.parse().map_err(|_| {
-        AuditEvent::for_request(
-            request,
-            "authz.principal",
-            Outcome::Denied,
-            "not_a_local_user",
-        )
-        .subject(&principal.subject)
-        .policy("API keys are owned by local users only")
-        .record();
-        ApiError::Forbidden("This principal cannot own API keys")
-    })
+    local_user_id(
+        request,
+        principal,
+        "API keys are owned by local users only",
+        "This principal cannot own API keys",
+    )
 }
 
 /// Whether the caller may manage every principal's keys.

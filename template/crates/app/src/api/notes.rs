@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::AuthContext;
 use crate::auth::scheme::Authenticated;
+use crate::auth::scheme::local_user_id;
 use crate::auth::scopes::Scope;
 use crate::error::ApiError;
 use crate::persistence::notes;
@@ -91,18 +92,12 @@ pub enum DeletedNote {
 /// The caller's user id; a principal that is no local user (an external identity provider's
 /// `issuer#sub`) is refused, audited (LOG-2).
 fn caller(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
-    principal.subject.parse().map_err(|_| {
-        AuditEvent::for_request(
-            request,
-            "authz.principal",
-            Outcome::Denied,
-            "not_a_local_user",
-        )
-        .subject(&principal.subject)
-        .policy("notes are owned by local users only")
-        .record();
-        ApiError::Forbidden("This principal cannot own notes")
-    })
+    local_user_id(
+        request,
+        principal,
+        "notes are owned by local users only",
+        "This principal cannot own notes",
+    )
 }
 
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::Notes")]

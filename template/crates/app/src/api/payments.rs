@@ -34,6 +34,7 @@ use uuid::Uuid;
 use super::ApiTags;
 use crate::auth::AuthContext;
 use crate::auth::scheme::Authenticated;
+use crate::auth::scheme::local_user_id;
 use crate::auth::scopes::Scope;
 use crate::config::PaymentSettings;
 use crate::error::ApiError;
@@ -144,18 +145,12 @@ enum Attempt {
 /// The caller's user id; a principal that is no local user (an external identity provider's
 /// `issuer#sub`) is refused, audited (LOG-2).
 fn caller(request: &Request, principal: &Principal) -> Result<Uuid, ApiError> {
-    principal.subject.parse().map_err(|_| {
-        AuditEvent::for_request(
-            request,
-            "authz.principal",
-            Outcome::Denied,
-            "not_a_local_user",
-        )
-        .subject(&principal.subject)
-        .policy("payments are made by local users only")
-        .record();
-        ApiError::Forbidden("This principal cannot make payments")
-    })
+    local_user_id(
+        request,
+        principal,
+        "payments are made by local users only",
+        "This principal cannot make payments",
+    )
 }
 
 /// SHA-256 (hex) of the request's canonical JSON: a retry matches however it is formatted.

@@ -58,3 +58,27 @@ async fn token_principal(request: &Request, _: Bearer) -> Option<Principal> {
 async fn key_principal(request: &Request, _: ApiKey) -> Option<Principal> {
     authorized_principal(request)
 }
+
+/// The caller's user id. Local principals are user ids (a token's `sub`, an API key's owner); an
+/// external identity provider's `issuer#sub` is not, and is refused, audited (LOG-2): `policy`
+/// says what only local users may do, `refusal` is the client's 403 message.
+pub fn local_user_id(
+    request: &Request,
+    principal: &Principal,
+    policy: &'static str,
+    refusal: &'static str,
+) -> Result<uuid::Uuid, crate::error::ApiError> {
+    use security::logging::audit::{AuditEvent, Outcome};
+    principal.subject.parse().map_err(|_| {
+        AuditEvent::for_request(
+            request,
+            "authz.principal",
+            Outcome::Denied,
+            "not_a_local_user",
+        )
+        .subject(&principal.subject)
+        .policy(policy)
+        .record();
+        crate::error::ApiError::Forbidden(refusal)
+    })
+}

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use poem::Request;
 
 use crate::logging::request_id::RequestId;
-use crate::transport::client_ip::ClientIp;
+use crate::transport::client_ip::client_ip_of;
 
 /// The `tracing` target of every audit event.
 pub const AUDIT_TARGET: &str = "audit";
@@ -170,16 +170,7 @@ impl<'a> AuditEvent<'a> {
             outcome,
             reason,
             // The resolved client (trusted proxies' forwarding headers), else the peer.
-            client_ip: request
-                .extensions()
-                .get::<ClientIp>()
-                .map(|client| client.0)
-                .or_else(|| {
-                    request
-                        .remote_addr()
-                        .as_socket_addr()
-                        .map(|addr| addr.ip().to_canonical())
-                }),
+            client_ip: client_ip_of(request),
             request_id: request
                 .extensions()
                 .get::<RequestId>()

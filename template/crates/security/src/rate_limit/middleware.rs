@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::{Admitted, LimitKey, RateLimiter, Tier, add_rate_limit_headers};
 use crate::auth::access_control::authenticated_caller;
 use crate::operations::{OperationTable, operations};
-use crate::transport::client_ip::ClientIp;
+use crate::transport::client_ip::client_ip_of;
 
 /// The tiers that admitted a request whose handler answered with an error: whoever turns the
 /// error into a response adds their headers ([`AdmittedTiers::add_headers`]).
@@ -230,20 +230,10 @@ pub struct RateLimitEndpoint<E> {
     limit: RateLimit,
 }
 
-/// The client address: resolved through trusted proxies when the layer ran, else the peer.
+/// The client address; a request without a TCP peer (an in-process test client) shares one
+/// bucket.
 fn client_address(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ClientIp>()
-        .map(|client| client.0)
-        .or_else(|| {
-            request
-                .remote_addr()
-                .as_socket_addr()
-                .map(|address| address.ip())
-        })
-        // Not a TCP peer (a Unix socket, an in-process test client): one shared bucket.
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    client_ip_of(request).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
@@ -406,7 +396,9 @@ mod tests {
                     .and_then(|value| value.to_str().ok())
                     .and_then(|value| value.parse().ok());
                 if let Some(ip) = ip {
-                    request.extensions_mut().insert(ClientIp(ip));
+                    request
+                        .extensions_mut()
+                        .insert(crate::transport::client_ip::ClientIp(ip));
                 }
                 next.call(request).await
             });

@@ -21,6 +21,21 @@ use poem::{Endpoint, Middleware, Request, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// The client address of `request`: the one [`ClientIpLayer`] resolved, else the TCP peer
+/// (IPv4-mapped addresses as IPv4); `None` for a request without a TCP peer.
+pub fn client_ip_of(request: &poem::Request) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<ClientIp>()
+        .map(|client| client.0)
+        .or_else(|| {
+            request
+                .remote_addr()
+                .as_socket_addr()
+                .map(|address| address.ip().to_canonical())
+        })
+}
+
 /// The client address of a request from `peer` with `headers`.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpNet]) -> IpAddr {
     let peer = peer.to_canonical();
