@@ -2,6 +2,7 @@
 //! HTTP to it. One test binary, one module per area.
 
 mod anomaly;
+mod audit_sink;
 mod auth;
 mod browser;
 mod config;
