@@ -730,3 +730,105 @@ async fn with_redis_cut_off_general_tiers_fail_open_sensitive_ones_closed_and_bo
     assert_eq!(status, 401, "login did not recover after Redis returned");
     delete_prefix(&redis, &prefix).await;
 }
+
+/// A Redis server of the test's own (`redis-server` on a free port, nothing saved), so the test
+/// can stop and restart it without disturbing the machine's shared one.
+struct OwnRedis {
+    port: u16,
+    process: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    /// `None`, after saying so, when `redis-server` is not installed (hosted CI runs Redis as a
+    /// service container, without the binary; the cut-link test above covers the same
+    /// behaviour there).
+    fn start() -> Option<Self> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        drop(listener);
+        let mut server = Self {
+            port,
+            process: None,
+        };
+        if let Err(error) = server.run() {
+            eprintln!("skipped: redis-server cannot be started here: {error}");
+            return None;
+        }
+        Some(server)
+    }
+
+    fn run(&mut self) -> std::io::Result<()> {
+        let process = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        self.process = Some(process);
+        // Ready when it answers.
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(std::io::Error::other("redis-server did not start"))
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn with_redis_stopped_and_started_again_the_tiers_fail_as_specified_and_recover() {
+    let Some(mut redis) = OwnRedis::start() else {
+        return;
+    };
+    let address = format!("127.0.0.1:{}", redis.port);
+    let app = spawn_app_with(&redis_settings(&address, "test:", &[("login", 100, 60)])).await;
+    assert_eq!(
+        login(&app.client, &app, "x@example.com", "wrong")
+            .await
+            .status(),
+        401
+    );
+
+    redis.stop();
+    let open = app
+        .admin
+        .get(app.url("/v1/me"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(open.status(), 200, "general tiers fail open");
+    let closed = login(&app.client, &app, "x@example.com", "wrong").await;
+    assert_eq!(closed.status(), 503, "sensitive tiers fail closed");
+    assert_eq!(header(&closed, "retry-after"), "5");
+
+    redis.run().expect("redis-server starts again");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = login(&app.client, &app, "x@example.com", "wrong")
+            .await
+            .status()
+            .as_u16();
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 401,
+        "the limiter did not reconnect to the restarted Redis"
+    );
+}
