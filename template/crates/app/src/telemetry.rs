@@ -2,13 +2,16 @@
 //! one access-log event per request.
 //!
 //! The access log records the method, the route template (never the raw path or its query
-//! string: either can carry tokens or personal data), the status and the latency: never headers
-//! or bodies.
+//! string: either can carry tokens or personal data), the allowlisted request headers
+//! ([`LOGGED_HEADERS`]), the status and the latency: never a credential header or a body.
 
 use std::time::Instant;
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use std::sync::Arc;
+
+use poem::http::HeaderMap;
+use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, USER_AGENT};
 
 use security::logging::allowlist::{AllowlistLayer, LineFormat};
 use security::logging::audit::RouteTemplate;
@@ -41,6 +44,28 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
+/// The request headers the access log records (LOG-5). Any other header is never logged: above
+/// all `Authorization`, `Cookie` and `X-API-Key`, which carry credentials (and `Set-Cookie`, a
+/// response header, is not looked at).
+pub const LOGGED_HEADERS: [HeaderName; 3] = [USER_AGENT, CONTENT_TYPE, CONTENT_LENGTH];
+
+/// `user-agent="curl/8.5" content-type="application/json"`: the allowlisted headers present, each
+/// value quoted and escaped, at most 200 characters.
+fn logged_headers(headers: &HeaderMap) -> String {
+    let mut logged = String::new();
+    for name in &LOGGED_HEADERS {
+        if let Some(value) = headers.get(name) {
+            let value = String::from_utf8_lossy(value.as_bytes());
+            let value: String = value.chars().take(200).collect();
+            if !logged.is_empty() {
+                logged.push(' ');
+            }
+            logged.push_str(&format!("{name}=\"{}\"", value.escape_debug()));
+        }
+    }
+    logged
+}
+
 /// Middleware writing one access-log event per request.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AccessLog;
@@ -71,6 +96,7 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
             .extensions()
             .get::<RouteTemplate>()
             .map_or_else(|| Arc::from("unmatched"), |route| Arc::clone(&route.0));
+        let headers = logged_headers(req.headers());
         let response = match self.next.call(req).await {
             Ok(output) => output.into_response(),
             Err(error) => error.into_response(),
@@ -78,10 +104,41 @@ impl<E: Endpoint> Endpoint for AccessLogEndpoint<E> {
         tracing::info!(
             method = %method,
             route = %route,
+            headers = %headers,
             status = response.status().as_u16(),
             latency_ms = started.elapsed().as_secs_f64() * 1000.0,
             "request"
         );
         Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::http::HeaderValue;
+    use poem::http::header::{AUTHORIZATION, COOKIE};
+
+    use super::*;
+
+    #[test]
+    fn only_allowlisted_headers_are_logged_quoted_and_escaped() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_static("Bearer secret-token"),
+        );
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("__Secure-refresh_token=secret"),
+        );
+        headers.insert("x-api-key", HeaderValue::from_static("rmp_secret"));
+        headers.insert(USER_AGENT, HeaderValue::from_static("probe\"/1 x=\"y\""));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("12"));
+        let logged = logged_headers(&headers);
+        assert!(!logged.contains("secret"), "{logged}");
+        assert_eq!(
+            logged,
+            r#"user-agent="probe\"/1 x=\"y\"" content-length="12""#
+        );
     }
 }

@@ -31,6 +31,7 @@ pub const LOGGED_FIELDS: &[&str] = &[
     "error",
     "status",
     "method",
+    "headers",
     "latency_ms",
     "address",
     "peer",
