@@ -1,6 +1,7 @@
 //! `app`: runs the service.
 //!
-//! - `app check-config` only loads and validates the configuration;
+//! - `app check-config` only loads and validates the configuration, and prints the effective
+//!   settings with their secrets redacted;
 //! - `app init` prepares everything start-up would (database, migrations, development
 //!   certificate and, outside production, the development administrator) and exits;
 //! - `app bootstrap-admin <email>` creates an administrator and prints its one-time password:
@@ -31,6 +32,11 @@ async fn main() -> ExitCode {
                 "configuration is valid for the {} environment",
                 settings.environment.as_str()
             );
+            // The effective settings, after every file and environment variable, for an
+            // operator to read; secrets (URLs with passwords, the pepper) print as [redacted].
+            if let Ok(effective) = serde_json::to_string_pretty(&settings) {
+                println!("{effective}");
+            }
             return ExitCode::SUCCESS;
         }
         Some("bootstrap-admin") => {

@@ -741,6 +741,23 @@ impl RunningBinary {
         }
     }
 
+    /// What `app check-config` prints for this binary's configuration (stdout and stderr).
+    pub fn check_config_output(&self) -> String {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_app"))
+            .arg("check-config")
+            .env_clear()
+            .env("APP_CONFIG_DIR", self._dirs.0.path())
+            .env("APP_ENVIRONMENT", "test")
+            .output()
+            .expect("run check-config");
+        assert!(output.status.success(), "check-config failed: {output:?}");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
     /// Every line written so far, stdout and stderr.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().expect("output").clone()

@@ -1,7 +1,8 @@
 //! LOG-5 and LOG-1 .. LOG-3 on the real binary: one scenario drives every credential flow while
-//! all the process writes (stdout and stderr, at debug level) is captured; then no password,
-//! token, key secret, reset token or card number may appear anywhere in it, and each flow's audit
-//! event appears exactly once.
+//! all the process writes (stdout and stderr, at debug level) is captured, with what
+//! `app check-config` prints of the same configuration; then no password, token, key secret,
+//! reset token, card number, email, pepper or configured password may appear anywhere in it, and
+//! each flow's audit event appears exactly once.
 
 use std::time::Duration;
 
@@ -47,7 +48,14 @@ async fn mailed_reset_token(database: &str, email: &str) -> String {
 
 #[tokio::test]
 async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
-    let binary = RunningBinary::start("[log]\nlevel = \"debug\"\n");
+    // Secrets in the configuration too: a pepper, and a Redis URL with a password (unused by the
+    // in-process store, but part of the settings `check-config` prints).
+    let pepper = "leak-test-pepper-Zk3v9QmT2xWc7LbN5rYh";
+    let redis_password = "Redis-Passw0rd-leak-test";
+    let binary = RunningBinary::start(&format!(
+        "[log]\nlevel = \"debug\"\n[auth]\napi_key_pepper = \"{pepper}\"\n\
+         [rate_limit]\nredis_url = \"redis://:{redis_password}@127.0.0.1:6379\"\n"
+    ));
     let base = format!("https://{}", binary.address("listening"));
     let client = client_trusting(Some(&binary.dev_ca_cert()));
     let bootstrap: BootstrapCredentials = serde_json::from_slice(
@@ -60,6 +68,8 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         bootstrap.admin.password.clone(),
         bootstrap.api_key.clone(),
         admin.clone(),
+        pepper.to_owned(),
+        redis_password.to_owned(),
     ];
     let mut expected: Vec<Expected> = Vec::new();
     let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).expect("form");
@@ -325,7 +335,15 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let output = binary.output();
+    let mut output = binary.output();
+    assert!(
+        output.len() > 20,
+        "too little output to prove anything: {output:?}"
+    );
+    // What an operator sees of the same configuration.
+    let effective = binary.check_config_output();
+    assert!(effective.contains("[redacted]"), "{effective}");
+    output.extend(effective.lines().map(str::to_owned));
     assert!(
         output.len() > 20,
         "too little output to prove anything: {output:?}"
