@@ -419,11 +419,9 @@ fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
         .trusting_proxies(&settings.server.trusted_proxies)
 }
 
-/// Routes served beside the OpenAPI document that the rate-limit plan names.
-const PLAIN_ROUTES: &[&str] = &["POST /oauth/token", "POST /oauth/revoke"];
-
-/// Every route served beside the OpenAPI document, as route templates name them.
-const ALL_PLAIN_ROUTES: &[&str] = &[
+/// Every route served beside the OpenAPI document, as the rate-limit plan and route templates
+/// name them.
+const PLAIN_ROUTES: &[&str] = &[
     "POST /oauth/token",
     "POST /oauth/revoke",
     "GET /.well-known/jwks.json",
@@ -543,7 +541,7 @@ pub fn routes(
         // Request count and latency by route template and status, for the admin listener.
         .with(metrics.requests())
         // The operation's route template, for audit events and metrics.
-        .with(RouteTemplates::new(&document, ALL_PLAIN_ROUTES))
+        .with(RouteTemplates::new(&document, PLAIN_ROUTES))
         // Outside the error mapping, so error responses get the headers too.
         .with(secure_headers)
         // The client's address, from the peer or a trusted proxy's forwarding headers.

@@ -180,6 +180,21 @@ pub fn template_of_route_pattern(pattern: &str) -> String {
         .join("/")
 }
 
+/// Every `(METHOD, template)` of `document`, then of `routes` served beside it, each written
+/// as `POST /oauth/token`.
+pub fn operations_and_routes<'a>(
+    document: &'a Value,
+    routes: &'a [&'a str],
+) -> impl Iterator<Item = (String, String)> + 'a {
+    let documented = operations(document)
+        .map(|(template, method, _)| (method.to_ascii_uppercase(), template.to_owned()));
+    let plain = routes.iter().filter_map(|route| {
+        let (method, template) = route.split_once(' ')?;
+        Some((method.to_owned(), template.to_owned()))
+    });
+    documented.chain(plain)
+}
+
 /// Middleware setting [`crate::logging::audit::RouteTemplate`] on each request of a known
 /// operation (the document's, and the plain routes served beside it), so audit events and
 /// metrics name `/v1/notes/{id}`, never a raw path with its identifiers.
@@ -192,13 +207,7 @@ impl RouteTemplates {
     /// Every operation of `document`, and `routes` such as `POST /oauth/token`.
     pub fn new(document: &Value, routes: &[&str]) -> Self {
         let mut table = OperationTable::default();
-        let documented = operations(document)
-            .map(|(template, method, _)| (method.to_owned(), template.to_owned()));
-        let plain = routes.iter().filter_map(|route| {
-            let (method, template) = route.split_once(' ')?;
-            Some((method.to_owned(), template.to_owned()))
-        });
-        for (method, template) in documented.chain(plain) {
+        for (method, template) in operations_and_routes(document, routes) {
             let _ = table.insert(&method, &template, std::sync::Arc::from(template.as_str()));
         }
         Self {

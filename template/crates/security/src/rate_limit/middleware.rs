@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::{Admitted, LimitKey, RateLimiter, Tier, add_rate_limit_headers};
 use crate::auth::access_control::authenticated_caller;
-use crate::operations::{OperationTable, operations};
+use crate::operations::{OperationTable, operations_and_routes};
 use crate::transport::client_ip::client_ip_of;
 
 /// The tiers that admitted a request whose handler answered with an error: whoever turns the
@@ -90,15 +90,9 @@ impl RatePlan {
                 Rule::General
             }
         };
-        let documented = operations(document)
-            .map(|(template, method, _)| (method.to_ascii_uppercase(), template.to_owned()));
-        let plain = routes.iter().filter_map(|route| {
-            let (method, template) = route.split_once(' ')?;
-            Some((method.to_owned(), template.to_owned()))
-        });
         let mut table = OperationTable::default();
         let mut known = BTreeSet::new();
-        for (method, template) in documented.chain(plain) {
+        for (method, template) in operations_and_routes(document, routes) {
             let name = format!("{method} {template}");
             if table.insert(&method, &template, rule_of(&name)).is_ok() {
                 known.insert(name);
