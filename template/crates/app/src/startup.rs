@@ -190,7 +190,8 @@ impl App {
             )
             .map_err(StartupError::RateLimit)?,
         );
-        let metrics = ServiceMetrics::new();
+        let metrics = ServiceMetrics::new()
+            .watching_dropped_log_fields(crate::telemetry::dropped_log_fields());
         let (anomaly_detector, anomaly_task) = anomaly_detector(&settings)?;
         let audit_hub = audit::hub_with(
             &settings.audit,

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use poem::http::HeaderMap;
 use poem::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, USER_AGENT};
@@ -18,6 +19,13 @@ use security::logging::audit::RouteTemplate;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
+
+/// What the application log refused to write so far, for the metrics
+/// (`log_fields_dropped_total`). One counter per process, like the subscriber.
+pub fn dropped_log_fields() -> Arc<AtomicU64> {
+    static DROPPED: std::sync::LazyLock<Arc<AtomicU64>> = std::sync::LazyLock::new(Arc::default);
+    Arc::clone(&DROPPED)
+}
 
 /// Installs the global subscriber: the filter, then [`AllowlistLayer`], which writes only
 /// allowlisted fields (LOG-5). The filter was validated with the configuration.
@@ -37,7 +45,11 @@ pub fn init(settings: &LogSettings) {
     let not_audit = tracing_subscriber::filter::filter_fn(|metadata| metadata.target() != "audit");
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(AllowlistLayer::new(std::io::stdout, format).with_filter(not_audit))
+        .with(
+            AllowlistLayer::new(std::io::stdout, format)
+                .counting_into(dropped_log_fields())
+                .with_filter(not_audit),
+        )
         .try_init();
     if installed.is_err() {
         // Already installed (tests boot several apps in one process).

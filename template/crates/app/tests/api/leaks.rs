@@ -2,10 +2,12 @@
 //! all the process writes (stdout and stderr, at debug level) is captured, with what
 //! `app check-config` prints of the same configuration; then no password, token, key secret,
 //! reset token, card number, email, pepper or configured password may appear anywhere in it, and
-//! each flow's audit event appears exactly once.
+//! each flow's audit event appears exactly once. Every line carries allowlisted field names
+//! only, and what the allowlist refused shows in `log_fields_dropped_total`.
 
 use std::time::Duration;
 
+use security::logging::allowlist::{LOGGED_FIELDS, SERVICE_TARGETS};
 use serde_json::{Value, json};
 
 use crate::helpers::{BootstrapCredentials, RunningBinary, client_trusting};
@@ -340,6 +342,48 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         output.len() > 20,
         "too little output to prove anything: {output:?}"
     );
+    // The allowlist itself: each application-log line is JSON with allowlisted names only, and a
+    // dependency speaks only at WARN or above (at debug level, rustls, hyper and poem have plenty
+    // to say, none of it written).
+    for line in &output {
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(line) else {
+            panic!("a line that bypassed the JSON log: {line}");
+        };
+        if fields.get("log").is_some_and(|log| log == "audit") {
+            continue;
+        }
+        for name in fields.keys() {
+            assert!(
+                ["timestamp", "level", "target", "message"].contains(&name.as_str())
+                    || LOGGED_FIELDS.contains(&name.as_str()),
+                "a field not on the allowlist was written: {line}"
+            );
+        }
+        let target = fields["target"].as_str().expect("target");
+        let ours = SERVICE_TARGETS
+            .iter()
+            .any(|crate_name| target.split("::").next() == Some(*crate_name));
+        assert!(
+            ours || ["WARN", "ERROR"].contains(&fields["level"].as_str().expect("level")),
+            "a dependency's message below WARN was written: {line}"
+        );
+    }
+    // What was refused is counted, and the count is exported.
+    let admin = binary.address("admin listener");
+    let scrape = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("metrics");
+    let dropped: u64 = scrape
+        .lines()
+        .find_map(|line| line.strip_prefix("log_fields_dropped_total "))
+        .unwrap_or_else(|| panic!("no log_fields_dropped_total: {scrape}"))
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(dropped > 0, "nothing was dropped at debug level: {scrape}");
     // What an operator sees of the same configuration.
     let effective = binary.check_config_output();
     assert!(effective.contains("[redacted]"), "{effective}");

@@ -5,8 +5,8 @@
 //! dependency logging a header, an SQL statement with its values, a request body. Redaction by
 //! denylist misses the field nobody thought of.
 //!
-//! Control: [`AllowlistLayer`] formats every event itself and writes only the message (for a
-//! dependency's event, only at `WARN` and above) and the fields named in [`LOGGED_FIELDS`]; any
+//! Control: [`AllowlistLayer`] formats every event itself and writes only the message and the
+//! fields named in [`LOGGED_FIELDS`] (a dependency's event only at `WARN` and above); any
 //! other field is dropped and counted
 //! ([`AllowlistLayer::dropped_fields`]), never printed. Values are escaped (JSON escaping, or
 //! `escape_debug` for the terminal format), so a client cannot forge log lines with newlines or
@@ -90,7 +90,16 @@ impl<W> AllowlistLayer<W> {
         }
     }
 
-    /// Fields dropped so far because their name is not allowlisted (shared counter).
+    /// Counts into `counter` instead of a counter of its own, so that the counter can exist before
+    /// the layer does (the process-wide log outlives any one service's metrics).
+    #[must_use]
+    pub fn counting_into(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.dropped = counter;
+        self
+    }
+
+    /// Fields (and dependency messages below `WARN`) dropped so far because they are not
+    /// allowlisted (shared counter).
     pub fn dropped_fields(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.dropped)
     }
@@ -206,11 +215,12 @@ where
         let mut fields = Allowlisted::default();
         event.record(&mut fields);
         let metadata = event.metadata();
-        if !is_service_target(metadata.target())
-            && *metadata.level() > tracing::Level::WARN
-            && fields.message.take().is_some()
-        {
-            fields.dropped += 1;
+        if !is_service_target(metadata.target()) && *metadata.level() > tracing::Level::WARN {
+            // A dependency below WARN: nothing of it is written, and all of it is counted.
+            let dropped =
+                fields.dropped + fields.fields.len() as u64 + u64::from(fields.message.is_some());
+            self.dropped.fetch_add(dropped, Ordering::Relaxed);
+            return;
         }
         if fields.dropped > 0 {
             self.dropped.fetch_add(fields.dropped, Ordering::Relaxed);
@@ -286,14 +296,18 @@ mod tests {
     #[test]
     fn a_dependencys_message_is_written_only_when_it_warns() {
         let (text, dropped) = logged(LineFormat::Json, || {
-            tracing::debug!(target: "sea_orm::driver", "SELECT * FROM users WHERE email = 'a@b.c'");
+            tracing::debug!(target: "sea_orm::driver", status = 1, "SELECT * FROM users WHERE email = 'a@b.c'");
             tracing::warn!(target: "sqlx::pool", "pool timed out");
             tracing::info!(target: "app::telemetry", "request");
         });
-        assert!(!text.contains("a@b.c"), "{text}");
+        assert!(
+            !text.contains("a@b.c") && !text.contains("sea_orm"),
+            "{text}"
+        );
         assert!(text.contains("pool timed out"), "{text}");
         assert!(text.contains("\"message\":\"request\""), "{text}");
-        assert_eq!(dropped, 1);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert_eq!(dropped, 2, "the message and its field");
         assert!(is_service_target("app") && is_service_target("security::auth"));
         assert!(!is_service_target("application") && !is_service_target("securityx::a"));
     }

@@ -13,7 +13,8 @@
 //!   (`authz.*` denied), `validation_failures_total{route}` (`input.validation`),
 //!   `rate_limited_total{tier}` (`ratelimit.exceeded`), `rate_limit_store_failures_total{tier}`
 //!   (`ratelimit.store_unavailable`) and `anomaly_alerts_total{detector}` (`security.anomaly`),
-//!   from the audit events: [`ServiceMetrics`] is one of the service's [`AuditObserver`]s.
+//!   from the audit events: [`ServiceMetrics`] is one of the service's [`AuditObserver`]s;
+//! - `log_fields_dropped_total`: what the allowlist-only application log refused to write (LOG-5).
 //!
 //! Label values come from fixed sets only: reason codes, tier and detector names, route templates
 //! (`unmatched` for a request matching no operation), the usual methods (`other` for the rest), so
@@ -25,6 +26,7 @@
 //! only stops serving them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use metrics_exporter_prometheus::{
@@ -51,6 +53,8 @@ pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 const REQUEST_DURATION: &str = "http_request_duration_seconds";
 
+const DROPPED_LOG_FIELDS: &str = "log_fields_dropped_total";
+
 /// Upper bounds of the latency buckets, in seconds: 5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -61,6 +65,8 @@ const LATENCY_BUCKETS: [f64; 12] = [
 pub struct ServiceMetrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// The application log's count of fields it refused to write (LOG-5), if it is watched.
+    dropped_log_fields: Option<Arc<AtomicU64>>,
 }
 
 impl Default for ServiceMetrics {
@@ -78,6 +84,7 @@ impl ServiceMetrics {
         let metrics = Self {
             handle: recorder.handle(),
             recorder: Arc::new(recorder),
+            dropped_log_fields: None,
         };
         metrics.record(|| {
             metrics::describe_counter!("http_requests_total", "Requests answered");
@@ -95,8 +102,22 @@ impl ServiceMetrics {
                 "Rate-limit decisions made without the store"
             );
             metrics::describe_counter!("anomaly_alerts_total", "Alerts of the anomaly detectors");
+            metrics::describe_counter!(
+                DROPPED_LOG_FIELDS,
+                "Log fields and dependency messages the allowlist refused to write"
+            );
         });
         metrics
+    }
+
+    /// Also exports `counter` (the allowlist layer's, see
+    /// [`crate::logging::allowlist::AllowlistLayer::dropped_fields`]) as
+    /// `log_fields_dropped_total`: a rise after a deploy shows code trying to log a field that is
+    /// not on the list.
+    #[must_use]
+    pub fn watching_dropped_log_fields(mut self, counter: Arc<AtomicU64>) -> Self {
+        self.dropped_log_fields = Some(counter);
+        self
     }
 
     /// Runs `f` with this instance's recorder as the one the `metrics` macros record into.
@@ -106,6 +127,10 @@ impl ServiceMetrics {
 
     /// Everything recorded so far, in the Prometheus text format.
     pub fn render(&self) -> String {
+        if let Some(dropped) = &self.dropped_log_fields {
+            let dropped = dropped.load(Ordering::Relaxed);
+            self.record(|| metrics::counter!(DROPPED_LOG_FIELDS).absolute(dropped));
+        }
         self.handle.render()
     }
 
@@ -338,6 +363,20 @@ mod tests {
         for private in ["user-1", "192.0.2.7", "r-1", "token"] {
             assert!(!rendered.contains(private), "{private} in:\n{rendered}");
         }
+    }
+
+    #[test]
+    fn the_log_allowlists_drops_are_exported_as_they_are_at_each_scrape() {
+        let dropped = Arc::new(AtomicU64::new(3));
+        let metrics = ServiceMetrics::new().watching_dropped_log_fields(Arc::clone(&dropped));
+        assert!(metrics.render().contains("log_fields_dropped_total 3"));
+        dropped.fetch_add(4, Ordering::Relaxed);
+        assert!(metrics.render().contains("log_fields_dropped_total 7"));
+        assert!(
+            !ServiceMetrics::new()
+                .render()
+                .contains("log_fields_dropped_total ")
+        );
     }
 
     #[test]
