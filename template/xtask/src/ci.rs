@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{advisory_db, cmd, services, supply_chain};
 
@@ -63,7 +63,7 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     ]))?;
 
     cmd::step("test servers");
-    services::check(options.require_services)?;
+    let reachable = services::check(options.require_services)?;
 
     cmd::step("test");
     let mut test = cmd::cargo();
@@ -72,7 +72,56 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     if options.require_services {
         test.env("TEST_REQUIRE_SERVICES", "1");
     }
+    // The suite runs on the project's own database and rate-limit store (or on the embedded
+    // ones, said plainly, when that server is missing here). A variable already set wins.
+    let (database, store) = project_backend(root)?;
+    for (variable, wanted, server, fallback) in [
+        ("TEST_DATABASE", database, services::POSTGRES, "sqlite"),
+        ("TEST_RATE_LIMIT_STORE", store, services::REDIS, "memory"),
+    ] {
+        if std::env::var_os(variable).is_some() || wanted == fallback {
+            continue;
+        }
+        if reachable.contains(&server) {
+            eprintln!("the suite runs on {}: {variable}={wanted}", server.name);
+            test.env(variable, wanted);
+        } else {
+            eprintln!(
+                "{} cannot be reached: the suite runs on {fallback} instead of {wanted}",
+                server.name
+            );
+        }
+    }
     cmd::run(&mut test)
+}
+
+/// The database (`sqlite`, `postgres`) and rate-limit store (`memory`, `redis`) the project at
+/// `root` is configured with in `config/default.toml`; the embedded ones when it has none (the
+/// template itself, whose configuration is not rendered yet).
+pub fn project_backend(root: &Path) -> Result<(&'static str, &'static str)> {
+    let Ok(text) = std::fs::read_to_string(root.join("config").join("default.toml")) else {
+        return Ok(("sqlite", "memory"));
+    };
+    let config: toml::Table = text.parse().context("config/default.toml")?;
+    let setting = |section: &str, key: &str| {
+        config
+            .get(section)
+            .and_then(|section| section.get(key))
+            .and_then(toml::Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let database = if setting("database", "url").starts_with("postgres") {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let store = if setting("rate_limit", "store") == "redis" {
+        "redis"
+    } else {
+        "memory"
+    };
+    Ok((database, store))
 }
 
 /// cargo-audit and cargo-deny, with the local advisory database when one is given.
@@ -88,4 +137,29 @@ pub fn supply_chain_checks(root: &Path, options: &CiOptions) -> Result<()> {
 /// Where the tasks keep their working files.
 pub fn scratch_dir(root: &Path) -> PathBuf {
     root.join("target").join("xtask")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_suite_follows_the_projects_database_and_store() {
+        let project = tempfile::tempdir().expect("project");
+        assert_eq!(
+            project_backend(project.path()).expect("no config"),
+            ("sqlite", "memory")
+        );
+        std::fs::create_dir(project.path().join("config")).expect("config dir");
+        std::fs::write(
+            project.path().join("config").join("default.toml"),
+            "[database]\nurl = \"postgres://postgres@127.0.0.1:5432/svc\"\n\
+             [rate_limit]\nstore = \"redis\"\n",
+        )
+        .expect("write");
+        assert_eq!(
+            project_backend(project.path()).expect("config"),
+            ("postgres", "redis")
+        );
+    }
 }

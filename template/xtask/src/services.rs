@@ -1,4 +1,4 @@
-//! The servers some tests need (PostgreSQL now; Redis with the rate-limit store).
+//! The servers some tests need: PostgreSQL and Redis.
 //!
 //! A developer's laptop may have neither. Tests that need one skip with a message when it cannot
 //! be reached; `--require-services` (which CI always passes) makes that a failure instead, so
@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 /// A server the tests use, found through an environment variable or a default URL.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Service {
     pub name: &'static str,
     pub env: &'static str,
@@ -18,11 +18,19 @@ pub struct Service {
 }
 
 /// Every server some test needs.
-pub const SERVICES: &[Service] = &[Service {
+pub const SERVICES: &[Service] = &[POSTGRES, REDIS];
+
+pub const POSTGRES: Service = Service {
     name: "PostgreSQL",
     env: "TEST_POSTGRES_URL",
     default_url: "postgres://postgres@127.0.0.1:5432/postgres",
-}];
+};
+
+pub const REDIS: Service = Service {
+    name: "Redis",
+    env: "TEST_REDIS_URL",
+    default_url: "redis://127.0.0.1:6379",
+};
 
 impl Service {
     pub fn url(&self) -> String {
@@ -45,12 +53,15 @@ impl Service {
     }
 }
 
-/// Says which servers are reachable; fails when one is missing and `require` is set.
-pub fn check(require: bool) -> Result<()> {
+/// Says which servers are reachable and returns them; fails when one is missing and `require`
+/// is set.
+pub fn check(require: bool) -> Result<Vec<Service>> {
+    let mut reachable = Vec::new();
     let mut missing = Vec::new();
     for service in SERVICES {
         if service.reachable() {
             eprintln!("{} at {}: reachable", service.name, service.url());
+            reachable.push(*service);
         } else {
             eprintln!(
                 "{} at {} cannot be reached: the tests that need it will be skipped \
@@ -68,7 +79,7 @@ pub fn check(require: bool) -> Result<()> {
             missing.join(", ")
         );
     }
-    Ok(())
+    Ok(reachable)
 }
 
 /// `host:port` of a `scheme://[user@]host:port/...` URL.

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use app::config::{Environment, Settings};
+
+use crate::backend;
 use app::startup::App;
 use figment::providers::Env;
 use rustls_pki_types::CertificateDer;
@@ -187,6 +189,11 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// The URL of the service's database.
+    pub fn database_url(&self) -> String {
+        backend::database_url(self.data_dir.path())
+    }
+
     /// A raw HTTP/1.1 connection over TLS 1.3, for tests that write requests by hand.
     pub async fn tls_stream(&self) -> TlsStream<TcpStream> {
         self.tls_stream_with(tls_client_config(self.ca_cert.as_deref(), TLS_1_3))
@@ -233,13 +240,15 @@ pub fn tls_client_config(
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.trigger_shutdown();
+        backend::release(self.data_dir.path());
     }
 }
 
-/// Settings from [`BASE_CONFIG`] plus `overrides` (TOML), with the SQLite file in `data_dir`.
+/// Settings from [`BASE_CONFIG`] plus `overrides` (TOML), with the files in `data_dir` and the
+/// database and rate-limit store of this run ([`backend`]).
 pub fn settings(data_dir: &Path, overrides: &str) -> Settings {
     let config_dir = tempfile::tempdir().expect("config dir");
-    let base = BASE_CONFIG.replace("DATA_DIR", &data_dir.display().to_string());
+    let base = backend::configure(BASE_CONFIG, data_dir);
     std::fs::write(config_dir.path().join("default.toml"), base).expect("write default.toml");
     std::fs::write(config_dir.path().join("test.toml"), overrides).expect("write test.toml");
     // A prefix no variable uses: tests never read the developer's APP_* variables.
@@ -685,8 +694,7 @@ impl RunningBinary {
 
         let config_dir = tempfile::tempdir().expect("config dir");
         let data_dir = tempfile::tempdir().expect("data dir");
-        let config = BASE_CONFIG
-            .replace("DATA_DIR", &data_dir.path().display().to_string())
+        let config = backend::configure(BASE_CONFIG, data_dir.path())
             .replace("level = \"warn\"", "level = \"info\"")
             .replace("sink = \"off\"", "sink = \"stdout\"");
         std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
@@ -743,14 +751,20 @@ impl RunningBinary {
 
     /// What `app check-config` prints for this binary's configuration (stdout and stderr).
     pub fn check_config_output(&self) -> String {
+        self.run_command("check-config")
+    }
+
+    /// Runs `app <command>` with this binary's configuration; its output (stdout and stderr)
+    /// once it succeeded.
+    pub fn run_command(&self, command: &str) -> String {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_app"))
-            .arg("check-config")
+            .arg(command)
             .env_clear()
             .env("APP_CONFIG_DIR", self._dirs.0.path())
             .env("APP_ENVIRONMENT", "test")
             .output()
-            .expect("run check-config");
-        assert!(output.status.success(), "check-config failed: {output:?}");
+            .unwrap_or_else(|error| panic!("run {command}: {error}"));
+        assert!(output.status.success(), "{command} failed: {output:?}");
         format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -761,6 +775,11 @@ impl RunningBinary {
     /// Every line written so far, stdout and stderr.
     pub fn output(&self) -> Vec<String> {
         self.output.lock().expect("output").clone()
+    }
+
+    /// The URL of the binary's database.
+    pub fn database_url(&self) -> String {
+        backend::database_url(self._dirs.1.path())
     }
 
     /// The folder of the binary's data: `app.db`, `keys/`, `tls/`.
@@ -784,5 +803,6 @@ impl Drop for RunningBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        backend::release(self._dirs.1.path());
     }
 }

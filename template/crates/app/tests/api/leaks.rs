@@ -50,13 +50,13 @@ async fn mailed_reset_token(database: &str, email: &str) -> String {
 
 #[tokio::test]
 async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
-    // Secrets in the configuration too: a pepper, and a Redis URL with a password (unused by the
-    // in-process store, but part of the settings `check-config` prints).
+    // Secrets in the configuration too: a pepper, and a Redis URL with a password (unused: the
+    // in-process store is pinned, but part of the settings `check-config` prints).
     let pepper = "leak-test-pepper-Zk3v9QmT2xWc7LbN5rYh";
     let redis_password = "Redis-Passw0rd-leak-test";
     let binary = RunningBinary::start(&format!(
         "[log]\nlevel = \"debug\"\n[auth]\napi_key_pepper = \"{pepper}\"\n\
-         [rate_limit]\nredis_url = \"redis://:{redis_password}@127.0.0.1:6379\"\n"
+         [rate_limit]\nstore = \"memory\"\nredis_url = \"redis://:{redis_password}@127.0.0.1:6379\"\n"
     ));
     let base = format!("https://{}", binary.address("listening"));
     let client = client_trusting(Some(&binary.dev_ca_cert()));
@@ -238,11 +238,7 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         "password_reset.requested",
         "allowed",
     ));
-    let database = format!(
-        "sqlite://{}?mode=rw",
-        binary.data_dir().join("app.db").display()
-    );
-    let reset_token = mailed_reset_token(&database, &admin).await;
+    let reset_token = mailed_reset_token(&binary.database_url(), &admin).await;
     let new_password = "quartz-lantern-plover-8";
     secrets.extend([reset_token.clone(), new_password.to_owned()]);
     let confirmed = client

@@ -1,9 +1,11 @@
 //! Integration tests: each boots the real service on port 0 with a fresh database and speaks
-//! HTTP to it. One test binary, one module per area.
+//! HTTP to it. One test binary, one module per area. `backend` says which database and
+//! rate-limit store they run on.
 
 mod anomaly;
 mod audit_sink;
 mod auth;
+mod backend;
 mod browser;
 mod config;
 mod cors;

@@ -8,6 +8,7 @@ use crate::helpers::{TestDatabase, postgres_admin_url, settings};
 async fn migrations_apply_once_then_are_a_no_op(url: &str) {
     let data_dir = tempfile::tempdir().expect("data dir");
     let mut settings = settings(data_dir.path(), "");
+    crate::backend::release(data_dir.path());
     settings.database.url = url.to_owned().into();
     let db = persistence::connect(&settings.database)
         .await

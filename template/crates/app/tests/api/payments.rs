@@ -361,8 +361,11 @@ async fn ten_concurrent_duplicates_capture_one_payment(app: &TestApp, database_u
 
 #[tokio::test]
 async fn concurrent_duplicates_capture_one_payment_on_sqlite() {
-    let app = spawn_app().await;
-    let url = format!("sqlite://{}/app.db", app.data_dir.path().display());
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let url = format!("sqlite://{}/app.db?mode=rwc", data_dir.path().display());
+    let settings =
+        crate::helpers::settings(data_dir.path(), &format!("[database]\nurl = \"{url}\"\n"));
+    let app = crate::helpers::spawn_app_with_settings(data_dir, settings).await;
     ten_concurrent_duplicates_capture_one_payment(&app, &url).await;
 }
 

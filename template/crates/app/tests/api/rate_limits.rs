@@ -12,9 +12,11 @@ use crate::helpers::{
     json_body, spawn_app_with,
 };
 
-/// `[rate_limit]` overrides: `name = { requests, period_seconds }` each.
+/// `[rate_limit]` overrides: `name = { requests, period_seconds }` each, on the in-process
+/// store whatever the run's store: these tests move the test clock to recover, and only the
+/// in-process store follows it (the Redis store's tests below use Redis's own clock).
 fn limits(quotas: &[(&str, u32, u64)]) -> String {
-    let mut toml = String::from("[rate_limit]\n");
+    let mut toml = String::from("[rate_limit]\nstore = \"memory\"\n");
     for (name, requests, period) in quotas {
         toml.push_str(&format!(
             "{name} = {{ requests = {requests}, period_seconds = {period} }}\n"
@@ -599,10 +601,10 @@ async fn redis_address() -> Option<String> {
 /// Settings for an instance using Redis at `address` under `prefix`; instances sharing a Redis
 /// share the pepper too, so they derive the same keys.
 fn redis_settings(address: &str, prefix: &str, quotas: &[(&str, u32, u64)]) -> String {
+    let quotas = limits(quotas).replace("store = \"memory\"", "store = \"redis\"");
     format!(
-        "[auth]\napi_key_pepper = \"k3Jx9vQm2LpT8wZr5NcY7bHd4FgA6sUe1oIiPqWn\"\n{}store = \"redis\"\n\
-         redis_url = \"redis://{address}\"\nredis_key_prefix = \"{prefix}\"\nredis_timeout_ms = 200\n",
-        limits(quotas)
+        "[auth]\napi_key_pepper = \"k3Jx9vQm2LpT8wZr5NcY7bHd4FgA6sUe1oIiPqWn\"\n{quotas}\
+         redis_url = \"redis://{address}\"\nredis_key_prefix = \"{prefix}\"\nredis_timeout_ms = 200\n"
     )
 }
 
