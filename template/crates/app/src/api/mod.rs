@@ -100,7 +100,7 @@ pub fn openapi_service(
     rate_limits: &Arc<RateLimits>,
 ) -> OpenApiService<Api, ()> {
     let apis = (
-        health::HealthApi::new(db),
+        health::HealthApi::new(db, Arc::clone(rate_limits.limiter())),
         auth::AuthApi::new(Arc::clone(auth), Arc::clone(rate_limits)),
         users::UsersApi::new(Arc::clone(auth)),
         api_keys::ApiKeysApi::new(Arc::clone(auth)),

@@ -822,7 +822,36 @@ async fn with_redis_stopped_and_started_again_the_tiers_fail_as_specified_and_re
     let closed = login(&app.client, &app, "x@example.com", "wrong").await;
     assert_eq!(closed.status(), 503, "sensitive tiers fail closed");
     assert_eq!(header(&closed, "retry-after"), "5");
+    // Readiness reports the store down but stays 200: every instance shares this Redis.
+    let readiness = readiness_with_store(&app, "down").await;
+    assert_eq!(readiness["status"], "up", "{readiness}");
 
     redis.run().expect("redis-server starts again");
     assert_login_recovers(&app).await;
+    readiness_with_store(&app, "up").await;
+}
+
+/// The readiness report once it says the rate-limit store is `state` (checks are reused for a
+/// second, so it may take a few tries); always answered with 200.
+async fn readiness_with_store(app: &TestApp, state: &str) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        let response = app
+            .client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(
+            response.status(),
+            200,
+            "a Redis outage alone leaves rotation"
+        );
+        last = json_body(response).await;
+        if last["rate_limit_store"] == state {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("readiness never reported the store {state}: {last}");
 }

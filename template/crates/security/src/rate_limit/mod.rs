@@ -261,6 +261,14 @@ impl Store {
             Self::Redis(store) => store.peek(tier, key).await,
         }
     }
+
+    /// Whether a shared store answers (for readiness); `None` for the in-process store.
+    pub async fn ping(&self) -> Option<Result<(), StoreUnavailable>> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(store) => Some(store.ping().await),
+        }
+    }
 }
 
 /// A tier's state after a request was admitted, for the `RateLimit` headers.

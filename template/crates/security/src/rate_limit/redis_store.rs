@@ -140,6 +140,44 @@ impl RedisStore {
         self.run(tier, key, true).await
     }
 
+    /// Whether Redis answers `PING` within the timeout (for readiness). Bypasses the back-off so
+    /// a probe sees recovery at once, and counts toward reconnecting like any failed call.
+    pub async fn ping(&self) -> Result<(), StoreUnavailable> {
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let reply = tokio::time::timeout(
+            self.timeout,
+            redis::cmd("PING").query_async::<String>(&mut connection),
+        )
+        .await;
+        match reply {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                self.count_failure();
+                Err(StoreUnavailable(format!("{:?}", error.kind())))
+            }
+            Err(_) => {
+                self.count_failure();
+                Err(StoreUnavailable(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            }
+        }
+    }
+
+    /// After `FAILURES_BEFORE_RECONNECT` failures in a row, a new connection.
+    fn count_failure(&self) {
+        if self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+            >= FAILURES_BEFORE_RECONNECT
+        {
+            self.reconnect();
+        }
+    }
+
     async fn run(
         &self,
         tier: &Tier,
@@ -191,11 +229,7 @@ impl RedisStore {
         let back_off = u64::try_from(BACK_OFF.as_millis()).unwrap_or(500);
         self.failing_until
             .store(self.elapsed_millis() + back_off, Ordering::Relaxed);
-        if self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
-            >= FAILURES_BEFORE_RECONNECT
-        {
-            self.reconnect();
-        }
+        self.count_failure();
         Err(StoreUnavailable(failure))
     }
 }
