@@ -306,6 +306,20 @@ pub struct AuthSettings {
     pub signing_key_path: PathBuf,
     /// Keys that signed before the current one: they verify until their last token expired.
     pub retired_signing_keys: Vec<RetiredKeySettings>,
+    /// Where the issuer's keys live: `file` (the two settings above) or `database` (shared by
+    /// every instance, sealed under `signing_key_encryption_key`, rotated for all at once by
+    /// `app rotate-signing-key`).
+    #[serde(default)]
+    pub signing_keys: SigningKeySource,
+    /// `database` keys: the key-encryption key (32 random bytes, base64; `openssl rand -base64
+    /// 32`). Empty in development: generated in `key_dir`. Set it with
+    /// `APP_AUTH__SIGNING_KEY_ENCRYPTION_KEY`; never commit it, never store it in the database.
+    #[serde(default = "empty_secret", serialize_with = "serialize_redacted")]
+    pub signing_key_encryption_key: SecretString,
+    /// `database` keys: each instance re-reads them this often (1 to 3600 seconds); a token
+    /// naming a key it has not seen makes it re-read at once.
+    #[serde(default = "default_signing_key_refresh")]
+    pub signing_key_refresh_seconds: u64,
     /// OpenID Connect providers whose access tokens are accepted too.
     pub external_issuers: Vec<ExternalIssuerSettings>,
 }
@@ -333,6 +347,25 @@ pub struct ExternalIssuerSettings {
 
 fn default_jwks_ttl() -> u64 {
     3600
+}
+
+/// Where the built-in issuer's keys live (`auth.signing_keys`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningKeySource {
+    /// Files: one instance, or one secret mounted on every instance.
+    #[default]
+    File,
+    /// The shared database, each private key sealed.
+    Database,
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
+fn default_signing_key_refresh() -> u64 {
+    60
 }
 
 /// A signing key taken out of service.
@@ -817,6 +850,21 @@ impl Settings {
                 "must be at least 32 bytes (generate one with `openssl rand -base64 48`)",
             );
         }
+        let encryption_key = auth.signing_key_encryption_key.expose_secret();
+        if !encryption_key.is_empty()
+            && security::auth::key_wrapping::KeyEncryptionKey::from_base64(encryption_key).is_err()
+        {
+            refuse(
+                "auth.signing_key_encryption_key",
+                "must be 32 random bytes in base64 (generate one with `openssl rand -base64 32`)",
+            );
+        }
+        if !(1..=3_600).contains(&auth.signing_key_refresh_seconds) {
+            refuse(
+                "auth.signing_key_refresh_seconds",
+                "must be between 1 and 3600",
+            );
+        }
 
         let rate_limit = &self.rate_limit;
         for (name, quota) in rate_limit.quotas() {
@@ -940,7 +988,21 @@ impl Settings {
                     "must be set in production (APP_AUTH__API_KEY_PEPPER), to a random secret",
                 );
             }
-            if auth.built_in_issuer && auth.signing_key_path.as_os_str().is_empty() {
+            let encryption_key = auth.signing_key_encryption_key.expose_secret();
+            if auth.built_in_issuer
+                && auth.signing_keys == SigningKeySource::Database
+                && (encryption_key.is_empty() || is_placeholder(encryption_key))
+            {
+                refuse(
+                    "auth.signing_key_encryption_key",
+                    "must be set in production when signing keys live in the database \
+                     (APP_AUTH__SIGNING_KEY_ENCRYPTION_KEY), to 32 random bytes in base64",
+                );
+            }
+            if auth.built_in_issuer
+                && auth.signing_keys == SigningKeySource::File
+                && auth.signing_key_path.as_os_str().is_empty()
+            {
                 refuse(
                     "auth.signing_key_path",
                     "must name the issuer's Ed25519 key (PEM) in production; keys are never \
@@ -1327,6 +1389,34 @@ mod tests {
         );
         let error = load(&generated, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn database_signing_keys_need_a_real_encryption_key_in_production() {
+        let shared = production().replace(
+            "retired_signing_keys = []",
+            "retired_signing_keys = []\nsigning_keys = \"database\"",
+        );
+        let error = load(&shared, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.signing_key_encryption_key"), "{error}");
+        let malformed = shared.replace(
+            "signing_keys = \"database\"",
+            "signing_keys = \"database\"\nsigning_key_encryption_key = \"c2hvcnQ=\"",
+        );
+        let error = load(&malformed, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("auth.signing_key_encryption_key"), "{error}");
+        let keyed = shared
+            .replace(
+                "signing_keys = \"database\"",
+                "signing_keys = \"database\"\n\
+                 signing_key_encryption_key = \"q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=\"",
+            )
+            // No key file is needed then.
+            .replace(
+                "signing_key_path = \"/etc/app/keys/signing-key.pem\"",
+                "signing_key_path = \"\"",
+            );
+        load(&keyed, Environment::Production, &[]).expect("valid");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! - `app init` prepares everything start-up would (database, migrations, development
 //!   certificate and, outside production, the development administrator) and exits;
 //! - `app bootstrap-admin <email>` creates an administrator and prints its one-time password:
-//!   the only way to get the first account in production.
+//!   the only way to get the first account in production;
+//! - `app rotate-signing-key` (keys in the database) makes a new key sign on every instance; the
+//!   old one verifies until the tokens it signed expire.
 
 use std::process::ExitCode;
 
@@ -46,11 +48,12 @@ async fn main() -> ExitCode {
             };
             return bootstrap_admin(settings, &email).await;
         }
+        Some("rotate-signing-key") => return rotate_signing_key(settings).await,
         Some("init") => {}
         Some(other) => {
             eprintln!(
                 "unknown command `{other}`; usage: app [serve | check-config | init | \
-                 bootstrap-admin <email>]"
+                 bootstrap-admin <email> | rotate-signing-key]"
             );
             return ExitCode::FAILURE;
         }
@@ -91,12 +94,42 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Rotates the shared signing keys: each instance signs with the new key once it re-reads them
+/// (within `auth.signing_key_refresh_seconds`) and verifies the new key's tokens at once.
+async fn rotate_signing_key(settings: Settings) -> ExitCode {
+    if settings.auth.signing_keys != app::config::SigningKeySource::Database {
+        eprintln!(
+            "rotate-signing-key works on keys in the database (auth.signing_keys = \"database\"); \
+             key files rotate through auth.signing_key_path and auth.retired_signing_keys"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let rotated = async {
+        let db = app::persistence::connect(&settings.database).await?;
+        app::persistence::migrate(&db).await?;
+        let keys = app::auth::database_keys(&settings.auth, db)?;
+        Ok::<_, Box<dyn std::error::Error>>(keys.rotate(chrono::Utc::now()).await?)
+    };
+    match rotated.await {
+        Ok(kid) => {
+            println!(
+                "signing key {kid} now signs; the previous key verifies until its tokens expire"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("rotate-signing-key failed: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Creates an administrator with a random password, printed once on standard output.
 async fn bootstrap_admin(settings: Settings, email: &str) -> ExitCode {
     let created = async {
         let db = app::persistence::connect(&settings.database).await?;
         app::persistence::migrate(&db).await?;
-        let auth = app::auth::AuthContext::new(&settings, db, app::auth::system_clock())?;
+        let auth = app::auth::AuthContext::new(&settings, db, app::auth::system_clock()).await?;
         let (admin, password) =
             app::auth::bootstrap::create_admin(&auth, email, "Administrator").await?;
         Ok::<_, Box<dyn std::error::Error>>((admin.email, password))

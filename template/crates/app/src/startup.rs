@@ -101,6 +101,7 @@ pub struct App {
     _rate_limit_housekeeping: Option<AbortOnDrop>,
     /// Folds recorded latencies into the histogram between scrapes; stops with the app.
     _metrics_upkeep: AbortOnDrop,
+    _signing_key_refresh: Option<AbortOnDrop>,
     /// Deletes expired idempotency keys every hour; stops with the app.
     _idempotency_key_purge: AbortOnDrop,
     /// Runs the anomaly detectors over the audit events; stops with the app.
@@ -171,8 +172,18 @@ impl App {
             .await
             .map_err(StartupError::Migration)?;
 
-        let auth =
-            Arc::new(AuthContext::new(&settings, db.clone(), clock).map_err(StartupError::Auth)?);
+        let auth = Arc::new(
+            AuthContext::new(&settings, db.clone(), clock)
+                .await
+                .map_err(StartupError::Auth)?,
+        );
+        // Shared signing keys: re-read now and then, so a rotation reaches this instance.
+        let signing_key_refresh = auth
+            .keys
+            .spawn_refresh(std::time::Duration::from_secs(
+                settings.auth.signing_key_refresh_seconds,
+            ))
+            .map(AbortOnDrop);
         // The dummy hash unknown accounts are verified against is made now, so the first
         // login with an unknown address costs no more than any other.
         let _ = auth.passwords.verify(None, "").await;
@@ -243,6 +254,7 @@ impl App {
             audit_hub,
             _rate_limit_housekeeping: rate_limit_housekeeping,
             _metrics_upkeep: metrics_upkeep,
+            _signing_key_refresh: signing_key_refresh,
             _idempotency_key_purge: idempotency_key_purge,
             _anomaly_detection: anomaly_detection,
             _certificate_watcher: certificate_watcher,

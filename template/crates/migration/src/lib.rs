@@ -11,6 +11,7 @@ mod m20260101_000001_create_users;
 mod m20261128_000002_authentication;
 mod m20261128_000003_password_reset;
 mod m20261128_000004_payments;
+mod m20261128_000005_signing_keys;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_authentication::Migration),
             Box::new(m20261128_000003_password_reset::Migration),
             Box::new(m20261128_000004_payments::Migration),
+            Box::new(m20261128_000005_signing_keys::Migration),
         ]
     }
 }

@@ -507,7 +507,7 @@ impl Endpoint for TokenEndpoint {
 pub fn jwks(auth: Arc<AuthContext>) -> impl Endpoint<Output = Response> {
     poem::endpoint::make_sync(move |_| {
         let jwks = if auth.issues_tokens() {
-            auth.keys.jwks_at(auth.clock.now())
+            auth.keys.current().jwks_at(auth.clock.now())
         } else {
             json!({ "keys": [] })
         };

@@ -7,6 +7,7 @@
 //! - [`scheme`]: the credential parameter protected operations declare their scopes on;
 //! - [`verifier`]: bearer tokens and API keys checked for `security::auth::access_control`;
 //! - [`tokens`]: access tokens from the built-in issuer, refresh-token rotation and reuse;
+//! - [`signing_keys`]: the issuer's keys, from files or shared (sealed) through the database;
 //! - [`password_reset`]: single-use reset links through the mail outbox;
 //! - [`bootstrap`]: the first administrator.
 
@@ -15,6 +16,7 @@ pub mod bootstrap;
 pub mod password_reset;
 pub mod scheme;
 pub mod scopes;
+pub mod signing_keys;
 pub mod tokens;
 pub mod verifier;
 
@@ -30,12 +32,14 @@ use security::auth::jwt::{
     AccessClaims, AccessTokenValidator, Clock, JwtConfigError, KeySet, SigningKey, TokenError,
     TrustedIssuer,
 };
+use security::auth::key_wrapping::KeyEncryptionKey;
 use security::auth::oidc::{ExternalIssuer, ExternalIssuerConfig, OidcError};
 use security::auth::password::{PasswordHasher, PasswordPolicy};
 use security::auth::secrets::{KeyHasher, KeyPrefix, OpaqueToken};
 
-use crate::config::{AuthSettings, Settings};
+use crate::config::{AuthSettings, Settings, SigningKeySource};
 use crate::mail::{DatabaseOutbox, Mailer};
+use signing_keys::{DatabaseKeys, IssuerKeyRing, SigningKeyStoreError};
 
 /// The time source of every credential decision, injectable so tests never sleep.
 pub type SharedClock = Arc<dyn Clock>;
@@ -61,6 +65,10 @@ pub enum AuthSetupError {
     Pepper(String),
     #[error("external issuer: {0}")]
     External(#[from] OidcError),
+    #[error("shared signing keys: {0}")]
+    SharedKeys(#[from] SigningKeyStoreError),
+    #[error("auth.signing_key_encryption_key {0}")]
+    KeyEncryptionKey(String),
 }
 
 /// An external issuer and the scopes its tokens may grant here.
@@ -86,7 +94,8 @@ pub struct AuthContext {
     /// The built-in issuer's identifier: the public origin.
     pub issuer: String,
     pub audience: String,
-    pub keys: IssuerKeys,
+    /// The built-in issuer's keys (`keys.current().active()` signs).
+    pub keys: Arc<IssuerKeyRing>,
     /// The built-in issuer, as the validator trusts it; `None` when it is turned off.
     own_issuer: Option<TrustedIssuer>,
     pub external_issuers: Vec<TrustedExternalIssuer>,
@@ -114,7 +123,7 @@ impl std::fmt::Debug for AuthContext {
 impl AuthContext {
     /// Loads (in development creates) the issuer's keys and the pepper, and builds the validator
     /// trusting the built-in issuer.
-    pub fn new(
+    pub async fn new(
         settings: &Settings,
         db: DatabaseConnection,
         clock: SharedClock,
@@ -122,14 +131,14 @@ impl AuthContext {
         let auth = settings.auth.clone();
         let issuer = settings.server.public_origin.clone();
         let audience = auth.audience_or(&issuer).to_owned();
-        let keys = load_issuer_keys(&auth)?;
+        let keys = Arc::new(load_issuer_keys(&auth, &db, &clock).await?);
         let own = auth
             .built_in_issuer
             .then(|| {
                 Ok::<_, AuthSetupError>(TrustedIssuer {
                     issuer: issuer.clone(),
                     audience: None,
-                    keys: keys.key_set_at(clock.now())?,
+                    keys: keys.current().key_set_at(clock.now())?,
                     own: true,
                 })
             })
@@ -202,6 +211,8 @@ impl AuthContext {
                 Some(external) => external.issuer.refresh_for_unknown_key().await,
                 None => false,
             },
+            // A key of our own not held yet: another instance may have rotated.
+            None if error.is_unknown_own_key() => self.keys.reload_for_unknown_key().await,
             None => false,
         };
         if refreshed {
@@ -226,11 +237,15 @@ impl AuthContext {
             external.issuer.ensure_current().await;
         }
         let now = self.clock.now();
+        let own_keys = self.keys.current();
         let generations: Vec<u64> = self
             .external_issuers
             .iter()
             .map(|external| external.issuer.generation())
-            .chain(std::iter::once(self.keys.verifying_count_at(now) as u64))
+            .chain([
+                self.keys.generation(),
+                own_keys.verifying_count_at(now) as u64,
+            ])
             .collect();
         {
             let current = self.validator.read().unwrap_or_else(|e| e.into_inner());
@@ -244,7 +259,7 @@ impl AuthContext {
             .iter()
             .map(|external| external.issuer.keys())
             .collect();
-        let own_keys = self.keys.verifying_at(now);
+        let own_keys = own_keys.verifying_at(now);
         let own = self.own_issuer.as_ref().map(|own| TrustedIssuer {
             keys: KeySet::new(own_keys).unwrap_or_default(),
             ..own.clone()
@@ -312,13 +327,61 @@ fn build_validator(
     AccessTokenValidator::new(audience, issuers.collect::<Vec<_>>(), move || clock.now())
 }
 
-fn load_issuer_keys(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {
+async fn load_issuer_keys(
+    auth: &AuthSettings,
+    db: &DatabaseConnection,
+    clock: &SharedClock,
+) -> Result<IssuerKeyRing, AuthSetupError> {
     if !auth.built_in_issuer {
         // Turned off: a key that exists in memory only, never signs and is never published.
         let unused =
             SigningKey::from_ed25519_pkcs8_thumbprint(&SigningKey::generate_ed25519_pkcs8()?)?;
-        return Ok(IssuerKeys::new(unused, Vec::new())?);
+        return Ok(IssuerKeyRing::fixed(IssuerKeys::new(unused, Vec::new())?));
     }
+    if auth.signing_keys == SigningKeySource::Database {
+        let store = DatabaseKeys::new(db.clone(), load_key_encryption_key(auth)?);
+        let now = DateTime::from_timestamp(i64::try_from(clock.now()).unwrap_or(0), 0)
+            .unwrap_or_default();
+        return Ok(IssuerKeyRing::shared(store, now).await?);
+    }
+    Ok(IssuerKeyRing::fixed(load_key_files(auth)?))
+}
+
+/// The database keys' store, for `app rotate-signing-key`.
+pub fn database_keys(
+    auth: &AuthSettings,
+    db: DatabaseConnection,
+) -> Result<DatabaseKeys, AuthSetupError> {
+    Ok(DatabaseKeys::new(db, load_key_encryption_key(auth)?))
+}
+
+/// The file holding the development key-encryption key.
+const DEV_KEY_ENCRYPTION_KEY_FILE: &str = "signing-key-encryption-key";
+
+/// The configured key-encryption key, or in development one generated once in `key_dir`.
+fn load_key_encryption_key(auth: &AuthSettings) -> Result<KeyEncryptionKey, AuthSetupError> {
+    let configured = auth.signing_key_encryption_key.expose_secret();
+    let encoded = if configured.is_empty() {
+        let path = auth.key_dir.join(DEV_KEY_ENCRYPTION_KEY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(existing) => existing,
+            Err(_) => {
+                let generated =
+                    KeyEncryptionKey::generate_base64().map_err(SigningKeyStoreError::Wrapping)?;
+                write_owner_only(&path, generated.as_bytes()).map_err(|error| {
+                    AuthSetupError::KeyEncryptionKey(format!("cannot be written: {error}"))
+                })?;
+                generated
+            }
+        }
+    } else {
+        configured.to_owned()
+    };
+    KeyEncryptionKey::from_base64(&encoded)
+        .map_err(|error| AuthSetupError::KeyEncryptionKey(error.to_string()))
+}
+
+fn load_key_files(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {
     let active = if auth.signing_key_path.as_os_str().is_empty() {
         issuer_keys::ensure_dev_signing_key(&auth.key_dir)?
     } else {

@@ -107,8 +107,8 @@ pub fn issue_access(
         issued_at: auth.clock.now(),
         lifetime,
     };
-    let token =
-        issue_access_token(auth.keys.active(), &grant).map_err(|_| RefreshError::Signing)?;
+    let token = issue_access_token(auth.keys.current().active(), &grant)
+        .map_err(|_| RefreshError::Signing)?;
     Ok(IssuedAccessToken {
         token,
         expires_in: lifetime.as_secs(),

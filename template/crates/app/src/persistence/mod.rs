@@ -10,6 +10,7 @@ pub mod outbox;
 pub mod password_resets;
 pub mod payments;
 pub mod refresh_tokens;
+pub mod signing_keys;
 pub mod users;
 
 use std::path::Path;

@@ -592,7 +592,7 @@ async fn the_issuer_publishes_its_keys_and_metadata() {
     .await;
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0]["kid"], app.auth.keys.active().kid());
+    assert_eq!(keys[0]["kid"], app.auth.keys.current().active().kid());
     assert_eq!(keys[0]["kty"], "OKP");
     assert!(keys[0].get("d").is_none(), "no private part");
     let metadata = json_body(
@@ -893,7 +893,11 @@ async fn a_retired_signing_key_stays_in_the_jwks_until_its_last_token_expired() 
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(app.auth.keys.active().kid(), new.kid(), "the new key signs");
+    assert_eq!(
+        app.auth.keys.current().active().kid(),
+        new.kid(),
+        "the new key signs"
+    );
     // A token the old key signed just before retirement is still valid; one it claims to have
     // signed since is not (only a leaked retired key could make it).
     let retired_at = u64::try_from(now.timestamp()).expect("time");

@@ -22,6 +22,7 @@ mod oidc;
 mod openapi;
 mod payments;
 mod rate_limits;
+mod scale_out;
 mod shutdown;
 mod tokens;
 mod transport;

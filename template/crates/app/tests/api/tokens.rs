@@ -36,7 +36,7 @@ impl Forger {
             .expect("attacker key");
         Self {
             service_key: Ed25519KeyPair::from_pkcs8(der.secret_pkcs8_der()).expect("Ed25519"),
-            service_kid: app.auth.keys.active().kid().to_owned(),
+            service_kid: app.auth.keys.current().active().kid().to_owned(),
             attacker_key: Ed25519KeyPair::from_pkcs8(attacker.as_ref()).expect("Ed25519"),
         }
     }

@@ -91,6 +91,14 @@ impl IssuerKeys {
             .collect()
     }
 
+    /// The ids of the retired keys, newest first as given.
+    pub fn retired_kids(&self) -> Vec<&str> {
+        self.retired
+            .iter()
+            .map(|retired| retired.key.kid())
+            .collect()
+    }
+
     /// How many keys [`IssuerKeys::verifying_at`] returns, without copying them.
     pub fn verifying_count_at(&self, now: u64) -> usize {
         1 + self.retired_in_use(now).count()

@@ -391,6 +391,13 @@ impl TokenError {
             _ => None,
         }
     }
+
+    /// A token of the built-in issuer naming a key not held here: with keys shared between
+    /// instances, another instance may have rotated, and the caller re-reads them (at a bounded
+    /// rate) and validates once more.
+    pub fn is_unknown_own_key(&self) -> bool {
+        matches!(self, Self::UnknownKey { own: true, .. })
+    }
 }
 
 /// Validates bearer access tokens for one API (one audience).

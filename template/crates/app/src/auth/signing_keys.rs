@@ -1,0 +1,309 @@
+//! The built-in issuer's keys, as every instance of the service sees them (AUTH-1, AUTH-5).
+//!
+//! `auth.signing_keys = "file"`: the keys come from files (`signing_key_path`,
+//! `retired_signing_keys`; in development one generated in `key_dir`) and change with the
+//! configuration and a restart. Several instances then mount the same secret.
+//!
+//! `auth.signing_keys = "database"`: the keys live in the shared database, each private key sealed
+//! under `auth.signing_key_encryption_key` (`security::auth::key_wrapping`), so every instance
+//! signs with the same key and a rotation ([`rotate`], `app rotate-signing-key`) reaches them all:
+//! each re-reads the keys every `signing_key_refresh_seconds`, and at once (at most once a
+//! second) when a token names a key of this issuer it has not seen, so a token signed by an
+//! instance that already rotated verifies everywhere. The first instance to start on an empty
+//! table creates the first key; two instances starting (or rotating) together cannot both win, as
+//! each key's sequence number is the primary key.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set, SqlErr, TransactionTrait,
+};
+use secrecy::ExposeSecret;
+use security::auth::issuer_keys::{IssuerKeyError, IssuerKeys, RetiredKey};
+use security::auth::jwt::{MAX_LEEWAY, MAX_OWN_LIFETIME, SigningKey};
+use security::auth::key_wrapping::{KeyEncryptionKey, KeyWrappingError};
+
+use crate::persistence::signing_keys;
+
+/// Why the shared keys could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyStoreError {
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("the key-encryption key: {0}")]
+    Wrapping(#[from] KeyWrappingError),
+    #[error("stored key {0} is not the Ed25519 key its id names")]
+    Corrupt(String),
+    #[error("another instance rotated the keys at the same moment; nothing was changed here")]
+    ConcurrentRotation,
+    #[error(transparent)]
+    Keys(#[from] IssuerKeyError),
+}
+
+/// How long after its retirement a key cannot have signed an unexpired token any more; its row is
+/// deleted on the next rotation after a day.
+const RETIRED_ROWS_KEPT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The keys in the shared database.
+pub struct DatabaseKeys {
+    db: DatabaseConnection,
+    kek: KeyEncryptionKey,
+}
+
+impl std::fmt::Debug for DatabaseKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseKeys").finish_non_exhaustive()
+    }
+}
+
+impl DatabaseKeys {
+    pub fn new(db: DatabaseConnection, kek: KeyEncryptionKey) -> Self {
+        Self { db, kek }
+    }
+
+    /// The current keys; on an empty table, a first key is created (by one instance only).
+    pub async fn load_or_create(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<IssuerKeys, SigningKeyStoreError> {
+        if let Some(keys) = self.load().await? {
+            return Ok(keys);
+        }
+        match self.insert_key(&self.db, 1, now).await {
+            Ok(_) => {}
+            // Another instance created it first: use that one.
+            Err(SigningKeyStoreError::Database(error))
+                if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
+            Err(error) => return Err(error),
+        }
+        self.load()
+            .await?
+            .ok_or_else(|| SigningKeyStoreError::Corrupt("(none after creation)".to_owned()))
+    }
+
+    /// The current keys: the highest sequence signs, the rest are retired. `None` if there are
+    /// none yet.
+    pub async fn load(&self) -> Result<Option<IssuerKeys>, SigningKeyStoreError> {
+        let rows = signing_keys::Entity::find()
+            .order_by_desc(signing_keys::Column::Sequence)
+            .all(&self.db)
+            .await?;
+        let Some((newest, older)) = rows.split_first() else {
+            return Ok(None);
+        };
+        let active = self.open(newest)?;
+        let mut retired = Vec::with_capacity(older.len());
+        let mut successor_created = newest.created_at;
+        for row in older {
+            // Retired when its successor was created, if the row does not say.
+            let retired_at = row.retired_at.unwrap_or(successor_created);
+            successor_created = row.created_at;
+            retired.push(RetiredKey {
+                key: self.open(row)?.verifying_key().clone(),
+                retired_at: u64::try_from(retired_at.timestamp()).unwrap_or(0),
+            });
+        }
+        Ok(Some(IssuerKeys::new(active, retired)?))
+    }
+
+    /// Makes a new key the signing one and retires the current one: tokens it signed keep
+    /// verifying until they expire. Returns the new key's id.
+    pub async fn rotate(&self, now: DateTime<Utc>) -> Result<String, SigningKeyStoreError> {
+        let transaction = self.db.begin().await?;
+        let newest = signing_keys::Entity::find()
+            .order_by_desc(signing_keys::Column::Sequence)
+            .one(&transaction)
+            .await?;
+        let sequence = newest.as_ref().map_or(1, |newest| newest.sequence + 1);
+        if let Some(newest) = newest {
+            let mut retiring: signing_keys::ActiveModel = newest.into();
+            retiring.retired_at = Set(Some(now));
+            retiring.update(&transaction).await?;
+        }
+        let kid = match self.insert_key(&transaction, sequence, now).await {
+            Ok(kid) => kid,
+            Err(SigningKeyStoreError::Database(error))
+                if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) =>
+            {
+                return Err(SigningKeyStoreError::ConcurrentRotation);
+            }
+            Err(error) => return Err(error),
+        };
+        let forgotten = now
+            - chrono::Duration::from_std(RETIRED_ROWS_KEPT + MAX_OWN_LIFETIME + MAX_LEEWAY)
+                .unwrap_or_default();
+        signing_keys::Entity::delete_many()
+            .filter(signing_keys::Column::RetiredAt.lt(forgotten))
+            .exec(&transaction)
+            .await?;
+        transaction.commit().await.map_err(|error| {
+            if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                SigningKeyStoreError::ConcurrentRotation
+            } else {
+                SigningKeyStoreError::Database(error)
+            }
+        })?;
+        Ok(kid)
+    }
+
+    async fn insert_key(
+        &self,
+        connection: &impl sea_orm::ConnectionTrait,
+        sequence: i64,
+        now: DateTime<Utc>,
+    ) -> Result<String, SigningKeyStoreError> {
+        let der = SigningKey::generate_ed25519_pkcs8().map_err(IssuerKeyError::from)?;
+        let key = SigningKey::from_ed25519_pkcs8_thumbprint(&der).map_err(IssuerKeyError::from)?;
+        let kid = key.kid().to_owned();
+        let sealed = self.kek.seal(&kid, &der)?;
+        signing_keys::ActiveModel {
+            sequence: Set(sequence),
+            kid: Set(kid.clone()),
+            sealed_private_key: Set(sealed),
+            created_at: Set(now),
+            retired_at: Set(None),
+        }
+        .insert(connection)
+        .await?;
+        Ok(kid)
+    }
+
+    /// The row's key, checked against its id: a row whose key is not the one its `kid` names
+    /// is refused rather than trusted.
+    fn open(&self, row: &signing_keys::Model) -> Result<SigningKey, SigningKeyStoreError> {
+        let der = self.kek.open(&row.kid, &row.sealed_private_key)?;
+        let key = SigningKey::from_ed25519_pkcs8_thumbprint(der.expose_secret())
+            .map_err(|_| SigningKeyStoreError::Corrupt(row.kid.clone()))?;
+        if key.kid() != row.kid {
+            return Err(SigningKeyStoreError::Corrupt(row.kid.clone()));
+        }
+        Ok(key)
+    }
+}
+
+/// How soon after one re-read a token naming an unseen key may cause another.
+const UNKNOWN_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The issuer's keys as this instance currently holds them.
+pub struct IssuerKeyRing {
+    current: RwLock<Arc<IssuerKeys>>,
+    /// Bumped whenever `current` changes, so the token validator knows to rebuild.
+    generation: AtomicU64,
+    shared: Option<DatabaseKeys>,
+    /// When a token naming an unseen key last caused a re-read: at most one a second, so
+    /// invented key ids cannot make every request a database query.
+    last_unknown_key_reload: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for IssuerKeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerKeyRing")
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IssuerKeyRing {
+    /// Keys from files: fixed for the life of the process.
+    pub fn fixed(keys: IssuerKeys) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(0),
+            shared: None,
+            last_unknown_key_reload: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keys from the shared database, loaded (or, on an empty table, created) now.
+    pub async fn shared(
+        store: DatabaseKeys,
+        now: DateTime<Utc>,
+    ) -> Result<Self, SigningKeyStoreError> {
+        let keys = store.load_or_create(now).await?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(keys)),
+            generation: AtomicU64::new(0),
+            shared: Some(store),
+            last_unknown_key_reload: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The keys now: the active one signs.
+    pub fn current(&self) -> Arc<IssuerKeys> {
+        Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Changes whenever the keys do.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the keys come from the shared database (and can change while running).
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// Re-reads the shared keys; returns whether they changed. A failure keeps the keys held.
+    pub async fn reload(&self) -> bool {
+        let Some(store) = &self.shared else {
+            return false;
+        };
+        match store.load().await {
+            Ok(Some(keys)) => {
+                let changed = {
+                    let held = self.current();
+                    held.active().kid() != keys.active().kid()
+                        || held.retired_kids() != keys.retired_kids()
+                };
+                if changed {
+                    *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!("signing keys changed: reloaded from the database");
+                }
+                changed
+            }
+            Ok(None) => false,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot re-read the signing keys; keeping those held");
+                false
+            }
+        }
+    }
+
+    /// For a token of this issuer naming a key not held: re-reads the shared keys unless such a
+    /// token caused a re-read less than a second ago. Returns whether they changed.
+    pub async fn reload_for_unknown_key(&self) -> bool {
+        if self.shared.is_none() {
+            return false;
+        }
+        {
+            let mut last = self.last_unknown_key_reload.lock().await;
+            if last.is_some_and(|last| last.elapsed() < UNKNOWN_KEY_RELOAD_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        self.reload().await
+    }
+
+    /// Re-reads the shared keys every `interval` until the task is aborted.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        interval: Duration,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.shared.as_ref()?;
+        let ring = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                ring.reload().await;
+            }
+        }))
+    }
+}
