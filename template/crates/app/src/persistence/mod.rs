@@ -57,9 +57,37 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(options).await
 }
 
+/// The PostgreSQL advisory lock held while migrating (any fixed number; this one spells "rampart").
+const MIGRATION_LOCK: i64 = 0x7261_6d70_6172_74;
+
 /// Applies every pending migration; already applied ones are skipped.
+///
+/// On PostgreSQL, replicas starting together would otherwise race to apply the same migration
+/// (the loser failing its start-up): the run holds a session advisory lock on a connection of its
+/// own, so they apply one after another and the later ones find nothing pending. Each migration
+/// keeps its own transaction (and may opt out of one, for `CREATE INDEX CONCURRENTLY`); the lock
+/// goes with the connection if the process dies.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    use sea_orm::sqlx::{Connection, postgres::PgConnection};
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let lock_error = |error: sea_orm::sqlx::Error| {
+        DbErr::Custom(format!("cannot take the migration lock: {error}"))
+    };
+    let options = db.get_postgres_connection_pool().connect_options();
+    let mut lock = PgConnection::connect_with(&options)
+        .await
+        .map_err(lock_error)?;
+    sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(MIGRATION_LOCK)
+        .execute(&mut lock)
+        .await
+        .map_err(lock_error)?;
+    let migrated = Migrator::up(db, None).await;
+    // Closing the session releases the lock in any case.
+    let _ = lock.close().await;
+    migrated
 }
 
 /// The folder holding a file-backed SQLite database, if `url` names one.

@@ -84,3 +84,44 @@ async fn postgres_migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() 
     migrations_apply_once_then_are_a_no_op(&url).await;
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn replicas_starting_together_apply_the_migrations_once_without_failing() {
+    let Some(admin_url) = postgres_admin_url().await else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    let url = format!(
+        "{}/{}",
+        admin_url.rsplit_once('/').expect("a database in the URL").0,
+        database.name
+    );
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let mut settings = settings(data_dir.path(), "");
+    crate::backend::release(data_dir.path());
+    settings.database.url = url.clone().into();
+    let mut replicas = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let database = settings.database.clone();
+        replicas.spawn(async move {
+            let db = persistence::connect(&database).await.expect("connect");
+            persistence::migrate(&db).await
+        });
+    }
+    while let Some(started) = replicas.join_next().await {
+        started
+            .expect("no panic")
+            .expect("every replica migrates or finds it done");
+    }
+    let db = persistence::connect(&settings.database)
+        .await
+        .expect("connect");
+    assert!(
+        Migrator::get_pending_migrations(&db)
+            .await
+            .expect("status")
+            .is_empty()
+    );
+    db.close().await.expect("close");
+    database.drop_database().await;
+}
