@@ -444,3 +444,104 @@ async fn the_document_declares_the_key_the_replay_header_and_the_422() {
     let scopes = operation["security"].to_string();
     assert!(scopes.contains("payments:write"), "{scopes}");
 }
+
+/// Issue 7's fault test: the link to PostgreSQL is cut while payments are in flight. Each request
+/// gets a 201 or a JSON 503 (never a 500), and once the database is back a retry with the same key
+/// leaves exactly one payment per key: the payment and its idempotency record are written in one
+/// transaction, so a cut never leaves one without the other (a lost or a doubled write).
+#[tokio::test]
+async fn a_database_cut_mid_write_leaves_no_partial_payment_and_retries_capture_each_once() {
+    use crate::helpers::CuttableProxy;
+    let Some(admin_url) = postgres_admin_url().await else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    let upstream = admin_url
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("host:port in the admin URL")
+        .to_owned();
+    let proxy = CuttableProxy::start(upstream).await;
+    let app = spawn_app_with(&format!(
+        "[database]\nurl = \"postgres://postgres@127.0.0.1:{}/{}\"\n",
+        proxy.port, database.name
+    ))
+    .await;
+    let (owner, email) = payer(&app, "interrupted@example.com").await;
+    let client = client_of(&app, &email).await;
+    let body = |key: &str| {
+        json!({"amount_cents": 1000, "currency": "EUR", "description": key}).to_string()
+    };
+
+    let mut keys = Vec::new();
+    let mut interrupted = Vec::new();
+    // Requests leave every few milliseconds and the link is cut among them, so some have
+    // finished, some are inside their transaction and some have not reached the database.
+    for (round, spacing_ms) in [2u64, 5, 10].into_iter().enumerate() {
+        let mut requests = tokio::task::JoinSet::new();
+        for n in 0..10 {
+            let key = format!("cut-{round}-{n}");
+            keys.push(key.clone());
+            let request = client
+                .post(app.url("/v1/payments"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", &key)
+                .body(body(&key));
+            requests.spawn(async move {
+                let response = request.send().await.expect("request");
+                let status = response.status().as_u16();
+                let body = response.text().await.expect("body");
+                (key, status, body)
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(spacing_ms)).await;
+            if n == 6 {
+                proxy.cut();
+            }
+        }
+        while let Some(answered) = requests.join_next().await {
+            let (key, status, body) = answered.expect("no panic");
+            match status {
+                201 => {}
+                503 => {
+                    let body: Value = serde_json::from_str(&body).expect("a JSON 503");
+                    assert_eq!(body["error"], "Service unavailable");
+                    interrupted.push(key);
+                }
+                other => panic!("{key}: {other} {body}"),
+            }
+        }
+        proxy.restore();
+    }
+
+    assert!(!interrupted.is_empty(), "the cut interrupted nothing");
+    // Back: every interrupted payment is retried with its key until it is answered.
+    for key in &interrupted {
+        let mut captured = false;
+        for _ in 0..50 {
+            let response = pay(&app, &client, Some(key), &body(key)).await;
+            if response.status() == 201 {
+                captured = true;
+                break;
+            }
+            assert_eq!(response.status(), 503, "{key}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(captured, "{key} was never captured");
+    }
+    let stored = app::persistence::payments::Entity::find()
+        .filter(app::persistence::payments::Column::OwnerId.eq(owner))
+        .all(&app.auth.db)
+        .await
+        .expect("payments");
+    for key in &keys {
+        let of_key = stored
+            .iter()
+            .filter(|payment| payment.description.as_deref() == Some(key.as_str()))
+            .count();
+        assert_eq!(of_key, 1, "{key}: one payment, not {of_key}");
+    }
+    assert_eq!(payments_of(&app, owner).await, keys.len() as u64);
+    app.stop().await.expect("clean stop");
+    database.drop_database().await;
+}
