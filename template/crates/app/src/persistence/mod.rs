@@ -58,7 +58,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 }
 
 /// The PostgreSQL advisory lock held while migrating (any fixed number; this one spells "rampart").
-const MIGRATION_LOCK: i64 = 0x7261_6d70_6172_74;
+const MIGRATION_LOCK: i64 = 0x0072_616d_7061_7274;
 
 /// Applies every pending migration; already applied ones are skipped.
 ///
