@@ -202,6 +202,7 @@ impl AuthContext {
     /// key it has not seen makes that issuer refresh its keys (rate-limited) and is checked
     /// once more.
     pub async fn validate_access_token(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let own_keys_seen = self.keys.generation();
         let error = match self.current_validator().await.validate(token) {
             Ok(claims) => return Ok(claims),
             Err(error) => error,
@@ -211,8 +212,12 @@ impl AuthContext {
                 Some(external) => external.issuer.refresh_for_unknown_key().await,
                 None => false,
             },
-            // A key of our own not held yet: another instance may have rotated.
-            None if error.is_unknown_own_key() => self.keys.reload_for_unknown_key().await,
+            // A key of our own not held yet: another instance may have rotated. Whoever re-read
+            // the keys, validating again helps if they changed since this validation began.
+            None if error.is_unknown_own_key() => {
+                self.keys.reload_for_unknown_key().await;
+                self.keys.generation() != own_keys_seen
+            }
             None => false,
         };
         if refreshed {
@@ -237,15 +242,15 @@ impl AuthContext {
             external.issuer.ensure_current().await;
         }
         let now = self.clock.now();
+        // The generation before the keys: a re-read between the two then only makes the next
+        // request rebuild, never caches old keys under the new generation.
+        let own_generation = self.keys.generation();
         let own_keys = self.keys.current();
         let generations: Vec<u64> = self
             .external_issuers
             .iter()
             .map(|external| external.issuer.generation())
-            .chain([
-                self.keys.generation(),
-                own_keys.verifying_count_at(now) as u64,
-            ])
+            .chain([own_generation, own_keys.verifying_count_at(now) as u64])
             .collect();
         {
             let current = self.validator.read().unwrap_or_else(|e| e.into_inner());
@@ -339,7 +344,11 @@ async fn load_issuer_keys(
         return Ok(IssuerKeyRing::fixed(IssuerKeys::new(unused, Vec::new())?));
     }
     if auth.signing_keys == SigningKeySource::Database {
-        let store = DatabaseKeys::new(db.clone(), load_key_encryption_key(auth)?);
+        let store = DatabaseKeys::new(
+            db.clone(),
+            load_key_encryption_key(auth)?,
+            std::time::Duration::from_secs(auth.signing_key_refresh_seconds),
+        );
         let now = DateTime::from_timestamp(i64::try_from(clock.now()).unwrap_or(0), 0)
             .unwrap_or_default();
         return Ok(IssuerKeyRing::shared(store, now).await?);
@@ -352,7 +361,11 @@ pub fn database_keys(
     auth: &AuthSettings,
     db: DatabaseConnection,
 ) -> Result<DatabaseKeys, AuthSetupError> {
-    Ok(DatabaseKeys::new(db, load_key_encryption_key(auth)?))
+    Ok(DatabaseKeys::new(
+        db,
+        load_key_encryption_key(auth)?,
+        std::time::Duration::from_secs(auth.signing_key_refresh_seconds),
+    ))
 }
 
 /// The file holding the development key-encryption key.

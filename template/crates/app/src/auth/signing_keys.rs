@@ -6,12 +6,14 @@
 //!
 //! `auth.signing_keys = "database"`: the keys live in the shared database, each private key sealed
 //! under `auth.signing_key_encryption_key` (`security::auth::key_wrapping`), so every instance
-//! signs with the same key and a rotation ([`rotate`], `app rotate-signing-key`) reaches them all:
-//! each re-reads the keys every `signing_key_refresh_seconds`, and at once (at most once a
-//! second) when a token names a key of this issuer it has not seen, so a token signed by an
-//! instance that already rotated verifies everywhere. The first instance to start on an empty
-//! table creates the first key; two instances starting (or rotating) together cannot both win, as
-//! each key's sequence number is the primary key.
+//! signs with the same key and a rotation ([`DatabaseKeys::rotate`], `app rotate-signing-key`)
+//! reaches them all: each re-reads the keys every `signing_key_refresh_seconds`, and at once (at
+//! most once a second) when a token names a key of this issuer it has not seen, so a token signed
+//! by an instance that already rotated verifies everywhere. Instances that have not re-read yet
+//! still sign with the previous key: its tokens keep verifying if issued up to the refresh
+//! interval plus the clock leeway after its retirement ([`DatabaseKeys::new`]'s `grace`). The
+//! first instance to start on an empty table creates the first key; two instances starting (or
+//! rotating) together cannot both win, as each key's sequence number is the primary key.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -40,6 +42,11 @@ pub enum SigningKeyStoreError {
     Corrupt(String),
     #[error("another instance rotated the keys at the same moment; nothing was changed here")]
     ConcurrentRotation,
+    #[error(
+        "the configured key-encryption key does not open the current signing key {0}: refusing to \
+         add a key no other instance could read"
+    )]
+    WrongKeyEncryptionKey(String),
     #[error(transparent)]
     Keys(#[from] IssuerKeyError),
 }
@@ -52,6 +59,9 @@ const RETIRED_ROWS_KEPT: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct DatabaseKeys {
     db: DatabaseConnection,
     kek: KeyEncryptionKey,
+    /// How long after its retirement a key may still sign on instances that have not re-read
+    /// the keys yet: their tokens must keep verifying.
+    grace: Duration,
 }
 
 impl std::fmt::Debug for DatabaseKeys {
@@ -61,8 +71,15 @@ impl std::fmt::Debug for DatabaseKeys {
 }
 
 impl DatabaseKeys {
-    pub fn new(db: DatabaseConnection, kek: KeyEncryptionKey) -> Self {
-        Self { db, kek }
+    /// `refresh` is how often instances re-read the keys (`auth.signing_key_refresh_seconds`):
+    /// a retired key's tokens verify if issued up to `refresh` + the clock leeway after its
+    /// retirement.
+    pub fn new(db: DatabaseConnection, kek: KeyEncryptionKey, refresh: Duration) -> Self {
+        Self {
+            db,
+            kek,
+            grace: refresh + MAX_LEEWAY,
+        }
     }
 
     /// The current keys; on an empty table, a first key is created (by one instance only).
@@ -96,15 +113,25 @@ impl DatabaseKeys {
             return Ok(None);
         };
         let active = self.open(newest)?;
+        let grace = chrono::Duration::from_std(self.grace).unwrap_or_default();
         let mut retired = Vec::with_capacity(older.len());
         let mut successor_created = newest.created_at;
         for row in older {
             // Retired when its successor was created, if the row does not say.
             let retired_at = row.retired_at.unwrap_or(successor_created);
             successor_created = row.created_at;
+            // A retired key that does not open cannot verify anything: skipped, so it cannot keep
+            // every instance from starting.
+            let key = match self.open(row) {
+                Ok(key) => key,
+                Err(error) => {
+                    tracing::warn!(error = %error, "a retired signing key is unreadable; skipped");
+                    continue;
+                }
+            };
             retired.push(RetiredKey {
-                key: self.open(row)?.verifying_key().clone(),
-                retired_at: u64::try_from(retired_at.timestamp()).unwrap_or(0),
+                key: key.verifying_key().clone(),
+                retired_at: u64::try_from((retired_at + grace).timestamp()).unwrap_or(0),
             });
         }
         Ok(Some(IssuerKeys::new(active, retired)?))
@@ -119,7 +146,15 @@ impl DatabaseKeys {
             .one(&transaction)
             .await?;
         let sequence = newest.as_ref().map_or(1, |newest| newest.sequence + 1);
+        // Never before the current key was made (a rotating host's clock behind the others').
+        let now = newest
+            .as_ref()
+            .map_or(now, |newest| now.max(newest.created_at));
         if let Some(newest) = newest {
+            // A key sealed under another key-encryption key would stop every instance's start.
+            if self.open(&newest).is_err() {
+                return Err(SigningKeyStoreError::WrongKeyEncryptionKey(newest.kid));
+            }
             let mut retiring: signing_keys::ActiveModel = newest.into();
             retiring.retired_at = Set(Some(now));
             retiring.update(&transaction).await?;
@@ -194,9 +229,13 @@ pub struct IssuerKeyRing {
     /// Bumped whenever `current` changes, so the token validator knows to rebuild.
     generation: AtomicU64,
     shared: Option<DatabaseKeys>,
+    /// Held across each re-read and swap, so an older read never replaces a newer one.
+    reloading: tokio::sync::Mutex<()>,
+    /// Re-reads of the database so far.
+    reads: AtomicU64,
     /// When a token naming an unseen key last caused a re-read: at most one a second, so
     /// invented key ids cannot make every request a database query.
-    last_unknown_key_reload: tokio::sync::Mutex<Option<Instant>>,
+    last_unknown_key_reload: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for IssuerKeyRing {
@@ -214,7 +253,9 @@ impl IssuerKeyRing {
             current: RwLock::new(Arc::new(keys)),
             generation: AtomicU64::new(0),
             shared: None,
-            last_unknown_key_reload: tokio::sync::Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            reads: AtomicU64::new(0),
+            last_unknown_key_reload: std::sync::Mutex::new(None),
         }
     }
 
@@ -228,7 +269,9 @@ impl IssuerKeyRing {
             current: RwLock::new(Arc::new(keys)),
             generation: AtomicU64::new(0),
             shared: Some(store),
-            last_unknown_key_reload: tokio::sync::Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
+            reads: AtomicU64::new(0),
+            last_unknown_key_reload: std::sync::Mutex::new(None),
         })
     }
 
@@ -247,11 +290,18 @@ impl IssuerKeyRing {
         self.shared.is_some()
     }
 
+    /// How often the keys were re-read from the database since start-up.
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+
     /// Re-reads the shared keys; returns whether they changed. A failure keeps the keys held.
     pub async fn reload(&self) -> bool {
         let Some(store) = &self.shared else {
             return false;
         };
+        let _one_at_a_time = self.reloading.lock().await;
+        self.reads.fetch_add(1, Ordering::Relaxed);
         match store.load().await {
             Ok(Some(keys)) => {
                 let changed = {
@@ -275,19 +325,29 @@ impl IssuerKeyRing {
     }
 
     /// For a token of this issuer naming a key not held: re-reads the shared keys unless such a
-    /// token caused a re-read less than a second ago. Returns whether they changed.
-    pub async fn reload_for_unknown_key(&self) -> bool {
+    /// token caused a re-read less than a second ago, in which case it waits for a re-read in
+    /// progress. The caller compares [`IssuerKeyRing::generation`] before and after to know
+    /// whether validating again can help.
+    pub async fn reload_for_unknown_key(&self) {
         if self.shared.is_none() {
-            return false;
+            return;
         }
-        {
-            let mut last = self.last_unknown_key_reload.lock().await;
-            if last.is_some_and(|last| last.elapsed() < UNKNOWN_KEY_RELOAD_INTERVAL) {
-                return false;
+        let due = {
+            let mut last = self
+                .last_unknown_key_reload
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let due = !last.is_some_and(|last| last.elapsed() < UNKNOWN_KEY_RELOAD_INTERVAL);
+            if due {
+                *last = Some(Instant::now());
             }
-            *last = Some(Instant::now());
+            due
+        };
+        if due {
+            self.reload().await;
+        } else {
+            drop(self.reloading.lock().await);
         }
-        self.reload().await
     }
 
     /// Re-reads the shared keys every `interval` until the task is aborted.

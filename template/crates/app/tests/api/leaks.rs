@@ -50,12 +50,16 @@ async fn mailed_reset_token(database: &str, email: &str) -> String {
 
 #[tokio::test]
 async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
-    // Secrets in the configuration too: a pepper, and a Redis URL with a password (unused: the
-    // in-process store is pinned, but part of the settings `check-config` prints).
+    // Secrets in the configuration too: a pepper, a key-encryption key, and a Redis URL with a
+    // password (unused: the in-process store is pinned, but part of the settings `check-config`
+    // prints).
     let pepper = "leak-test-pepper-Zk3v9QmT2xWc7LbN5rYh";
     let redis_password = "Redis-Passw0rd-leak-test";
+    // Signing keys in the database, sealed under this key.
+    let key_encryption_key = "bGVhay10ZXN0IGtleS1lbmNyeXB0aW9uIGtleSAzMiE=";
     let binary = RunningBinary::start(&format!(
         "[log]\nlevel = \"debug\"\n[auth]\napi_key_pepper = \"{pepper}\"\n\
+         signing_keys = \"database\"\nsigning_key_encryption_key = \"{key_encryption_key}\"\n\
          [rate_limit]\nstore = \"memory\"\nredis_url = \"redis://:{redis_password}@127.0.0.1:6379\"\n"
     ));
     let base = format!("https://{}", binary.address("listening"));
@@ -72,6 +76,7 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         admin.clone(),
         pepper.to_owned(),
         redis_password.to_owned(),
+        key_encryption_key.to_owned(),
     ];
     let mut expected: Vec<Expected> = Vec::new();
     let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).expect("form");

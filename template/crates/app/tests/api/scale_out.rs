@@ -133,10 +133,80 @@ async fn invented_key_ids_cannot_make_every_request_reread_the_keys() {
         "{}.{rest}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(decoded.to_string())
     );
+    let reads = app.auth.keys.reads();
     for _ in 0..20 {
         assert_eq!(status_of_me(&app.client, &app.address, &forged).await, 401);
     }
+    assert!(
+        app.auth.keys.reads() <= reads + 1,
+        "at most one re-read a second, not one per request"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = app.auth.keys.reads();
+    assert_eq!(status_of_me(&app.client, &app.address, &forged).await, 401);
+    assert_eq!(
+        app.auth.keys.reads(),
+        before + 1,
+        "a second later, one more"
+    );
     assert_eq!(app.auth.keys.generation(), 0, "nothing changed");
+}
+
+#[tokio::test]
+async fn an_instance_that_has_not_reread_the_keys_still_issues_tokens_that_verify_everywhere() {
+    let first = spawn_app_with(&shared_signing_keys()).await;
+    let second = spawn_app_with(&format!(
+        "{}key_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+        shared_signing_keys(),
+        first.data_dir.path().join("keys").display(),
+        first.database_url()
+    ))
+    .await;
+    let old_kid = first.auth.keys.current().active().kid().to_owned();
+    let db = sea_orm::Database::connect(first.database_url())
+        .await
+        .expect("database");
+    app::auth::database_keys(&first.auth.settings, db)
+        .expect("the key-encryption key")
+        .rotate(chrono::Utc::now())
+        .await
+        .expect("rotate");
+    // Half a minute on, the second instance has re-read the keys; the first not yet (it would
+    // within signing_key_refresh_seconds) and still signs with the retired key.
+    first.clock.advance(30);
+    second.clock.advance(30);
+    assert!(second.auth.keys.reload().await);
+    let late = admin_access_token(&first.auth, &first.credentials.admin.email).await;
+    assert_eq!(kid_of(&late), old_kid);
+    assert_eq!(
+        status_of_me(&second.client, &second.address, &late).await,
+        200,
+        "issued after the retirement, within the refresh interval and leeway"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_with_another_key_encryption_key_changes_nothing() {
+    let app = spawn_app_with(&shared_signing_keys()).await;
+    let kid = app.auth.keys.current().active().kid().to_owned();
+    let db = sea_orm::Database::connect(app.database_url())
+        .await
+        .expect("database");
+    let mut other = app.auth.settings.clone();
+    other.signing_key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into();
+    let refused = app::auth::database_keys(&other, db)
+        .expect("a valid key")
+        .rotate(chrono::Utc::now())
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(app::auth::signing_keys::SigningKeyStoreError::WrongKeyEncryptionKey(_))
+        ),
+        "{refused:?}"
+    );
+    assert!(!app.auth.keys.reload().await, "no new key was written");
+    assert_eq!(app.auth.keys.current().active().kid(), kid);
 }
 
 /// The settings both processes of the multi-instance test share.
