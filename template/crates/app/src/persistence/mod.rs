@@ -79,6 +79,11 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     let mut lock = PgConnection::connect_with(&options)
         .await
         .map_err(lock_error)?;
+    // Waiting for another replica's migrations is not a slow statement.
+    sea_orm::sqlx::query("SET statement_timeout = 0")
+        .execute(&mut lock)
+        .await
+        .map_err(lock_error)?;
     sea_orm::sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(MIGRATION_LOCK)
         .execute(&mut lock)
