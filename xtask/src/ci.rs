@@ -108,8 +108,11 @@ pub fn variants(root: &Path, options: &CiOptions, only: Option<&str>) -> Result<
         cmd::step(&format!("variant {}", variant.name()));
         let project = render::render_fresh(root, variant, &variant.name(), &parent)?;
         let mut ci = cmd::cargo();
+        // Each variant's suite runs on the database and store its own configuration names.
         ci.current_dir(&project)
             .env("CARGO_TARGET_DIR", &target_dir)
+            .env_remove("TEST_DATABASE")
+            .env_remove("TEST_RATE_LIMIT_STORE")
             .args(["xtask", "ci"]);
         if let Some(db) = &options.advisory_db {
             let db = std::path::absolute(db).context("advisory database path")?;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::{advisory_db, cmd, services, supply_chain};
 
@@ -79,7 +79,8 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
         ("TEST_DATABASE", database, services::POSTGRES, "sqlite"),
         ("TEST_RATE_LIMIT_STORE", store, services::REDIS, "memory"),
     ] {
-        if std::env::var_os(variable).is_some() || wanted == fallback {
+        let chosen_already = std::env::var(variable).is_ok_and(|value| !value.is_empty());
+        if chosen_already || wanted == fallback {
             continue;
         }
         if reachable.contains(&server) {
@@ -96,13 +97,16 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
 }
 
 /// The database (`sqlite`, `postgres`) and rate-limit store (`memory`, `redis`) the project at
-/// `root` is configured with in `config/default.toml`; the embedded ones when it has none (the
-/// template itself, whose configuration is not rendered yet).
+/// `root` is configured with in `config/default.toml`; the embedded ones when it has none or it
+/// is not TOML yet (the template itself, before rendering).
 pub fn project_backend(root: &Path) -> Result<(&'static str, &'static str)> {
     let Ok(text) = std::fs::read_to_string(root.join("config").join("default.toml")) else {
         return Ok(("sqlite", "memory"));
     };
-    let config: toml::Table = text.parse().context("config/default.toml")?;
+    // The template's own file is Liquid, not TOML, until it is rendered.
+    let Ok(config) = text.parse::<toml::Table>() else {
+        return Ok(("sqlite", "memory"));
+    };
     let setting = |section: &str, key: &str| {
         config
             .get(section)

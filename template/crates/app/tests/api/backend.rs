@@ -28,7 +28,7 @@ pub enum RateLimitStore {
 pub fn database() -> Database {
     match std::env::var("TEST_DATABASE").as_deref() {
         Ok("postgres") => Database::Postgres,
-        Ok("sqlite") | Err(_) => Database::Sqlite,
+        Ok("sqlite" | "") | Err(_) => Database::Sqlite,
         Ok(other) => panic!("TEST_DATABASE must be sqlite or postgres, not {other}"),
     }
 }
@@ -36,7 +36,7 @@ pub fn database() -> Database {
 pub fn rate_limit_store() -> RateLimitStore {
     match std::env::var("TEST_RATE_LIMIT_STORE").as_deref() {
         Ok("redis") => RateLimitStore::Redis,
-        Ok("memory") | Err(_) => RateLimitStore::Memory,
+        Ok("memory" | "") | Err(_) => RateLimitStore::Memory,
         Ok(other) => panic!("TEST_RATE_LIMIT_STORE must be memory or redis, not {other}"),
     }
 }

@@ -581,21 +581,20 @@ async fn the_published_document_declares_the_limits() {
 /// The Redis server for these tests (`TEST_REDIS_URL`, default the local one), as host:port;
 /// `None`, after saying so, when unreachable, unless `TEST_REQUIRE_SERVICES=1`.
 async fn redis_address() -> Option<String> {
-    let address =
-        std::env::var("TEST_REDIS_ADDRESS").unwrap_or_else(|_| "127.0.0.1:6379".to_owned());
-    let reachable = match redis::Client::open(format!("redis://{address}")) {
-        Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
-        Err(_) => false,
-    };
-    if reachable {
-        return Some(address);
+    if !crate::backend::redis_reachable().await {
+        return None;
     }
-    assert!(
-        std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
-        "Redis is required (TEST_REQUIRE_SERVICES=1) but {address} cannot be reached"
-    );
-    eprintln!("skipped: Redis at {address} cannot be reached");
-    None
+    let url = crate::backend::redis_url();
+    let authority = url
+        .split_once("://")
+        .map_or(url.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let address = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, address)| address);
+    Some(address.to_owned())
 }
 
 /// Settings for an instance using Redis at `address` under `prefix`; instances sharing a Redis
