@@ -95,6 +95,58 @@ pub struct Settings {
     pub log: LogSettings,
     pub audit: AuditSettings,
     pub anomaly: AnomalySettings,
+    /// `/.well-known/security.txt` (RFC 9116), served when a contact is set.
+    #[serde(default)]
+    pub security_txt: SecurityTxtSettings,
+}
+
+/// Where to report vulnerabilities (OPS-3): the fields of `/.well-known/security.txt`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityTxtSettings {
+    /// `mailto:`, `https:` or `tel:` URIs, most preferred first; empty serves no file.
+    pub contact: Vec<String>,
+    /// When the file stops being valid (RFC 3339; less than a year ahead, renewed before then).
+    pub expires: Option<chrono::DateTime<chrono::Utc>>,
+    /// An `https:` URL of the disclosure policy.
+    pub policy: String,
+    /// An `https:` URL thanking reporters.
+    pub acknowledgments: String,
+    /// An `https:` URL of a key to encrypt reports with.
+    pub encryption: String,
+    /// Languages reports may be written in, e.g. `en, de`.
+    pub preferred_languages: String,
+}
+
+impl SecurityTxtSettings {
+    /// The file to serve, if a contact is configured.
+    pub fn file(
+        &self,
+        public_origin: &str,
+    ) -> Option<Result<security::disclosure::SecurityTxt, String>> {
+        if self.contact.is_empty() {
+            return None;
+        }
+        let Some(expires) = self.expires else {
+            return Some(Err(
+                "expires is required with a contact (RFC 9116)".to_owned()
+            ));
+        };
+        let expires = time::OffsetDateTime::from_unix_timestamp(expires.timestamp())
+            .map_err(|error| error.to_string());
+        Some(expires.and_then(|expires| {
+            security::disclosure::SecurityTxt::new(
+                &self.contact,
+                expires,
+                public_origin,
+                &self.policy,
+                &self.acknowledgments,
+                &self.encryption,
+                &self.preferred_languages,
+            )
+            .map_err(|error| error.to_string())
+        }))
+    }
 }
 
 fn development() -> Environment {
@@ -981,6 +1033,10 @@ impl Settings {
             );
         }
 
+        if let Some(Err(problem)) = self.security_txt.file(&self.server.public_origin) {
+            refuse("security_txt", &problem);
+        }
+
         if self.environment == Environment::Production {
             if pepper.is_empty() || is_placeholder(pepper) {
                 refuse(
@@ -1390,6 +1446,25 @@ mod tests {
         );
         let error = load(&generated, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn a_security_txt_needs_an_expiry_and_trustworthy_uris() {
+        let without_expiry =
+            format!("{VALID}[security_txt]\ncontact = [\"mailto:a@example.com\"]\n");
+        let error = load(&without_expiry, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("security_txt"), "{error}");
+        let plain_policy = format!(
+            "{VALID}[security_txt]\ncontact = [\"mailto:a@example.com\"]\n\
+             expires = \"2099-01-01T00:00:00Z\"\npolicy = \"http://example.com/policy\"\n"
+        );
+        let error = load(&plain_policy, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("security_txt"), "{error}");
+        let valid = format!(
+            "{VALID}[security_txt]\ncontact = [\"mailto:a@example.com\"]\n\
+             expires = \"2099-01-01T00:00:00Z\"\n"
+        );
+        load(&valid, Environment::Development, &[]).expect("valid");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use poem::http::header::HeaderName;
 use poem::{Endpoint, EndpointExt, Route};
 use sea_orm::{DatabaseConnection, DbErr};
 use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
+use security::disclosure::SECURITY_TXT_PATH;
 use security::input::body_limit::BodyLimit;
 use security::input::strict_json::{self, SchemaError, StrictJson};
 use security::logging::audit::{AuditHub, AuditObserver};
@@ -236,6 +237,15 @@ impl App {
             tracing::warn!("metrics are not served: admin.enabled = false");
             None
         };
+        match settings.security_txt.file(&settings.server.public_origin) {
+            None if settings.environment == Environment::Production => tracing::warn!(
+                "no /.well-known/security.txt: set security_txt.contact and expires (RFC 9116)"
+            ),
+            Some(Ok(file)) if file.is_expired_at(time::OffsetDateTime::now_utc()) => {
+                tracing::warn!("/.well-known/security.txt has expired: renew security_txt.expires")
+            }
+            _ => {}
+        }
         let metrics_upkeep = AbortOnDrop(metrics.spawn_upkeep());
         let certificate_watcher = certificate
             .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
@@ -441,6 +451,7 @@ const PLAIN_ROUTES: &[&str] = &[
     "GET /.well-known/oauth-authorization-server",
     "GET /openapi.json",
     "GET /docs",
+    "GET /.well-known/security.txt",
 ];
 
 /// `GET /openapi.json`: the document as published, serialised once.
@@ -508,7 +519,12 @@ pub fn routes(
     })
     .map_err(StartupError::Cors)?;
     let behind_proxy = settings.tls.mode == TlsMode::TerminatedByProxy;
-    Ok(Route::new()
+    let mut plain = Route::new();
+    // Validated with the configuration; not served without a contact.
+    if let Some(Ok(security_txt)) = settings.security_txt.file(&settings.server.public_origin) {
+        plain = plain.at(SECURITY_TXT_PATH, security_txt.endpoint());
+    }
+    Ok(plain
         .at("/openapi.json", spec)
         .nest("/docs", Route::new().at("/", docs))
         .at(

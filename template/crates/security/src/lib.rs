@@ -13,6 +13,7 @@
 //!    issuer, audience, type) and issued by the built-in issuer.
 
 pub mod auth;
+pub mod disclosure;
 pub mod input;
 pub mod json_error;
 pub mod logging;

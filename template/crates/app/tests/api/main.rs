@@ -23,6 +23,7 @@ mod openapi;
 mod payments;
 mod rate_limits;
 mod scale_out;
+mod security_txt;
 mod shutdown;
 mod tokens;
 mod transport;
