@@ -1,6 +1,4 @@
-use crate::helpers::{
-    CuttableProxy, TestDatabase, json_body, postgres_admin_url, spawn_app, spawn_app_with,
-};
+use crate::helpers::{TestDatabase, json_body, postgres_admin_url, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn liveness_answers_200() {
@@ -57,18 +55,8 @@ async fn readiness_fails_with_503_json_while_the_database_is_unreachable_and_rec
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let upstream = admin_url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in the admin URL")
-        .to_owned();
-    let proxy = CuttableProxy::start(upstream).await;
-    let app = spawn_app_with(&format!(
-        "[database]\nurl = \"postgres://postgres@127.0.0.1:{}/{}\"\n",
-        proxy.port, database.name
-    ))
-    .await;
+    let (proxy, url) = database.behind_proxy().await;
+    let app = spawn_app_with(&format!("[database]\nurl = \"{url}\"\n")).await;
     wait_for_readiness(&app, 200).await;
 
     proxy.cut();

@@ -583,6 +583,30 @@ impl TestDatabase {
         }
     }
 
+    /// The URL of this database on the same server.
+    pub fn url(&self) -> String {
+        let (server, _) = self
+            .admin_url
+            .rsplit_once('/')
+            .expect("a database in the admin URL");
+        format!("{server}/{}", self.name)
+    }
+
+    /// A TCP proxy in front of the server, and the URL of this database through it: cutting the
+    /// proxy makes the database unreachable for whoever uses that URL, and no one else.
+    pub async fn behind_proxy(&self) -> (CuttableProxy, String) {
+        let server = self
+            .admin_url
+            .split('@')
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("host:port in the admin URL")
+            .to_owned();
+        let proxy = CuttableProxy::start(server).await;
+        let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, self.name);
+        (proxy, url)
+    }
+
     /// Drops the database (closing any connection still open to it).
     pub async fn drop_database(self) {
         use sea_orm::ConnectionTrait;

@@ -76,11 +76,7 @@ async fn postgres_migrations_apply_to_a_fresh_database_and_reapply_as_a_no_op() 
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let url = format!(
-        "{}/{}",
-        admin_url.rsplit_once('/').expect("a database in the URL").0,
-        database.name
-    );
+    let url = database.url();
     migrations_apply_once_then_are_a_no_op(&url).await;
     database.drop_database().await;
 }
@@ -91,11 +87,7 @@ async fn replicas_starting_together_apply_the_migrations_once_without_failing() 
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let url = format!(
-        "{}/{}",
-        admin_url.rsplit_once('/').expect("a database in the URL").0,
-        database.name
-    );
+    let url = database.url();
     let data_dir = tempfile::tempdir().expect("data dir");
     let mut settings = settings(data_dir.path(), "");
     crate::backend::release(data_dir.path());

@@ -375,11 +375,7 @@ async fn concurrent_duplicates_capture_one_payment_on_postgres() {
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let url = format!(
-        "{}/{}",
-        admin_url.rsplit_once('/').expect("a database in the URL").0,
-        database.name
-    );
+    let url = database.url();
     let app = spawn_app_with(&format!("[database]\nurl = \"{url}\"\n")).await;
     ten_concurrent_duplicates_capture_one_payment(&app, &url).await;
     app.stop().await.expect("stopped");
@@ -451,23 +447,12 @@ async fn the_document_declares_the_key_the_replay_header_and_the_422() {
 /// transaction, so a cut never leaves one without the other (a lost or a doubled write).
 #[tokio::test]
 async fn a_database_cut_mid_write_leaves_no_partial_payment_and_retries_capture_each_once() {
-    use crate::helpers::CuttableProxy;
     let Some(admin_url) = postgres_admin_url().await else {
         return;
     };
     let database = TestDatabase::create(&admin_url).await;
-    let upstream = admin_url
-        .split('@')
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("host:port in the admin URL")
-        .to_owned();
-    let proxy = CuttableProxy::start(upstream).await;
-    let app = spawn_app_with(&format!(
-        "[database]\nurl = \"postgres://postgres@127.0.0.1:{}/{}\"\n",
-        proxy.port, database.name
-    ))
-    .await;
+    let (proxy, url) = database.behind_proxy().await;
+    let app = spawn_app_with(&format!("[database]\nurl = \"{url}\"\n")).await;
     let (owner, email) = payer(&app, "interrupted@example.com").await;
     let client = client_of(&app, &email).await;
     let body = |key: &str| {

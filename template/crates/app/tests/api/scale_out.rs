@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::backend;
 use crate::helpers::{
-    BootstrapCredentials, RunningBinary, admin_access_token, client_trusting, json_body,
+    BootstrapCredentials, RunningBinary, TestApp, admin_access_token, client_trusting, json_body,
     spawn_app_with,
 };
 
@@ -34,6 +34,17 @@ fn shared_signing_keys() -> String {
     )
 }
 
+/// A second instance of `first`'s service: same database and secrets, its own process state.
+async fn second_instance(first: &TestApp) -> TestApp {
+    spawn_app_with(&format!(
+        "{}key_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
+        shared_signing_keys(),
+        first.data_dir.path().join("keys").display(),
+        first.database_url()
+    ))
+    .await
+}
+
 async fn status_of_me(client: &reqwest::Client, base: &str, token: &str) -> u16 {
     client
         .get(format!("{base}/v1/me"))
@@ -48,14 +59,7 @@ async fn status_of_me(client: &reqwest::Client, base: &str, token: &str) -> u16 
 #[tokio::test]
 async fn instances_sharing_a_database_sign_alike_and_a_rotation_reaches_both() {
     let first = spawn_app_with(&shared_signing_keys()).await;
-    // The second instance: same database and secrets, its own process state.
-    let second = spawn_app_with(&format!(
-        "{}key_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-        shared_signing_keys(),
-        first.data_dir.path().join("keys").display(),
-        first.database_url()
-    ))
-    .await;
+    let second = second_instance(&first).await;
     let old_kid = first.auth.keys.current().active().kid().to_owned();
     assert_eq!(second.auth.keys.current().active().kid(), old_kid);
     assert_eq!(
@@ -155,13 +159,7 @@ async fn invented_key_ids_cannot_make_every_request_reread_the_keys() {
 #[tokio::test]
 async fn an_instance_that_has_not_reread_the_keys_still_issues_tokens_that_verify_everywhere() {
     let first = spawn_app_with(&shared_signing_keys()).await;
-    let second = spawn_app_with(&format!(
-        "{}key_dir = \"{}\"\n[database]\nurl = \"{}\"\n",
-        shared_signing_keys(),
-        first.data_dir.path().join("keys").display(),
-        first.database_url()
-    ))
-    .await;
+    let second = second_instance(&first).await;
     let old_kid = first.auth.keys.current().active().kid().to_owned();
     let db = sea_orm::Database::connect(first.database_url())
         .await
