@@ -485,10 +485,14 @@ pub struct QuotaSettings {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub store: RateLimitStoreKind,
-    /// `redis://[:password@]host:port/db`. Secret: it may carry a password, so it is never
-    /// printed.
+    /// `rediss://[:password@]host:port/db` (TLS), or `redis://` on a private network. Secret: it
+    /// may carry a password, so it is never printed.
     #[serde(serialize_with = "serialize_redacted")]
     pub redis_url: SecretString,
+    /// With `rediss://`: a private CA (PEM) the server's certificate must chain to; empty trusts
+    /// the system's roots.
+    #[serde(default)]
+    pub redis_ca_cert: PathBuf,
     /// Every key this service writes starts with it (services sharing a Redis must differ).
     pub redis_key_prefix: String,
     /// Bound on one Redis call, connecting included.
@@ -947,10 +951,19 @@ impl Settings {
         }
         if rate_limit.store == RateLimitStoreKind::Redis {
             let url = rate_limit.redis_url();
-            if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+            let tls = url.starts_with("rediss://");
+            if !(tls || url.starts_with("redis://") || url.starts_with("redis+unix://")) {
                 refuse(
                     "rate_limit.redis_url",
-                    "must start with redis:// or redis+unix://",
+                    "must start with rediss:// (TLS), redis:// or redis+unix://",
+                );
+            }
+            if !rate_limit.redis_ca_cert.as_os_str().is_empty()
+                && (!tls || !rate_limit.redis_ca_cert.is_file())
+            {
+                refuse(
+                    "rate_limit.redis_ca_cert",
+                    "must name a PEM file, and goes with a rediss:// URL",
                 );
             }
             if rate_limit.redis_key_prefix.is_empty() {
@@ -1446,6 +1459,34 @@ mod tests {
         );
         let error = load(&generated, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn redis_over_tls_may_name_its_own_ca_and_only_then() {
+        let redis = VALID.replace("store = \"memory\"", "store = \"redis\"");
+        let tls = redis.replace("redis://127.0.0.1:6379", "rediss://redis.internal:6380");
+        load(&tls, Environment::Development, &[]).expect("rediss:// is accepted");
+        let ca = tempfile::NamedTempFile::new().expect("a file");
+        let with_ca = tls.replace(
+            "redis_key_prefix",
+            &format!(
+                "redis_ca_cert = \"{}\"\nredis_key_prefix",
+                ca.path().display()
+            ),
+        );
+        load(&with_ca, Environment::Development, &[]).expect("valid");
+        let plaintext_with_ca = with_ca.replace("rediss://", "redis://");
+        let error = load(&plaintext_with_ca, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("rate_limit.redis_ca_cert"), "{error}");
+        let missing_ca = tls.replace(
+            "redis_key_prefix",
+            "redis_ca_cert = \"/nonexistent/ca.pem\"\nredis_key_prefix",
+        );
+        let error = load(&missing_ca, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("rate_limit.redis_ca_cert"), "{error}");
+        let other = redis.replace("redis://127.0.0.1:6379", "http://127.0.0.1:6379");
+        let error = load(&other, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("rate_limit.redis_url"), "{error}");
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub enum RateLimitSetupError {
     Quota(&'static str, InvalidQuota),
     #[error("{0}")]
     Redis(#[from] RedisSetupError),
+    #[error("rate_limit.redis_ca_cert cannot be read: {0}")]
+    RedisCaCert(String),
     #[error("{0}")]
     Plan(#[from] PlanError),
 }
@@ -135,11 +137,24 @@ impl RateLimits {
                 settings.max_keys_per_tier,
                 clock,
             ))),
-            RateLimitStoreKind::Redis => Store::Redis(Box::new(RedisStore::new(
-                settings.redis_url(),
-                &settings.redis_key_prefix,
-                Duration::from_millis(settings.redis_timeout_ms),
-            )?)),
+            RateLimitStoreKind::Redis => {
+                let ca_cert = if settings.redis_ca_cert.as_os_str().is_empty() {
+                    None
+                } else {
+                    Some(std::fs::read(&settings.redis_ca_cert).map_err(|error| {
+                        RateLimitSetupError::RedisCaCert(format!(
+                            "{}: {error}",
+                            settings.redis_ca_cert.display()
+                        ))
+                    })?)
+                };
+                Store::Redis(Box::new(RedisStore::new(
+                    settings.redis_url(),
+                    &settings.redis_key_prefix,
+                    Duration::from_millis(settings.redis_timeout_ms),
+                    ca_cert,
+                )?))
+            }
         };
         Ok(Self {
             limiter: RateLimiter::new(store, KeyDeriver::new(key_hasher)),

@@ -541,6 +541,7 @@ mod tests {
             &format!("redis://127.0.0.1:{port}"),
             "test:",
             Duration::from_millis(200),
+            None,
         )
         .expect("store");
         let client = client(Store::Redis(Box::new(store)));

@@ -90,8 +90,25 @@ impl RedisStore {
     /// A store on `url` whose keys start with `prefix`. The connection is made on first use and
     /// remade after failures, so the service starts while Redis is down (its tiers then behave
     /// as configured for an unavailable store). Each call, connecting included, gets `timeout`.
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> Result<Self, RedisSetupError> {
-        let client = redis::Client::open(url).map_err(|_| RedisSetupError::InvalidUrl)?;
+    /// A `rediss://` URL speaks TLS (rustls, certificate and host name verified) against the
+    /// system's roots, or only `ca_cert` (PEM) when given.
+    pub fn new(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        ca_cert: Option<Vec<u8>>,
+    ) -> Result<Self, RedisSetupError> {
+        let client = match ca_cert {
+            None => redis::Client::open(url),
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+        }
+        .map_err(|_| RedisSetupError::InvalidUrl)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -285,7 +302,8 @@ mod tests {
     #[tokio::test]
     async fn a_key_trips_at_its_quota_and_recovers() {
         let Some(url) = redis_url().await else { return };
-        let store = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        let store =
+            RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2), None).expect("store");
         let tier = tier(2, 1);
         let alice = key("alice");
         let remaining: Vec<_> = [
@@ -319,7 +337,8 @@ mod tests {
     #[tokio::test]
     async fn a_peek_answers_without_charging() {
         let Some(url) = redis_url().await else { return };
-        let store = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        let store =
+            RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2), None).expect("store");
         let tier = tier(1, 60);
         let alice = key("alice");
         for _ in 0..3 {
@@ -342,8 +361,8 @@ mod tests {
     async fn two_stores_on_one_redis_share_one_budget() {
         let Some(url) = redis_url().await else { return };
         let prefix = unique_prefix();
-        let first = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
-        let second = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
+        let first = RedisStore::new(&url, &prefix, Duration::from_secs(2), None).expect("store");
+        let second = RedisStore::new(&url, &prefix, Duration::from_secs(2), None).expect("store");
         let tier = tier(4, 60);
         let alice = key("alice");
         let mut admitted = 0;
@@ -358,7 +377,8 @@ mod tests {
         }
         assert_eq!(admitted, 4);
         // Another prefix (another service or test run) has its own state.
-        let other = RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2)).expect("store");
+        let other =
+            RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2), None).expect("store");
         assert!(matches!(
             other.check(&tier, &alice).await,
             Ok(Decision::Allowed { .. })
@@ -369,7 +389,7 @@ mod tests {
     async fn keys_expire_once_their_bucket_is_full_again() {
         let Some(url) = redis_url().await else { return };
         let prefix = unique_prefix();
-        let store = RedisStore::new(&url, &prefix, Duration::from_secs(2)).expect("store");
+        let store = RedisStore::new(&url, &prefix, Duration::from_secs(2), None).expect("store");
         let tier = tier(10, 60);
         store.check(&tier, &key("alice")).await.expect("answered");
         let client = redis::Client::open(url.as_str()).expect("client");
@@ -400,7 +420,8 @@ mod tests {
         let port = listener.local_addr().expect("addr").port();
         drop(listener);
         let url = format!("redis://127.0.0.1:{port}");
-        let store = RedisStore::new(&url, "test:", Duration::from_millis(200)).expect("store");
+        let store =
+            RedisStore::new(&url, "test:", Duration::from_millis(200), None).expect("store");
         let tier = tier(5, 60);
         assert!(store.check(&tier, &key("alice")).await.is_err());
         // Within the back-off, the store answers at once without trying.
@@ -411,9 +432,129 @@ mod tests {
         assert!(error.0.contains("backing off"), "{error}");
     }
 
+    /// A `redis-server` of the test's own speaking TLS only, its certificate from a development
+    /// CA made for the test; `None`, after saying so, where `redis-server` cannot run (unless
+    /// `TEST_REQUIRE_SERVICES=1`).
+    struct TlsRedis {
+        port: u16,
+        ca_cert: Vec<u8>,
+        process: std::process::Child,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TlsRedis {
+        fn start() -> Option<Self> {
+            let dir = tempfile::tempdir().expect("dir");
+            let files = crate::transport::dev_ca::ensure(dir.path(), &[]).expect("certificates");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            let port = listener.local_addr().expect("address").port();
+            drop(listener);
+            let path = |path: &std::path::Path| path.display().to_string();
+            let started = std::process::Command::new("redis-server")
+                .args([
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--tls-port",
+                    &port.to_string(),
+                ])
+                .args(["--tls-cert-file", &path(&files.server.cert)])
+                .args(["--tls-key-file", &path(&files.server.key)])
+                .args(["--tls-ca-cert-file", &path(&files.ca_cert)])
+                .args([
+                    "--tls-auth-clients",
+                    "no",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn();
+            let process = match started {
+                Ok(process) => process,
+                Err(error) => {
+                    assert!(
+                        std::env::var("TEST_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                        "redis-server is required (TEST_REQUIRE_SERVICES=1): {error}"
+                    );
+                    eprintln!("skipped: redis-server cannot be started here: {error}");
+                    return None;
+                }
+            };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(Self {
+                port,
+                ca_cert: std::fs::read(&files.ca_cert).expect("CA"),
+                process,
+                _dir: dir,
+            })
+        }
+    }
+
+    impl Drop for TlsRedis {
+        fn drop(&mut self) {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn rediss_talks_tls_to_a_server_whose_certificate_chains_to_the_configured_ca() {
+        let Some(server) = TlsRedis::start() else {
+            return;
+        };
+        crate::transport::tls::install_crypto_provider();
+        let url = format!("rediss://localhost:{}", server.port);
+        let timeout = Duration::from_secs(2);
+        let trusted = RedisStore::new(
+            &url,
+            &unique_prefix(),
+            timeout,
+            Some(server.ca_cert.clone()),
+        )
+        .expect("store");
+        let tier = tier(2, 60);
+        for _ in 0..2 {
+            assert!(matches!(
+                trusted.check(&tier, &key("alice")).await,
+                Ok(Decision::Allowed { .. })
+            ));
+        }
+        assert!(matches!(
+            trusted.check(&tier, &key("alice")).await,
+            Ok(Decision::Limited { .. })
+        ));
+        assert!(trusted.ping().await.is_ok());
+
+        // A certificate from any other CA is refused: no decision, the store is unavailable.
+        let other_dir = tempfile::tempdir().expect("dir");
+        let other = crate::transport::dev_ca::ensure(other_dir.path(), &[]).expect("other CA");
+        let other_ca = std::fs::read(&other.ca_cert).expect("CA");
+        let untrusted =
+            RedisStore::new(&url, &unique_prefix(), timeout, Some(other_ca)).expect("store");
+        assert!(untrusted.check(&tier, &key("alice")).await.is_err());
+        // Nor does plaintext reach a TLS-only server.
+        let plaintext = RedisStore::new(
+            &format!("redis://localhost:{}", server.port),
+            &unique_prefix(),
+            timeout,
+            None,
+        )
+        .expect("store");
+        assert!(plaintext.check(&tier, &key("alice")).await.is_err());
+    }
+
     #[test]
     fn a_malformed_url_is_refused_without_echoing_it() {
-        let error = RedisStore::new("http://user:secret@x", "p:", Duration::from_secs(1))
+        let error = RedisStore::new("http://user:secret@x", "p:", Duration::from_secs(1), None)
             .expect_err("refused");
         assert!(!error.to_string().contains("secret"));
     }
