@@ -6,8 +6,9 @@
 //!   certificate and, outside production, the development administrator) and exits;
 //! - `app bootstrap-admin <email>` creates an administrator and prints its one-time password:
 //!   the only way to get the first account in production;
-//! - `app rotate-signing-key` (keys in the database) makes a new key sign on every instance; the
-//!   old one verifies until the tokens it signed expire.
+//! - `app rotate-signing-key [--revoke-previous]` (keys in the database) makes a new key sign on
+//!   every instance; the old one verifies until the tokens it signed expire, or, revoked (it
+//!   leaked), is deleted.
 
 use std::process::ExitCode;
 
@@ -48,12 +49,22 @@ async fn main() -> ExitCode {
             };
             return bootstrap_admin(settings, &email).await;
         }
-        Some("rotate-signing-key") => return rotate_signing_key(settings).await,
+        Some("rotate-signing-key") => {
+            let revoke_previous = match std::env::args().nth(2).as_deref() {
+                None => false,
+                Some("--revoke-previous") => true,
+                Some(_) => {
+                    eprintln!("usage: app rotate-signing-key [--revoke-previous]");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return rotate_signing_key(settings, revoke_previous).await;
+        }
         Some("init") => {}
         Some(other) => {
             eprintln!(
                 "unknown command `{other}`; usage: app [serve | check-config | init | \
-                 bootstrap-admin <email> | rotate-signing-key]"
+                 bootstrap-admin <email> | rotate-signing-key [--revoke-previous]]"
             );
             return ExitCode::FAILURE;
         }
@@ -96,7 +107,7 @@ async fn main() -> ExitCode {
 
 /// Rotates the shared signing keys: each instance signs with the new key once it re-reads them
 /// (within `auth.signing_key_refresh_seconds`) and verifies the new key's tokens at once.
-async fn rotate_signing_key(settings: Settings) -> ExitCode {
+async fn rotate_signing_key(settings: Settings, revoke_previous: bool) -> ExitCode {
     if settings.auth.signing_keys != app::config::SigningKeySource::Database {
         eprintln!(
             "rotate-signing-key works on keys in the database (auth.signing_keys = \"database\"); \
@@ -108,9 +119,17 @@ async fn rotate_signing_key(settings: Settings) -> ExitCode {
         let db = app::persistence::connect(&settings.database).await?;
         app::persistence::migrate(&db).await?;
         let keys = app::auth::database_keys(&settings.auth, db)?;
-        Ok::<_, Box<dyn std::error::Error>>(keys.rotate(chrono::Utc::now()).await?)
+        let kid = keys.rotate(chrono::Utc::now(), revoke_previous).await?;
+        Ok::<_, Box<dyn std::error::Error>>(kid)
     };
     match rotated.await {
+        Ok(kid) if revoke_previous => {
+            println!(
+                "signing key {kid} now signs; every older key is deleted: instances refuse its \
+                 tokens once they re-read the keys (within auth.signing_key_refresh_seconds)"
+            );
+            ExitCode::SUCCESS
+        }
         Ok(kid) => {
             println!(
                 "signing key {kid} now signs; the previous key verifies until its tokens expire"

@@ -237,6 +237,12 @@ impl App {
             tracing::warn!("metrics are not served: admin.enabled = false");
             None
         };
+        if settings.environment == Environment::Production
+            && settings.rate_limit.store == crate::config::RateLimitStoreKind::Redis
+            && redis_in_plaintext_beyond_this_host(settings.rate_limit.redis_url())
+        {
+            tracing::warn!("Redis is reached in plaintext across the network: use rediss://");
+        }
         match settings.security_txt.file(&settings.server.public_origin) {
             None if settings.environment == Environment::Production => tracing::warn!(
                 "no /.well-known/security.txt: set security_txt.contact and expires (RFC 9116)"
@@ -442,6 +448,28 @@ fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
         .trusting_proxies(&settings.server.trusted_proxies)
 }
 
+/// Whether `url` is `redis://` to a host other than this one (credentials and counters would
+/// cross the network in clear).
+fn redis_in_plaintext_beyond_this_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("redis://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        host_port.split(':').next().unwrap_or_default()
+    };
+    let local = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
+    !local
+}
+
 /// Every route served beside the OpenAPI document, as the rate-limit plan and route templates
 /// name them.
 const PLAIN_ROUTES: &[&str] = &[
@@ -579,4 +607,29 @@ pub fn routes(
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plaintext_redis_is_told_apart_from_tls_and_from_this_host() {
+        for remote in [
+            "redis://redis.internal:6379",
+            "redis://:secret@10.0.0.5:6379/0",
+            "redis://[2001:db8::1]:6379",
+        ] {
+            assert!(redis_in_plaintext_beyond_this_host(remote), "{remote}");
+        }
+        for fine in [
+            "rediss://redis.internal:6380",
+            "redis://127.0.0.1:6379",
+            "redis://:secret@localhost:6379",
+            "redis://[::1]:6379",
+            "redis+unix:///run/redis.sock",
+        ] {
+            assert!(!redis_in_plaintext_beyond_this_host(fine), "{fine}");
+        }
+    }
 }

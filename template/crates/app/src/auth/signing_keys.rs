@@ -138,8 +138,15 @@ impl DatabaseKeys {
     }
 
     /// Makes a new key the signing one and retires the current one: tokens it signed keep
-    /// verifying until they expire. Returns the new key's id.
-    pub async fn rotate(&self, now: DateTime<Utc>) -> Result<String, SigningKeyStoreError> {
+    /// verifying until they expire. With `revoke_previous` (a key that leaked) every older key is
+    /// deleted instead: each instance stops accepting its tokens when it next re-reads the keys,
+    /// at the price of refusing the tokens lagging instances sign until then. Returns the new
+    /// key's id.
+    pub async fn rotate(
+        &self,
+        now: DateTime<Utc>,
+        revoke_previous: bool,
+    ) -> Result<String, SigningKeyStoreError> {
         let transaction = self.db.begin().await?;
         let newest = signing_keys::Entity::find()
             .order_by_desc(signing_keys::Column::Sequence)
@@ -171,10 +178,13 @@ impl DatabaseKeys {
         let forgotten = now
             - chrono::Duration::from_std(RETIRED_ROWS_KEPT + MAX_OWN_LIFETIME + MAX_LEEWAY)
                 .unwrap_or_default();
-        signing_keys::Entity::delete_many()
-            .filter(signing_keys::Column::RetiredAt.lt(forgotten))
-            .exec(&transaction)
-            .await?;
+        let deleted = if revoke_previous {
+            signing_keys::Entity::delete_many().filter(signing_keys::Column::Sequence.lt(sequence))
+        } else {
+            signing_keys::Entity::delete_many()
+                .filter(signing_keys::Column::RetiredAt.lt(forgotten))
+        };
+        deleted.exec(&transaction).await?;
         transaction.commit().await.map_err(|error| {
             if matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
                 SigningKeyStoreError::ConcurrentRotation
@@ -220,6 +230,9 @@ impl DatabaseKeys {
     }
 }
 
+/// How soon a failed periodic re-read is tried again.
+const FAILED_READ_RETRY: Duration = Duration::from_secs(5);
+
 /// How soon after one re-read a token naming an unseen key may cause another.
 const UNKNOWN_KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -233,6 +246,8 @@ pub struct IssuerKeyRing {
     reloading: tokio::sync::Mutex<()>,
     /// Re-reads of the database so far.
     reads: AtomicU64,
+    /// When the keys were last read successfully: a failed periodic re-read is retried soon.
+    last_successful_read: std::sync::Mutex<Instant>,
     /// When a token naming an unseen key last caused a re-read: at most one a second, so
     /// invented key ids cannot make every request a database query.
     last_unknown_key_reload: std::sync::Mutex<Option<Instant>>,
@@ -255,6 +270,7 @@ impl IssuerKeyRing {
             shared: None,
             reloading: tokio::sync::Mutex::new(()),
             reads: AtomicU64::new(0),
+            last_successful_read: std::sync::Mutex::new(Instant::now()),
             last_unknown_key_reload: std::sync::Mutex::new(None),
         }
     }
@@ -271,6 +287,7 @@ impl IssuerKeyRing {
             shared: Some(store),
             reloading: tokio::sync::Mutex::new(()),
             reads: AtomicU64::new(0),
+            last_successful_read: std::sync::Mutex::new(Instant::now()),
             last_unknown_key_reload: std::sync::Mutex::new(None),
         })
     }
@@ -302,7 +319,14 @@ impl IssuerKeyRing {
         };
         let _one_at_a_time = self.reloading.lock().await;
         self.reads.fetch_add(1, Ordering::Relaxed);
-        match store.load().await {
+        let loaded = store.load().await;
+        if loaded.is_ok() {
+            *self
+                .last_successful_read
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        }
+        match loaded {
             Ok(Some(keys)) => {
                 let changed = {
                     let held = self.current();
@@ -350,19 +374,29 @@ impl IssuerKeyRing {
         }
     }
 
-    /// Re-reads the shared keys every `interval` until the task is aborted.
+    /// Re-reads the shared keys every `interval` until the task is aborted; a failed read is
+    /// retried every few seconds rather than a whole interval later, as the grace of a retired
+    /// key assumes instances re-read within an interval.
     pub fn spawn_refresh(
         self: &Arc<Self>,
         interval: Duration,
     ) -> Option<tokio::task::JoinHandle<()>> {
         self.shared.as_ref()?;
         let ring = Arc::clone(self);
+        let check_every = interval.min(FAILED_READ_RETRY);
         Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(interval);
+            let mut every = tokio::time::interval(check_every);
             every.tick().await;
             loop {
                 every.tick().await;
-                ring.reload().await;
+                let since_read = ring
+                    .last_successful_read
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .elapsed();
+                if since_read + check_every / 2 >= interval {
+                    ring.reload().await;
+                }
             }
         }))
     }

@@ -595,15 +595,18 @@ impl TestDatabase {
     /// A TCP proxy in front of the server, and the URL of this database through it: cutting the
     /// proxy makes the database unreachable for whoever uses that URL, and no one else.
     pub async fn behind_proxy(&self) -> (CuttableProxy, String) {
-        let server = self
-            .admin_url
-            .split('@')
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .expect("host:port in the admin URL")
-            .to_owned();
-        let proxy = CuttableProxy::start(server).await;
-        let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, self.name);
+        let (scheme, rest) = self.admin_url.split_once("://").expect("a URL");
+        let authority = rest.split('/').next().expect("an authority");
+        let (user, server) = authority
+            .rsplit_once('@')
+            .map_or(("", authority), |(user, server)| (user, server));
+        let proxy = CuttableProxy::start(server.to_owned()).await;
+        let user = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}@")
+        };
+        let url = format!("{scheme}://{user}127.0.0.1:{}/{}", proxy.port, self.name);
         (proxy, url)
     }
 

@@ -746,9 +746,8 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
-    /// `None`, after saying so, when `redis-server` is not installed (hosted CI runs Redis as a
-    /// service container, without the binary; the cut-link test above covers the same
-    /// behaviour there).
+    /// `None`, after saying so, when `redis-server` is not installed (the workflows install it;
+    /// the cut-link test above covers the same behaviour without it).
     fn start() -> Option<Self> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("address").port();

@@ -74,7 +74,7 @@ async fn instances_sharing_a_database_sign_alike_and_a_rotation_reaches_both() {
         .expect("database");
     let new_kid = app::auth::database_keys(&first.auth.settings, db)
         .expect("the key-encryption key")
-        .rotate(chrono::Utc::now())
+        .rotate(chrono::Utc::now(), false)
         .await
         .expect("rotate");
     assert_ne!(new_kid, old_kid);
@@ -166,7 +166,7 @@ async fn an_instance_that_has_not_reread_the_keys_still_issues_tokens_that_verif
         .expect("database");
     app::auth::database_keys(&first.auth.settings, db)
         .expect("the key-encryption key")
-        .rotate(chrono::Utc::now())
+        .rotate(chrono::Utc::now(), false)
         .await
         .expect("rotate");
     // Half a minute on, the second instance has re-read the keys; the first not yet (it would
@@ -181,6 +181,20 @@ async fn an_instance_that_has_not_reread_the_keys_still_issues_tokens_that_verif
         200,
         "issued after the retirement, within the refresh interval and leeway"
     );
+    // The grace is the refresh interval (60 s here) plus the 5-minute leeway: 330 s on, still
+    // accepted; 400 s on, a token of the retired key is refused wherever it comes from.
+    let email = first.credentials.admin.email.clone();
+    for (advance, expected) in [(300, 200), (70, 401)] {
+        first.clock.advance(advance);
+        second.clock.advance(advance);
+        let token = admin_access_token(&first.auth, &email).await;
+        assert_eq!(kid_of(&token), old_kid);
+        assert_eq!(
+            status_of_me(&second.client, &second.address, &token).await,
+            expected,
+            "{advance} s further on"
+        );
+    }
 }
 
 #[tokio::test]
@@ -194,7 +208,7 @@ async fn a_rotation_with_another_key_encryption_key_changes_nothing() {
     other.signing_key_encryption_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".into();
     let refused = app::auth::database_keys(&other, db)
         .expect("a valid key")
-        .rotate(chrono::Utc::now())
+        .rotate(chrono::Utc::now(), false)
         .await;
     assert!(
         matches!(
@@ -389,4 +403,38 @@ async fn two_processes_honour_each_others_tokens_refreshes_limits_keys_and_rotat
 
     drop((one, two));
     backend::delete_redis_keys(&prefix).await;
+}
+
+#[tokio::test]
+async fn a_revoked_key_stops_verifying_once_the_keys_are_reread() {
+    let app = spawn_app_with(&shared_signing_keys()).await;
+    let leaked_kid = app.auth.keys.current().active().kid().to_owned();
+    let db = sea_orm::Database::connect(app.database_url())
+        .await
+        .expect("database");
+    let new_kid = app::auth::database_keys(&app.auth.settings, db)
+        .expect("the key-encryption key")
+        .rotate(chrono::Utc::now(), true)
+        .await
+        .expect("rotate");
+    assert_eq!(
+        status_of_me(&app.client, &app.address, &app.admin_token).await,
+        200,
+        "until this instance re-reads the keys"
+    );
+    assert!(app.auth.keys.reload().await);
+    assert_eq!(
+        status_of_me(&app.client, &app.address, &app.admin_token).await,
+        401,
+        "the revoked key's tokens are refused"
+    );
+    let kids: Vec<String> = app
+        .auth
+        .keys
+        .current()
+        .verifying_at(app.clock.now())
+        .iter()
+        .map(|key| key.kid().to_owned())
+        .collect();
+    assert_eq!(kids, [new_kid], "{leaked_kid} is gone");
 }

@@ -484,12 +484,14 @@ mod tests {
                     return None;
                 }
             };
-            for _ in 0..100 {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
+            let listening = (0..100).any(|_| {
+                let open = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+                if !open {
+                    std::thread::sleep(Duration::from_millis(20));
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+                open
+            });
+            assert!(listening, "redis-server did not open its TLS port");
             Some(Self {
                 port,
                 ca_cert: std::fs::read(&files.ca_cert).expect("CA"),
