@@ -958,13 +958,15 @@ impl Settings {
                     "must start with rediss:// (TLS), redis:// or redis+unix://",
                 );
             }
-            if !rate_limit.redis_ca_cert.as_os_str().is_empty()
-                && (!tls || !rate_limit.redis_ca_cert.is_file())
-            {
-                refuse(
-                    "rate_limit.redis_ca_cert",
-                    "must name a PEM file, and goes with a rediss:// URL",
-                );
+            if !rate_limit.redis_ca_cert.as_os_str().is_empty() {
+                let certificates = std::fs::read(&rate_limit.redis_ca_cert).unwrap_or_default();
+                if !tls || !security::rate_limit::redis_store::is_ca_certificate_pem(&certificates)
+                {
+                    refuse(
+                        "rate_limit.redis_ca_cert",
+                        "must name a PEM file of CA certificates, and goes with a rediss:// URL",
+                    );
+                }
             }
             if rate_limit.redis_key_prefix.is_empty() {
                 refuse(
@@ -1466,12 +1468,23 @@ mod tests {
         let redis = VALID.replace("store = \"memory\"", "store = \"redis\"");
         let tls = redis.replace("redis://127.0.0.1:6379", "rediss://redis.internal:6380");
         load(&tls, Environment::Development, &[]).expect("rediss:// is accepted");
-        let ca = tempfile::NamedTempFile::new().expect("a file");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = security::transport::dev_ca::ensure(dir.path(), &[]).expect("a CA");
+        let empty = tempfile::NamedTempFile::new().expect("a file");
+        let empty_ca = tls.replace(
+            "redis_key_prefix",
+            &format!(
+                "redis_ca_cert = \"{}\"\nredis_key_prefix",
+                empty.path().display()
+            ),
+        );
+        let error = load(&empty_ca, Environment::Development, &[]).expect_err("refused");
+        assert!(error.names("rate_limit.redis_ca_cert"), "{error}");
         let with_ca = tls.replace(
             "redis_key_prefix",
             &format!(
                 "redis_ca_cert = \"{}\"\nredis_key_prefix",
-                ca.path().display()
+                ca.ca_cert.display()
             ),
         );
         load(&with_ca, Environment::Development, &[]).expect("valid");

@@ -62,6 +62,15 @@ pub enum RedisSetupError {
     Connection(String),
 }
 
+/// Whether `pem` holds at least one certificate and nothing unreadable: a CA file that does not
+/// would trust nothing, and every connection would fail.
+pub fn is_ca_certificate_pem(pem: &[u8]) -> bool {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let certificates: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
+    certificates.is_ok_and(|certificates| !certificates.is_empty())
+}
+
 /// GCRA state in Redis, shared by every instance that uses the same URL and prefix.
 pub struct RedisStore {
     client: redis::Client,
@@ -552,6 +561,17 @@ mod tests {
         )
         .expect("store");
         assert!(plaintext.check(&tier, &key("alice")).await.is_err());
+    }
+
+    #[test]
+    fn only_a_file_with_certificates_is_a_ca() {
+        let dir = tempfile::tempdir().expect("dir");
+        let files = crate::transport::dev_ca::ensure(dir.path(), &[]).expect("certificates");
+        assert!(is_ca_certificate_pem(
+            &std::fs::read(files.ca_cert).expect("CA")
+        ));
+        assert!(!is_ca_certificate_pem(b""));
+        assert!(!is_ca_certificate_pem(b"not a certificate"));
     }
 
     #[test]
