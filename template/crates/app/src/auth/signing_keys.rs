@@ -348,29 +348,41 @@ impl IssuerKeyRing {
         }
     }
 
-    /// For a token of this issuer naming a key not held: re-reads the shared keys unless such a
-    /// token caused a re-read less than a second ago, in which case it waits for a re-read in
-    /// progress. The caller compares [`IssuerKeyRing::generation`] before and after to know
-    /// whether validating again can help.
+    /// For a token of this issuer naming a key not held: re-reads the shared keys, at most once
+    /// a second. Within that second the caller waits for the next permitted re-read (one caller
+    /// makes it, the others wait for it), so a token of a key rotated in meanwhile is not refused,
+    /// while invented key ids still cost at most one query a second. The caller compares
+    /// [`IssuerKeyRing::generation`] before and after to know whether validating again can help.
     pub async fn reload_for_unknown_key(&self) {
         if self.shared.is_none() {
             return;
         }
-        let due = {
-            let mut last = self
-                .last_unknown_key_reload
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let due = !last.is_some_and(|last| last.elapsed() < UNKNOWN_KEY_RELOAD_INTERVAL);
-            if due {
-                *last = Some(Instant::now());
+        if let Some(wait) = self.claim_unknown_key_reload() {
+            tokio::time::sleep(wait).await;
+            if self.claim_unknown_key_reload().is_some() {
+                // Someone else made the re-read of this slot: wait for it to finish.
+                drop(self.reloading.lock().await);
+                return;
             }
-            due
-        };
-        if due {
-            self.reload().await;
-        } else {
-            drop(self.reloading.lock().await);
+        }
+        self.reload().await;
+    }
+
+    /// Claims the re-read slot (`None`) if the last one is a second old, or says how long until
+    /// it is.
+    fn claim_unknown_key_reload(&self) -> Option<Duration> {
+        let mut last = self
+            .last_unknown_key_reload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match *last {
+            Some(at) if at.elapsed() < UNKNOWN_KEY_RELOAD_INTERVAL => {
+                Some(UNKNOWN_KEY_RELOAD_INTERVAL - at.elapsed())
+            }
+            _ => {
+                *last = Some(Instant::now());
+                None
+            }
         }
     }
 
