@@ -607,27 +607,6 @@ fn redis_settings(address: &str, prefix: &str, quotas: &[(&str, u32, u64)]) -> S
     )
 }
 
-/// Removes every key under `prefix`.
-async fn delete_prefix(address: &str, prefix: &str) {
-    let client = redis::Client::open(format!("redis://{address}")).expect("client");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connection");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut connection)
-            .await
-            .expect("del");
-    }
-}
-
 #[tokio::test]
 async fn two_service_processes_sharing_redis_enforce_one_limit() {
     let Some(redis) = redis_address().await else {
@@ -656,7 +635,7 @@ async fn two_service_processes_sharing_redis_enforce_one_limit() {
         statuses.push(response.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
-    delete_prefix(&redis, &prefix).await;
+    crate::backend::delete_redis_keys(&prefix).await;
 }
 
 /// Waits (at most ten seconds) for a wrong-password login to be answered 401 again, not 503:
@@ -735,7 +714,7 @@ async fn with_redis_cut_off_general_tiers_fail_open_sensitive_ones_closed_and_bo
     // Redis returns: the store reconnects by itself after its short back-off.
     proxy.restore();
     assert_login_recovers(&app).await;
-    delete_prefix(&redis, &prefix).await;
+    crate::backend::delete_redis_keys(&prefix).await;
 }
 
 /// A Redis server of the test's own (`redis-server` on a free port, nothing saved), so the test
