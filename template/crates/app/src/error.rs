@@ -162,6 +162,12 @@ enum DocumentedErrors {
     /// The request conflicts with existing state.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// The body is larger than the operation accepts (`limits.max_body_bytes`).
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
     /// The request cannot be processed as sent, e.g. an `Idempotency-Key` reused with a
     /// different request.
     #[oai(status = 422)]

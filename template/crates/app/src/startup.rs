@@ -22,14 +22,15 @@ use security::logging::metrics::ServiceMetrics;
 use security::logging::request_id::RequestIdLayer;
 use security::monitoring::anomaly::{AnomalyDetector, DetectorTask};
 use security::monitoring::geoip::{GeoIp, GeoIpError};
-use security::operations::RouteTemplates;
+use security::operations::{RouteTemplates, operations_and_routes};
 use security::rate_limit::memory::LimiterClock;
 use security::rate_limit::middleware::RateLimit;
 use security::transport::client_ip::ClientIpLayer;
 use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
 use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
 use security::transport::secure_headers::{
-    PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig, hashed_page_policy,
+    AllowedMethods, PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
+    hashed_page_policy,
 };
 use security::transport::server::{BoundListener, ListenerLimits};
 use security::transport::tls::{self, CertificateFiles, ReloadingCertificate, TlsError};
@@ -586,6 +587,11 @@ pub fn routes(
         .with(RefuseUnusedMethods)
         // Every error, from a handler or from routing, becomes the uniform JSON body.
         .with(JsonErrors::for_openapi(&document))
+        // A 405 names the methods the path does allow (`Allow`, RFC 9110).
+        .with(AllowedMethods::new(operations_and_routes(
+            &document,
+            PLAIN_ROUTES,
+        )))
         // Cross-origin grants for allowlisted origins only, on success and error responses.
         .with(cors)
         // Behind a TLS proxy: plaintext only from the proxy, for requests it received over HTTPS.

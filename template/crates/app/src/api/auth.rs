@@ -115,7 +115,7 @@ pub struct PasswordResetConfirmation {
     #[oai(validator(max_length = 64))]
     pub token: String,
     /// At least 12 characters, not a common password, not the email address.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 12, max_length = 128))]
     pub new_password: String,
 }
 

@@ -53,7 +53,7 @@ pub struct NewUser {
     pub name: String,
     pub role: Role,
     /// At least 12 characters, not a common password, not the email address.
-    #[oai(validator(max_length = 128))]
+    #[oai(validator(min_length = 12, max_length = 128))]
     pub password: String,
 }
 

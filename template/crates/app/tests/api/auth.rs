@@ -72,7 +72,7 @@ async fn a_login_returns_a_short_lived_token_and_a_refresh_token_never_cached() 
         .await
         .expect("request");
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["cache-control"], "no-store, max-age=0");
     let id = request_id(&response);
     let tokens = json_body(response).await;
     assert_eq!(tokens["token_type"], "Bearer");
@@ -145,7 +145,7 @@ async fn a_refresh_rotates_the_token_and_reuse_revokes_the_whole_family() {
 
     let rotated = refresh(&app, first).await;
     assert_eq!(rotated.status(), 200);
-    assert_eq!(rotated.headers()["cache-control"], "no-store");
+    assert_eq!(rotated.headers()["cache-control"], "no-store, max-age=0");
     let rotated = json_body(rotated).await;
     let second = rotated["refresh_token"].as_str().expect("a successor");
     assert_ne!(second, first);
@@ -231,7 +231,7 @@ async fn an_api_key_is_shown_once_recognisable_and_limited_to_its_scopes() {
     let owner = bearer_client(&app, &tokens);
     let response = create_key(&app, &owner, &["profile"]).await;
     assert_eq!(response.status(), 201);
-    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.headers()["cache-control"], "no-store, max-age=0");
     let created = json_body(response).await;
     let secret = created["secret"].as_str().expect("the secret, once");
     assert!(secret.starts_with("rmp_") && secret.len() == 53, "{secret}");

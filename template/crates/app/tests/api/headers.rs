@@ -13,7 +13,10 @@ const EXPECTED: &[(&str, &str)] = &[
         "max-age=31536000; includeSubDomains",
     ),
     ("x-content-type-options", "nosniff"),
-    ("cache-control", "no-store"),
+    ("cache-control", "no-store, max-age=0"),
+    ("pragma", "no-cache"),
+    ("x-frame-options", "DENY"),
+    ("x-xss-protection", "0"),
     (
         "content-security-policy",
         "default-src 'none'; frame-ancestors 'none'",

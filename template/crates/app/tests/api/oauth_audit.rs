@@ -46,7 +46,7 @@ async fn assert_one_validation_event(
 ) {
     assert_eq!(response.status(), status, "{route} {reason}");
     let id = request_id(&response);
-    assert_eq!(header(&response, "cache-control"), "no-store");
+    assert_eq!(header(&response, "cache-control"), "no-store, max-age=0");
     let events = validation_events(&id);
     assert_eq!(events.len(), 1, "{route} {reason}: {events:?}");
     let event = &events[0];

@@ -5,8 +5,9 @@
 //! - `ca.pem` / `ca-key.pem`: a CA valid for ten years whose name constraints permit only the
 //!   configured development hosts (`localhost`, `127.0.0.0/8`, `::1`, the public origin's host).
 //!   Trusting it in a browser or an OS store therefore cannot vouch for any other site.
-//! - `server.pem` / `server-key.pem`: the serving certificate for those hosts, valid for 397
-//!   days (the longest lifetime browsers accept) and renewed after 300.
+//! - `server.pem` / `server-key.pem`: the serving certificate for those hosts, valid for 88
+//!   days including a day of back-dating (under the 90 days of Mozilla's "modern" profile, which
+//!   sslyze checks in CI) and renewed after 60.
 //!
 //! Later runs reuse the files; a change of hosts creates a new CA. Private keys are written
 //! with mode 0600. Production never uses this: it loads its certificate from files
@@ -27,8 +28,8 @@ use super::tls::{CertificateFiles, TlsError};
 /// The common name of every development CA this module creates.
 pub const CA_COMMON_NAME: &str = "Rampart local development CA";
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-const SERVER_VALIDITY: Duration = Duration::from_secs(397 * 24 * 60 * 60);
-const SERVER_RENEW_AFTER: Duration = Duration::from_secs(300 * 24 * 60 * 60);
+const SERVER_VALIDITY: Duration = Duration::from_secs(87 * 24 * 60 * 60);
+const SERVER_RENEW_AFTER: Duration = Duration::from_secs(60 * 24 * 60 * 60);
 
 /// The files [`ensure`] maintains.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,9 @@
 //! Control: every response gets
 //! - `Strict-Transport-Security: max-age=...; includeSubDomains[; preload]` (at least a year);
 //! - `X-Content-Type-Options: nosniff`;
-//! - `Cache-Control: no-store`;
+//! - `Cache-Control: no-store, max-age=0` and `Pragma: no-cache` (old HTTP/1.0 caches);
+//! - `X-Frame-Options: DENY` and `X-XSS-Protection: 0` for browsers that predate CSP's
+//!   `frame-ancestors` or still run the XSS auditor;
 //! - `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'` (API responses) or the
 //!   documentation page's own policy under its path prefix;
 //! - `Referrer-Policy: no-referrer`, `Cross-Origin-Opener-Policy: same-origin`,
@@ -16,16 +18,19 @@
 //!
 //! and loses any `Server` or `X-Powered-By` header. [`RefuseUnusedMethods`] answers TRACE, TRACK
 //! and CONNECT with 405 before routing (TRACE reflects requests, including cookies, back to the
-//! caller).
+//! caller). [`AllowedMethods`] names the path's methods in `Allow` on every 405 (RFC 9110).
 //!
 //! Default: on, HSTS one year without `preload` (preload is hard to undo; opt in knowingly).
 //! There is no switch to turn the headers off; weakening one means editing this module.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::http::header::{self, HeaderName, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+use crate::operations::OperationTable;
 
 /// One year, the minimum HSTS lifetime the checklist accepts.
 pub const ONE_YEAR: Duration = Duration::from_secs(365 * 24 * 60 * 60);
@@ -144,6 +149,9 @@ pub struct SecureHeadersEndpoint<E> {
 }
 
 const X_POWERED_BY: HeaderName = HeaderName::from_static("x-powered-by");
+const X_XSS_PROTECTION: HeaderName = HeaderName::from_static("x-xss-protection");
+/// Responses are never stored by browsers or shared caches.
+pub const CACHE_CONTROL_VALUE: &str = "no-store, max-age=0";
 const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
     HeaderName::from_static("cross-origin-opener-policy");
 const CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
@@ -167,7 +175,16 @@ impl<E: Endpoint> Endpoint for SecureHeadersEndpoint<E> {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // `max-age=0` and `Pragma` for old HTTP/1.0 caches that do not know `no-store`.
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL_VALUE),
+        );
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        // Legacy browsers: framing refused where `frame-ancestors` is unknown, and the old XSS
+        // auditor (itself a source of leaks) off, as OWASP's secure-headers project advises.
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        headers.insert(X_XSS_PROTECTION, HeaderValue::from_static("0"));
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
         headers.insert(
             header::REFERRER_POLICY,
@@ -223,6 +240,84 @@ impl<E: Endpoint> Endpoint for RefuseUnusedMethodsEndpoint<E> {
     }
 }
 
+/// Adds `Allow` to every 405, listing the methods the document and the plain routes declare for
+/// the request's path, as RFC 9110 (section 15.5.6) requires: a client learns what it may send.
+#[derive(Debug, Clone)]
+pub struct AllowedMethods {
+    table: Arc<OperationTable<()>>,
+}
+
+impl AllowedMethods {
+    /// From `(METHOD, /path/{template})` pairs, as [`crate::operations::operations_and_routes`]
+    /// gives them.
+    pub fn new(operations: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut table = OperationTable::default();
+        for (method, template) in operations {
+            // Methods outside the known set cannot be routed either: nothing to announce.
+            let _ = table.insert(&method, &template, ());
+        }
+        Self {
+            table: Arc::new(table),
+        }
+    }
+
+    fn allowed(&self, path: &str) -> String {
+        let mut allowed: Vec<&str> = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]
+        .iter()
+        .filter(|method| self.table.find(method, path).is_some())
+        .map(Method::as_str)
+        .collect();
+        if allowed.contains(&"GET") {
+            allowed.insert(1, "HEAD");
+        }
+        allowed.join(", ")
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for AllowedMethods {
+    type Output = AllowedMethodsEndpoint<E>;
+
+    fn transform(&self, next: E) -> Self::Output {
+        AllowedMethodsEndpoint {
+            next,
+            allowed: self.clone(),
+        }
+    }
+}
+
+/// The endpoint produced by [`AllowedMethods`].
+#[derive(Debug)]
+pub struct AllowedMethodsEndpoint<E> {
+    next: E,
+    allowed: AllowedMethods,
+}
+
+impl<E: Endpoint> Endpoint for AllowedMethodsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Self::Output> {
+        let path = req.uri().path().to_owned();
+        // Outside the JSON error mapping in the service, so an error here is already a body.
+        let mut response = match self.next.call(req).await {
+            Ok(output) => output.into_response(),
+            Err(error) => error.into_response(),
+        };
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && !response.headers().contains_key(header::ALLOW)
+            && let Ok(allow) = HeaderValue::from_str(&self.allowed.allowed(&path))
+        {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        Ok(response)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +367,10 @@ mod tests {
                 "max-age=31536000; includeSubDomains",
             );
             response.assert_header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-            response.assert_header(header::CACHE_CONTROL, "no-store");
+            response.assert_header(header::CACHE_CONTROL, CACHE_CONTROL_VALUE);
+            response.assert_header(header::PRAGMA, "no-cache");
+            response.assert_header(header::X_FRAME_OPTIONS, "DENY");
+            response.assert_header(X_XSS_PROTECTION, "0");
             response.assert_header(header::CONTENT_SECURITY_POLICY, API_CONTENT_SECURITY_POLICY);
             response.assert_header(header::REFERRER_POLICY, "no-referrer");
             response.assert_header(CROSS_ORIGIN_OPENER_POLICY, "same-origin");
@@ -332,5 +430,27 @@ mod tests {
         assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
         let other = hashed_page_policy(&html.replace("run()", "evil()"));
         assert_ne!(policy, other, "a changed script no longer matches");
+    }
+
+    #[tokio::test]
+    async fn a_405_names_the_methods_the_path_allows() {
+        let app = Route::new()
+            .at("/notes/:id", get(ok).delete(ok))
+            .with(RefuseUnusedMethods)
+            .with(AllowedMethods::new([
+                ("GET".to_owned(), "/notes/{id}".to_owned()),
+                ("DELETE".to_owned(), "/notes/{id}".to_owned()),
+            ]));
+        let client = TestClient::new(app);
+        for method in [Method::TRACE, Method::PUT] {
+            let response = client.request(method.clone(), "/notes/7").send().await;
+            response.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+            response.assert_header(header::ALLOW, "GET, HEAD, DELETE");
+        }
+        client
+            .get("/notes/7")
+            .send()
+            .await
+            .assert_header_is_not_exist(header::ALLOW);
     }
 }
