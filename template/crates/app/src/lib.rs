@@ -19,3 +19,5 @@ pub mod persistence;
 pub mod rate_limits;
 pub mod startup;
 pub mod telemetry;
+#[cfg(feature = "weakened-controls")]
+pub mod weakened;

@@ -77,6 +77,9 @@ pub enum StartupError {
     Audit(#[source] std::io::Error),
     #[error("anomaly detection: {0}")]
     GeoIp(#[source] GeoIpError),
+    #[cfg(feature = "weakened-controls")]
+    #[error("weakened build: {0}")]
+    Weakened(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -160,12 +163,24 @@ impl App {
         clock: SharedClock,
         limiter_clock: LimiterClock,
     ) -> Result<Self, StartupError> {
+        #[cfg(feature = "weakened-controls")]
+        crate::weakened::refuse_in_production(&settings).map_err(StartupError::Weakened)?;
         tls::install_crypto_provider();
         let (certificate, dev_ca_cert) = load_certificate(&settings)?;
         let tls_config = certificate
             .clone()
             .map(|certificate| tls::server_config(certificate).map_err(StartupError::Tls))
             .transpose()?;
+        #[cfg(feature = "weakened-controls")]
+        let tls_config = match certificate.clone() {
+            Some(certificate) if crate::weakened::is_off(crate::weakened::Control::Tls13Only) => {
+                Some(
+                    tls::weakened_server_config_accepting_tls12(certificate)
+                        .map_err(StartupError::Tls)?,
+                )
+            }
+            _ => tls_config,
+        };
 
         let db = persistence::connect(&settings.database)
             .await
@@ -505,12 +520,24 @@ pub fn routes(
     let mut document: serde_json::Value = serde_json::from_str(&generated_spec).unwrap_or_default();
     // One source for docs and enforcement: request objects are closed (`additionalProperties:
     // false`) in the document that is both served and checked by `StrictJson`.
-    strict_json::close_request_body_objects(&mut document);
+    #[cfg(feature = "weakened-controls")]
+    let close_objects = !crate::weakened::is_off(crate::weakened::Control::UnknownFieldRejection);
+    #[cfg(not(feature = "weakened-controls"))]
+    let close_objects = true;
+    if close_objects {
+        strict_json::close_request_body_objects(&mut document);
+    }
     let strict_json = StrictJson::from_openapi(&document, settings.limits.max_json_depth)
         .map_err(StartupError::Schema)?;
     // Default deny: every operation declares its scopes or is listed as public.
     let access_policy = AccessPolicy::from_openapi(&document, api::PUBLIC_OPERATIONS)
         .map_err(StartupError::Policy)?;
+    #[cfg(feature = "weakened-controls")]
+    let access_policy = if crate::weakened::is_off(crate::weakened::Control::ScopeCheck) {
+        access_policy.weakened_without_scope_checks()
+    } else {
+        access_policy
+    };
     let access_control = AccessControl::new(
         access_policy,
         Arc::new(ServiceVerifier::new(Arc::clone(auth))),
@@ -523,6 +550,10 @@ pub fn routes(
     let error_schema = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
     rate_plan.document(&mut document, &error_schema);
     let rate_limit = RateLimit::new(rate_plan, Arc::clone(rate_limits.limiter()));
+    #[cfg(feature = "weakened-controls")]
+    let rate_limited = !crate::weakened::is_off(crate::weakened::Control::RateLimit);
+    #[cfg(not(feature = "weakened-controls"))]
+    let rate_limited = true;
     let published_spec = serde_json::to_string_pretty(&document).unwrap_or_default();
     // Swagger UI is one HTML page with inline script and style: its policy allows exactly
     // those elements by hash, never 'unsafe-inline'. It shows the published document.
@@ -532,8 +563,15 @@ pub fn routes(
     let spec = openapi_document(published_spec);
     let docs_policy = hashed_page_policy(&docs_html);
     let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
+    let hsts_max_age_seconds = settings.headers.hsts_max_age_seconds;
+    #[cfg(feature = "weakened-controls")]
+    let hsts_max_age_seconds = if crate::weakened::is_off(crate::weakened::Control::Hsts) {
+        0
+    } else {
+        hsts_max_age_seconds
+    };
     let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
-        hsts_max_age: Duration::from_secs(settings.headers.hsts_max_age_seconds),
+        hsts_max_age: Duration::from_secs(hsts_max_age_seconds),
         hsts_preload: settings.headers.hsts_preload,
         page: Some(PagePolicy {
             path_prefix: "/docs".to_owned(),
@@ -580,7 +618,7 @@ pub fn routes(
         // The document's scopes for the authenticated principal (401, 403).
         .with(access_control.authorize())
         // Per principal, else per client address; sensitive operations' own tiers (429).
-        .with(rate_limit)
+        .with_if(rate_limited, rate_limit)
         // The one credential presented, verified; who is calling is known from here on.
         .with(access_control.authenticate())
         // TRACE, TRACK and CONNECT are answered 405 before routing.

@@ -139,6 +139,9 @@ pub enum PolicyError {
 #[derive(Debug)]
 pub struct AccessPolicy {
     operations: OperationTable<Policy>,
+    /// A weakened build's scope check, turned off (feature `weakened-controls`).
+    #[cfg(feature = "weakened-controls")]
+    scopes_ignored: bool,
 }
 
 impl AccessPolicy {
@@ -171,7 +174,19 @@ impl AccessPolicy {
         if let Some(unknown) = public.iter().find(|name| !public_seen.contains(**name)) {
             return Err(PolicyError::UnknownPublic((*unknown).to_owned()));
         }
-        Ok(Self { operations: table })
+        Ok(Self {
+            operations: table,
+            #[cfg(feature = "weakened-controls")]
+            scopes_ignored: false,
+        })
+    }
+
+    /// The same policy without its scope check: any valid credential passes. Only for proving
+    /// that the checklist scanner notices (feature `weakened-controls`).
+    #[cfg(feature = "weakened-controls")]
+    pub fn weakened_without_scope_checks(mut self) -> Self {
+        self.scopes_ignored = true;
+        self
     }
 
     /// Every operation and its policy, for tests and documentation.
@@ -588,6 +603,12 @@ impl<E: Endpoint> Endpoint for AuthorizeEndpoint<E> {
                     .map(IntoResponse::into_response);
             }
             Policy::Scopes(required) => required.clone(),
+        };
+        #[cfg(feature = "weakened-controls")]
+        let required = if self.policy.scopes_ignored {
+            Vec::new()
+        } else {
+            required
         };
         let operation = matched.name;
         let (operation_method, template) = (matched.method.clone(), matched.template.to_owned());

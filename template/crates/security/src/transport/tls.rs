@@ -88,6 +88,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// [`server_config`] that also accepts TLS 1.2. Only for proving that the checklist scanner
+/// notices (feature `weakened-controls`); the service never serves TLS 1.2 otherwise.
+#[cfg(feature = "weakened-controls")]
+pub fn weakened_server_config_accepting_tls12(
+    certificates: Arc<dyn ResolvesServerCert>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = install_crypto_provider();
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
+    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
 /// Where the serving certificate chain and its private key are read from (PEM).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFiles {

@@ -1,0 +1,63 @@
+//! A build with one control turned off, so the checklist scanner's tests can prove that each of
+//! its checks fails when its control is missing (a check that cannot fail proves nothing).
+//!
+//! Compiled only with the `weakened-controls` feature, never in a default build; the control is
+//! named at start-up by `WEAKENED_CONTROL`, and a production configuration refuses to start with
+//! any. Each use in `startup` sits under `#[cfg(feature = "weakened-controls")]`, in plain view.
+
+use crate::config::{Environment, Settings};
+
+/// The controls a weakened build can turn off, one at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// `Strict-Transport-Security` sent with `max-age=0`.
+    Hsts,
+    /// TLS 1.2 accepted beside 1.3.
+    Tls13Only,
+    /// Request objects left open in the published document; `NewNote`, which this build does
+    /// not close in code, then takes unknown fields.
+    UnknownFieldRejection,
+    /// Any valid credential passes, whatever scopes it holds.
+    ScopeCheck,
+    /// No rate limits at all.
+    RateLimit,
+}
+
+pub const VARIABLE: &str = "WEAKENED_CONTROL";
+
+/// The control `WEAKENED_CONTROL` turns off, if any.
+pub fn control() -> Option<Control> {
+    match std::env::var(VARIABLE).ok()?.as_str() {
+        "hsts" => Some(Control::Hsts),
+        "tls13-only" => Some(Control::Tls13Only),
+        "unknown-field-rejection" => Some(Control::UnknownFieldRejection),
+        "scope-check" => Some(Control::ScopeCheck),
+        "rate-limit" => Some(Control::RateLimit),
+        _ => None,
+    }
+}
+
+/// Whether this process runs with `control` turned off.
+pub fn is_off(control: Control) -> bool {
+    self::control() == Some(control)
+}
+
+/// Refuses a weakened control in production, and says loudly which one is off elsewhere.
+pub fn refuse_in_production(settings: &Settings) -> Result<(), String> {
+    let Some(control) = control() else {
+        if std::env::var_os(VARIABLE).is_some() {
+            return Err(format!(
+                "{VARIABLE} names no control: hsts, tls13-only, unknown-field-rejection, \
+                 scope-check or rate-limit"
+            ));
+        }
+        return Ok(());
+    };
+    if settings.environment == Environment::Production {
+        return Err(format!(
+            "this build turns a control off ({control:?}, {VARIABLE}); it must never run in production"
+        ));
+    }
+    tracing::error!(?control, "WEAKENED BUILD: a security control is turned off");
+    Ok(())
+}
