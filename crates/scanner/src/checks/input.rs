@@ -1,0 +1,142 @@
+//! INPUT-1: strict input. For every operation with a JSON body the scan may call, a body built
+//! from the document's own schema plus one unknown field, and bodies with one value outside the
+//! schema's own constraints (type, enum, length, range), must each be refused with 400, never
+//! accepted and never a 5xx.
+
+use serde_json::{Value, json};
+
+use crate::checks::access::request;
+use crate::openapi::{Document, example, resolve, violations};
+use crate::target::Target;
+use crate::tokens::Credentials;
+use crate::{Check, Finding, Status};
+
+pub const UNKNOWN_FIELDS: Check = Check {
+    id: "input.unknown-fields-rejected",
+    control: "INPUT-1",
+    title: "A body with a field the schema does not declare is refused with 400",
+};
+pub const CONSTRAINTS: Check = Check {
+    id: "input.constraints-enforced",
+    control: "INPUT-1",
+    title: "Values outside the document's own constraints are refused with 400",
+};
+
+/// At most this many constraint violations are sent per operation.
+const VIOLATIONS_PER_OPERATION: usize = 4;
+
+pub async fn run(
+    target: &Target,
+    document: Option<&Document>,
+    credentials: &Credentials,
+) -> Vec<Finding> {
+    let Some(document) = document else {
+        return vec![
+            Finding::new(
+                &UNKNOWN_FIELDS,
+                Status::NotApplicable,
+                "no OpenAPI document",
+            ),
+            Finding::new(&CONSTRAINTS, Status::NotApplicable, "no OpenAPI document"),
+        ];
+    };
+    let (mut unknown_tried, mut unknown_problems) = (0, Vec::new());
+    let (mut constraint_tried, mut constraint_problems) = (0, Vec::new());
+    let mut skipped = Vec::new();
+    for operation in &document.operations {
+        let Some(schema) = &operation.json_body else {
+            continue;
+        };
+        let credential = if operation.public {
+            None
+        } else {
+            match credentials.for_operation(operation) {
+                Some(credential) => Some(credential),
+                None => {
+                    skipped.push(format!(
+                        "{} (no credential with its scopes)",
+                        operation.label()
+                    ));
+                    continue;
+                }
+            }
+        };
+        let schema = resolve(&document.root, schema);
+        let Value::Object(base) = example(&document.root, schema, 0) else {
+            continue;
+        };
+        let send = |body: Value| {
+            let request = request(target, document, operation).body(body.to_string());
+            match credential {
+                Some(credential) => credential.apply(request),
+                None => request,
+            }
+        };
+
+        let mut with_unknown = base.clone();
+        with_unknown.insert("scanner_unknown_field".to_owned(), json!("x"));
+        match target.send(send(Value::Object(with_unknown))).await {
+            Ok(reply) if reply.status == 400 => unknown_tried += 1,
+            Ok(reply) if matches!(reply.status, 401 | 403 | 429) => {
+                skipped.push(format!("{} ({})", operation.label(), reply.status));
+            }
+            Ok(reply) => {
+                unknown_tried += 1;
+                unknown_problems.push(format!(
+                    "{} answered {} to an unknown field",
+                    operation.label(),
+                    reply.status
+                ));
+            }
+            Err(error) => unknown_problems.push(format!("{}: {error:#}", operation.label())),
+        }
+
+        let mut sent = 0;
+        if let Some(properties) = schema["properties"].as_object() {
+            'properties: for (name, property) in properties {
+                for (broken, value) in violations(&document.root, property) {
+                    if sent == VIOLATIONS_PER_OPERATION {
+                        break 'properties;
+                    }
+                    sent += 1;
+                    let mut body = base.clone();
+                    body.insert(name.clone(), value);
+                    match target.send(send(Value::Object(body))).await {
+                        Ok(reply) if reply.status == 400 => constraint_tried += 1,
+                        Ok(reply) if matches!(reply.status, 401 | 403 | 429) => {}
+                        Ok(reply) => {
+                            constraint_tried += 1;
+                            constraint_problems.push(format!(
+                                "{} answered {} to {broken} in {name:?}",
+                                operation.label(),
+                                reply.status
+                            ));
+                        }
+                        Err(error) => {
+                            constraint_problems.push(format!("{}: {error:#}", operation.label()))
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        format!("; not tried: {}", skipped.join(", "))
+    };
+    vec![
+        super::verdict(
+            &UNKNOWN_FIELDS,
+            unknown_tried,
+            &unknown_problems,
+            format!("{unknown_tried} operations refused an unknown field with 400{skipped}"),
+        ),
+        super::verdict(
+            &CONSTRAINTS,
+            constraint_tried,
+            &constraint_problems,
+            format!("{constraint_tried} out-of-constraint values refused with 400{skipped}"),
+        ),
+    ]
+}

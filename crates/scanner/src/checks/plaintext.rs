@@ -1,0 +1,117 @@
+//! TLS-1: plain HTTP. A browser navigation is redirected to the same path on the HTTPS origin
+//! (never to whatever the Host header names: an open redirect), and a request carrying a
+//! credential is refused rather than redirected, since the credential already crossed the
+//! network in clear and a silent redirect would teach the client that this works.
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HOST, LOCATION};
+
+use crate::target::Target;
+use crate::{Check, Finding, Status};
+
+pub const NAVIGATION_REDIRECTED: Check = Check {
+    id: "http.navigation-redirected",
+    control: "TLS-1",
+    title: "Plain-HTTP navigations are redirected to the same path on the HTTPS origin",
+};
+pub const CREDENTIALS_NOT_REDIRECTED: Check = Check {
+    id: "http.credentials-not-redirected",
+    control: "TLS-1",
+    title: "Plain-HTTP requests carrying credentials are refused, not redirected",
+};
+
+const PROBE_PATH: &str = "/scanner-probe/path?query=kept";
+
+pub async fn run(target: &Target) -> Vec<Finding> {
+    let Some(http) = &target.http_base else {
+        let detail = "no plain-HTTP URL given (--http-url) and the HTTPS port is not 443";
+        return vec![
+            Finding::new(&NAVIGATION_REDIRECTED, Status::NotApplicable, detail),
+            Finding::new(&CREDENTIALS_NOT_REDIRECTED, Status::NotApplicable, detail),
+        ];
+    };
+    let client = target.plain_client();
+    let url = format!("{}{PROBE_PATH}", http.as_str().trim_end_matches('/'));
+    let expected = target.url(PROBE_PATH);
+
+    let navigation = client
+        .get(&url)
+        .header(ACCEPT, "text/html")
+        // An attacker's Host header must not choose where the redirect goes.
+        .header(HOST, "scanner-attacker.invalid")
+        .send()
+        .await;
+    let navigation = match navigation {
+        Err(error) if error.is_connect() => {
+            let detail = format!("nothing answers plain HTTP at {http}: nothing to redirect");
+            return vec![
+                Finding::new(
+                    &NAVIGATION_REDIRECTED,
+                    Status::NotApplicable,
+                    detail.clone(),
+                ),
+                Finding::new(&CREDENTIALS_NOT_REDIRECTED, Status::NotApplicable, detail),
+            ];
+        }
+        Err(error) => Finding::new(&NAVIGATION_REDIRECTED, Status::Fail, error.to_string()),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            if !matches!(status, 301 | 302 | 307 | 308) {
+                Finding::new(
+                    &NAVIGATION_REDIRECTED,
+                    Status::Fail,
+                    format!("GET {url} answered {status}, not a redirect to HTTPS"),
+                )
+            } else if location != expected {
+                Finding::new(
+                    &NAVIGATION_REDIRECTED,
+                    Status::Fail,
+                    format!(
+                        "GET {url} (Host: scanner-attacker.invalid) went to {location:?}, not {expected}"
+                    ),
+                )
+            } else {
+                Finding::new(
+                    &NAVIGATION_REDIRECTED,
+                    Status::Pass,
+                    format!("{status} to {location}, whatever the Host header said"),
+                )
+            }
+        }
+    };
+
+    let credentialed = client
+        .get(&url)
+        .header(AUTHORIZATION, "Bearer scanner-probe-credential")
+        .send()
+        .await;
+    let credentialed = match credentialed {
+        Err(error) => Finding::new(
+            &CREDENTIALS_NOT_REDIRECTED,
+            Status::Pass,
+            format!("the connection was refused: {error}"),
+        ),
+        Ok(response) => {
+            let status = response.status().as_u16();
+            if (400..500).contains(&status) {
+                Finding::new(
+                    &CREDENTIALS_NOT_REDIRECTED,
+                    Status::Pass,
+                    format!("a request with Authorization over plain HTTP answered {status}"),
+                )
+            } else {
+                Finding::new(
+                    &CREDENTIALS_NOT_REDIRECTED,
+                    Status::Fail,
+                    format!("a request with Authorization over plain HTTP answered {status}"),
+                )
+            }
+        }
+    };
+    vec![navigation, credentialed]
+}
