@@ -8,7 +8,9 @@ use xtask::{cmd, supply_chain};
 
 use crate::demo;
 use crate::render::{self, VARIANTS, Variant};
+use crate::scan::{self, RunningService};
 use crate::template_checks;
+use crate::third_party;
 
 /// Everything CI checks, cheapest first: format, lint, tests, template agreement, the demo,
 /// dependency advisories and policy, then every template variant's own CI.
@@ -16,6 +18,23 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
     let scratch = xtask::ci::scratch_dir(root);
 
     xtask::ci::format_lint_test(root, options)?;
+
+    cmd::step("the scanner fails each check whose control is turned off");
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "test",
+        "--locked",
+        "--package",
+        "rampart-xtask",
+        "--test",
+        "weakened_builds",
+        "--",
+        "--ignored",
+    ]))?;
+
+    match third_party::tools_dir() {
+        Some(dir) => third_party::secret_scan(&dir, root)?,
+        None => scan_tools_missing("the secret scan")?,
+    }
 
     cmd::step("template agrees with this repository");
     template_checks::check_all(root, &scratch)?;
@@ -122,6 +141,78 @@ pub fn variants(root: &Path, options: &CiOptions, only: Option<&str>) -> Result<
             ci.arg("--require-services");
         }
         cmd::run(&mut ci)?;
+        scan_variant(root, &project, &target_dir, &variant.name())?;
     }
+    Ok(())
+}
+
+/// The variant's service (built by its own CI) started as a real process and scanned: first by
+/// the checklist scanner, then, on a fresh instance so neither spends the other's rate limits,
+/// by the third-party scanners; and its SBOM. Reports go to `target/scan/<variant>/`.
+fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> Result<()> {
+    let binary = target_dir.join("debug").join("app");
+    let out = root.join("target").join("scan").join(name);
+    // The services' data (keys, the development administrator's password) stays out of the
+    // report folder that CI uploads.
+    let data = root
+        .join("target")
+        .join("xtask")
+        .join("scan-data")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&data);
+
+    cmd::step(&format!(
+        "checklist scanner against the running {name} service"
+    ));
+    let service = RunningService::start(&binary, project, &data.join("scanner"), &[])?;
+    let report = scan::scan_and_report(&service, &out, "rampart-scan")?;
+    drop(service);
+    if !report.passed() {
+        bail!(
+            "the checklist scan of {name} failed: {}",
+            report
+                .failed()
+                .map(|finding| finding.id)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+
+    match third_party::tools_dir() {
+        Some(dir) => {
+            let raised = third_party::raised_rate_limits();
+            let env: Vec<(&str, &str)> = raised
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let service = RunningService::start(&binary, project, &data.join("third-party"), &env)?;
+            third_party::scan_service(&dir, &service, project, &out)?;
+        }
+        None => scan_tools_missing("sslyze, drheader and schemathesis")?,
+    }
+    if cmd::succeeds(cmd::cargo().args(["cyclonedx", "--version"])) {
+        third_party::sbom(project, &out)?;
+    } else {
+        scan_tools_missing("the SBOM (cargo-cyclonedx)")?;
+    }
+    Ok(())
+}
+
+/// Without the third-party tools a local run says what it skipped; CI
+/// (`RAMPART_REQUIRE_SCAN_TOOLS=1`) fails instead.
+fn scan_tools_missing(what: &str) -> Result<()> {
+    if std::env::var_os("RAMPART_REQUIRE_SCAN_TOOLS").is_some() {
+        bail!(
+            "{what}: the scan tools are missing (RAMPART_SCAN_TOOLS names the bin folder of a \
+             virtual environment with {})",
+            third_party::PYTHON_TOOLS.join(" ")
+        );
+    }
+    eprintln!(
+        "skipped {what}: install {} in a virtual environment and set RAMPART_SCAN_TOOLS to its \
+         bin folder (.ci/run does)",
+        third_party::PYTHON_TOOLS.join(" ")
+    );
     Ok(())
 }

@@ -1,0 +1,97 @@
+//! Each scanner check fails when its control is turned off, and every check passes when none is:
+//! the service is built with `weakened-controls` and started once per control
+//! (`WEAKENED_CONTROL`), on the default variant's configuration, and scanned from outside.
+//!
+//! Ignored by a plain `cargo test` (it builds the service a second time and starts it six
+//! times); `cargo xtask ci` runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rampart_scanner::Status;
+use rampart_xtask::render::{self, Variant};
+use rampart_xtask::scan::RunningService;
+
+/// `WEAKENED_CONTROL` values and the check that must fail for each.
+const WEAKENED: [(&str, &str); 5] = [
+    ("hsts", "headers.hsts"),
+    ("tls13-only", "tls.legacy-versions-refused"),
+    ("unknown-field-rejection", "input.unknown-fields-rejected"),
+    ("scope-check", "auth.scopes-enforced"),
+    ("rate-limit", "rate-limit.trips-with-retry-after"),
+];
+
+#[test]
+#[ignore = "builds and starts the service six times; `cargo xtask ci` runs it"]
+fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
+    let root = rampart_xtask::repository_root();
+    let scratch = root.join("target").join("xtask").join("weakened");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch).expect("scratch folder");
+    let project =
+        render::render_fresh(&root, Variant::DEFAULT, "weakened", &scratch).expect("rendered");
+    let binary = build_weakened_service(&root, &scratch);
+
+    let baseline = RunningService::start(&binary, &project, &scratch.join("data-none"), &[])
+        .expect("the service starts");
+    let report = baseline.scan().expect("scan");
+    drop(baseline);
+    assert!(
+        report.passed(),
+        "with no control off every check must pass:\n{}",
+        rampart_scanner::report::table(&report)
+    );
+
+    for (control, check) in WEAKENED {
+        let service = RunningService::start(
+            &binary,
+            &project,
+            &scratch.join(format!("data-{control}")),
+            &[("WEAKENED_CONTROL", control)],
+        )
+        .expect("the weakened service starts");
+        let report = service.scan().expect("scan");
+        let finding = report.finding(check).expect("the check ran");
+        assert_eq!(
+            finding.status,
+            Status::Fail,
+            "with {control} off, {check} must fail:\n{}",
+            rampart_scanner::report::table(&report)
+        );
+        eprintln!(
+            "{control} off: {check} failed as it must: {}",
+            finding.detail
+        );
+    }
+}
+
+/// Builds the service with the `weakened-controls` feature and copies the binary out of the
+/// target folder, then builds it again without, so the folder's `app` is the real one again.
+fn build_weakened_service(root: &Path, scratch: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let build = |features: &[&str]| {
+        let output = Command::new(&cargo)
+            .current_dir(root)
+            .args(["build", "--locked", "--package", "app", "--bin", "app"])
+            .args(features)
+            .args(["--message-format", "json-render-diagnostics"])
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "cargo build failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["reason"] == "compiler-artifact")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("the build names the executable")
+    };
+    let built = build(&["--features", "app/weakened-controls"]);
+    let binary = scratch.join("app-weakened");
+    std::fs::copy(&built, &binary).expect("copy the weakened binary");
+    build(&[]);
+    binary
+}
