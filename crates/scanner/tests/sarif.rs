@@ -39,7 +39,7 @@ fn sample() -> Report {
 #[test]
 fn the_sarif_report_validates_against_the_sarif_2_1_0_schema() {
     let mut schema: serde_json::Value =
-        serde_json::from_str(include_str!("data/sarif-schema-2.1.0.json"))
+        serde_json::from_str(include_str!("fixtures/sarif-schema-2.1.0.json"))
             .expect("the schema is JSON");
     // The published schema's `language` patterns have a stray `]` that the meta-schema's
     // `format: regex` refuses; they are corrected here (the scanner never writes `language`).
