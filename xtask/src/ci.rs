@@ -8,9 +8,10 @@ use xtask::{cmd, supply_chain};
 
 use crate::demo;
 use crate::render::{self, VARIANTS, Variant};
-use crate::scan::{self, RunningService};
+use crate::scan;
 use crate::template_checks;
-use crate::third_party;
+use xtask::scans as third_party;
+use xtask::service::RunningService;
 
 /// Everything CI checks, cheapest first: format, lint, tests, template agreement, the demo,
 /// dependency advisories and policy, then every template variant's own CI.
@@ -33,7 +34,7 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
 
     match third_party::tools_dir() {
         Some(dir) => third_party::secret_scan(&dir, root)?,
-        None => scan_tools_missing("the secret scan")?,
+        None => third_party::tools_missing("the secret scan")?,
     }
 
     cmd::step("template agrees with this repository");
@@ -188,31 +189,16 @@ fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> R
                 .collect();
             let service = RunningService::start(&binary, project, &data.join("third-party"), &env)?;
             third_party::scan_service(&dir, &service, project, &out)?;
+            drop(service);
+            // The generated project's own baseline fits the files it is generated with.
+            third_party::secret_scan(&dir, project)?;
         }
-        None => scan_tools_missing("sslyze, drheader and schemathesis")?,
+        None => third_party::tools_missing("sslyze, drheader and schemathesis")?,
     }
-    if cmd::succeeds(cmd::cargo().args(["cyclonedx", "--version"])) {
+    if third_party::sbom_tool_installed() {
         third_party::sbom(project, &out)?;
     } else {
-        scan_tools_missing("the SBOM (cargo-cyclonedx)")?;
+        third_party::tools_missing("the SBOM (cargo-cyclonedx)")?;
     }
-    Ok(())
-}
-
-/// Without the third-party tools a local run says what it skipped; CI
-/// (`RAMPART_REQUIRE_SCAN_TOOLS=1`) fails instead.
-fn scan_tools_missing(what: &str) -> Result<()> {
-    if std::env::var_os("RAMPART_REQUIRE_SCAN_TOOLS").is_some() {
-        bail!(
-            "{what}: the scan tools are missing (RAMPART_SCAN_TOOLS names the bin folder of a \
-             virtual environment with {})",
-            third_party::PYTHON_TOOLS.join(" ")
-        );
-    }
-    eprintln!(
-        "skipped {what}: install {} in a virtual environment and set RAMPART_SCAN_TOOLS to its \
-         bin folder (.ci/run does)",
-        third_party::PYTHON_TOOLS.join(" ")
-    );
     Ok(())
 }

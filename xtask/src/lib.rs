@@ -2,7 +2,8 @@
 //!
 //! - [`render`]: the template through the cargo-generate library, and the option variants;
 //! - [`demo`]: the default variant built and run on its embedded defaults;
-//! - [`scan`]: the checklist scanner run against a generated service as a real process;
+//! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
+//!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
 //! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`.
 //!
@@ -14,7 +15,6 @@ pub mod demo;
 pub mod render;
 pub mod scan;
 pub mod template_checks;
-pub mod third_party;
 
 use std::path::{Path, PathBuf};
 

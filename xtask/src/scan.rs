@@ -1,243 +1,38 @@
-//! The checklist scanner (`crates/scanner`) run against a generated service as a real process:
-//! on its own database and rate-limit store, with tokens it obtains the way a client would.
+//! The checklist scanner (`crates/scanner`) run against a generated service, started as a real
+//! process by the project's own `xtask::service`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use rampart_scanner::{Report, ScanConfig};
+use xtask::service::RunningService;
 
-/// A generated service started from its binary and configuration, stopped on drop.
-#[derive(Debug)]
-pub struct RunningService {
-    child: Child,
-    pub base_url: String,
-    pub http_url: String,
-    pub ca_cert: PathBuf,
-    pub key_dir: PathBuf,
-    /// A PostgreSQL database made for this run, dropped with it.
-    database: Option<String>,
+/// What the scanner is given: the service's addresses, its development CA, two tokens (every
+/// scope, and `profile` only), and the issuer's signing key where the service keeps it in a file
+/// (it signs tokens with one claim changed).
+pub fn scan_config(service: &RunningService) -> Result<ScanConfig> {
+    let signing_key = service.key_dir.join("signing-key.pem");
+    Ok(ScanConfig {
+        http_url: Some(service.http_url.clone()),
+        ca_cert: Some(service.ca_cert.clone()),
+        tokens: service.tokens()?,
+        signing_key: signing_key.is_file().then_some(signing_key),
+        ..ScanConfig::new(&service.base_url)
+    })
 }
 
-/// The environment of a generated service run from `project` with its data under `data_dir`,
-/// listening on `port` (HTTPS) and `http_port` (the redirect), on SQLite unless `database_url`.
-pub fn service_command(
-    binary: &Path,
-    project: &Path,
-    data_dir: &Path,
-    (port, http_port): (u16, u16),
-    database_url: Option<&str>,
-) -> Command {
-    let mut command = Command::new(binary);
-    let sqlite = format!("sqlite://{}/app.db?mode=rwc", data_dir.display());
-    command
-        .current_dir(project)
-        .env("APP_ENVIRONMENT", "development")
-        .env("APP_CONFIG_DIR", project.join("config"))
-        .env("APP_SERVER__PORT", port.to_string())
-        .env(
-            "APP_SERVER__PUBLIC_ORIGIN",
-            format!("https://localhost:{port}"),
-        )
-        .env("APP_HTTP_REDIRECT__PORT", http_port.to_string())
-        // A free port: the default 9091 may be taken by another service on this machine.
-        .env("APP_ADMIN__PORT", "0")
-        .env("APP_TLS__DEV_DIR", data_dir.join("tls"))
-        .env("APP_AUTH__KEY_DIR", data_dir.join("keys"))
-        .env("APP_DATABASE__URL", database_url.unwrap_or(&sqlite));
-    command
+/// Runs the scanner against the service.
+pub fn scan(service: &RunningService) -> Result<Report> {
+    let config = scan_config(service)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(rampart_scanner::scan(&config))
 }
 
-impl RunningService {
-    /// Prepares (`app init`) and starts the service, on PostgreSQL in a database of its own when
-    /// the project is configured for it, and with a Redis key prefix of its own; waits until
-    /// it is ready.
-    pub fn start(
-        binary: &Path,
-        project: &Path,
-        data_dir: &Path,
-        env: &[(&str, &str)],
-    ) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let ports = (free_port()?, free_port()?);
-        let (database, store) = xtask::ci::project_backend(project)?;
-        let database = (database == "postgres")
-            .then(create_postgres_database)
-            .transpose()?;
-        let url = database.as_ref().map(|name| {
-            let server = xtask::services::POSTGRES.url();
-            let server = server
-                .rsplit_once('/')
-                .map_or(server.as_str(), |(server, _)| server);
-            format!("{server}/{name}")
-        });
-        let prefix = format!("scan-{}-{}:", std::process::id(), unique());
-        let command = |extra: &[(&str, &str)]| {
-            let mut command = service_command(binary, project, data_dir, ports, url.as_deref());
-            if store == "redis" {
-                command.env("APP_RATE_LIMIT__REDIS_KEY_PREFIX", &prefix);
-            }
-            for (name, value) in env.iter().chain(extra) {
-                command.env(name, value);
-            }
-            command
-        };
-        let init = command(&[("APP_LOG__LEVEL", "warn")])
-            .arg("init")
-            .output()
-            .context("cannot run `app init`")?;
-        if !init.status.success() {
-            bail!(
-                "`app init` failed: {}",
-                String::from_utf8_lossy(&init.stderr)
-            );
-        }
-        let log = std::fs::File::create(data_dir.join("service.log"))?;
-        let child = command(&[("APP_LOG__LEVEL", "warn")])
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("cannot start the service")?;
-        let service = Self {
-            child,
-            base_url: format!("https://localhost:{}", ports.0),
-            http_url: format!("http://localhost:{}", ports.1),
-            ca_cert: data_dir.join("tls").join("ca.pem"),
-            key_dir: data_dir.join("keys"),
-            database,
-        };
-        service.wait_until_ready(data_dir)?;
-        Ok(service)
-    }
-
-    fn wait_until_ready(&self, data_dir: &Path) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let runtime = runtime()?;
-        let client = self.client()?;
-        loop {
-            let ready = runtime.block_on(async {
-                client
-                    .get(format!("{}/health/ready", self.base_url))
-                    .send()
-                    .await
-                    .is_ok_and(|response| response.status() == 200)
-            });
-            if ready {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(data_dir.join("service.log")).unwrap_or_default();
-                bail!("the service never became ready:\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn client(&self) -> Result<reqwest::Client> {
-        let pem = std::fs::read(&self.ca_cert).unwrap_or_default();
-        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        if let Ok(certificate) = reqwest::Certificate::from_pem(&pem) {
-            builder = builder.tls_certs_only([certificate]);
-        }
-        Ok(builder.build()?)
-    }
-
-    /// Two access tokens, obtained as clients do: the development administrator's (every scope)
-    /// from the login endpoint, and a `profile`-only token through `client_credentials` with an
-    /// API key the administrator creates for it.
-    pub fn tokens(&self) -> Result<Vec<String>> {
-        let credentials: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.key_dir.join("bootstrap.json"))
-                .context("the service wrote no bootstrap.json")?,
-        )?;
-        let client = self.client()?;
-        let base = &self.base_url;
-        runtime()?.block_on(async {
-            let login: serde_json::Value = client
-                .post(format!("{base}/v1/auth/login"))
-                .json(&serde_json::json!({
-                    "email": credentials["admin"]["email"],
-                    "password": credentials["admin"]["password"],
-                }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let admin = login["access_token"]
-                .as_str()
-                .context("no access_token")?
-                .to_owned();
-            let key: serde_json::Value = client
-                .post(format!("{base}/v1/api-keys"))
-                .bearer_auth(&admin)
-                .json(&serde_json::json!({"name": "scanner", "scopes": ["profile"]}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let token: serde_json::Value = client
-                .post(format!("{base}/oauth/token"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(serde_urlencoded::to_string([
-                    ("grant_type", "client_credentials"),
-                    ("client_id", key["id"].as_str().context("no key id")?),
-                    (
-                        "client_secret",
-                        key["secret"].as_str().context("no key secret")?,
-                    ),
-                    ("scope", "profile"),
-                ])?)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let narrow = token["access_token"]
-                .as_str()
-                .context("no access_token")?
-                .to_owned();
-            Ok(vec![admin, narrow])
-        })
-    }
-
-    /// What the scanner is given: the addresses, the development CA, both tokens, and the
-    /// issuer's signing key where the service keeps it in a file (it signs mutated claims).
-    pub fn scan_config(&self) -> Result<ScanConfig> {
-        let signing_key = self.key_dir.join("signing-key.pem");
-        Ok(ScanConfig {
-            http_url: Some(self.http_url.clone()),
-            ca_cert: Some(self.ca_cert.clone()),
-            tokens: self.tokens()?,
-            signing_key: signing_key.is_file().then_some(signing_key),
-            ..ScanConfig::new(&self.base_url)
-        })
-    }
-
-    /// Runs the scanner against this service.
-    pub fn scan(&self) -> Result<Report> {
-        let config = self.scan_config()?;
-        runtime()?.block_on(rampart_scanner::scan(&config))
-    }
-}
-
-impl Drop for RunningService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(name) = &self.database {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-        }
-    }
-}
-
-/// Scans the service and writes the table, JSON and SARIF under `out`; fails on any failed
-/// check.
+/// Scans the service and writes the table, JSON and SARIF under `out` as `<name>.txt|json|sarif`.
 pub fn scan_and_report(service: &RunningService, out: &Path, name: &str) -> Result<Report> {
-    let report = service.scan()?;
+    let report = scan(service)?;
     std::fs::create_dir_all(out)?;
     let table = rampart_scanner::report::table(&report);
     std::fs::write(out.join(format!("{name}.txt")), &table)?;
@@ -251,41 +46,4 @@ pub fn scan_and_report(service: &RunningService, out: &Path, name: &str) -> Resu
     )?;
     eprint!("{table}");
     Ok(report)
-}
-
-fn create_postgres_database() -> Result<String> {
-    let name = format!("rampart_scan_{}_{}", std::process::id(), unique());
-    psql(&format!("CREATE DATABASE \"{name}\""))?;
-    Ok(name)
-}
-
-fn psql(statement: &str) -> Result<()> {
-    let url = xtask::services::POSTGRES.url();
-    let status = Command::new("psql")
-        .args([url.as_str(), "-q", "-v", "ON_ERROR_STOP=1", "-c", statement])
-        .stdout(Stdio::null())
-        .status()
-        .context("cannot run psql")?;
-    if !status.success() {
-        bail!("psql failed: {statement}");
-    }
-    Ok(())
-}
-
-fn unique() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos())
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
-pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

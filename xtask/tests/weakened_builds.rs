@@ -10,7 +10,8 @@ use std::process::Command;
 
 use rampart_scanner::Status;
 use rampart_xtask::render::{self, Variant};
-use rampart_xtask::scan::RunningService;
+use rampart_xtask::scan;
+use xtask::service::RunningService;
 
 /// `WEAKENED_CONTROL` values and the check that must fail for each.
 const WEAKENED: [(&str, &str); 5] = [
@@ -34,7 +35,7 @@ fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
 
     let baseline = RunningService::start(&binary, &project, &scratch.join("data-none"), &[])
         .expect("the service starts");
-    let report = baseline.scan().expect("scan");
+    let report = scan::scan(&baseline).expect("scan");
     drop(baseline);
     assert!(
         report.passed(),
@@ -50,7 +51,7 @@ fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
             &[("WEAKENED_CONTROL", control)],
         )
         .expect("the weakened service starts");
-        let report = service.scan().expect("scan");
+        let report = scan::scan(&service).expect("scan");
         let finding = report.finding(check).expect("the check ran");
         assert_eq!(
             finding.status,

@@ -5,6 +5,8 @@
 //! - [`supply_chain`]: cargo-audit and cargo-deny (OPS-1), online or with a local advisory DB;
 //! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
 //! - [`pins`]: SPKI pins of the serving and backup keys for mobile clients (TLS-3);
+//! - [`service`]: the service started as a real process, with the tokens a client obtains;
+//! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
 //! - [`cli`]: the command-line arguments the tasks share.
@@ -14,5 +16,7 @@ pub mod ci;
 pub mod cli;
 pub mod cmd;
 pub mod pins;
+pub mod scans;
+pub mod service;
 pub mod services;
 pub mod supply_chain;

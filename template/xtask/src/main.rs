@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::cli::{AdvisoryDbArg, CiArgs};
-use xtask::{advisory_db, ci, pins, supply_chain};
+use xtask::{advisory_db, ci, pins, scans, supply_chain};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project tasks", long_about = None)]
@@ -22,6 +22,10 @@ enum Task {
     Audit(AdvisoryDbArg),
     /// cargo-deny: advisories, bans, licenses and sources against deny.toml.
     Deny(AdvisoryDbArg),
+    /// The running service scanned by sslyze (Mozilla modern), drheader and schemathesis, the
+    /// repository by detect-secrets, and an SBOM: the tools from `SCAN_TOOLS` (a virtual
+    /// environment's bin folder) and cargo-cyclonedx; reports in target/scan/.
+    Scan,
     /// SPKI pins (base64 SHA-256) of the serving certificate's key and of a backup key, for
     /// mobile clients; creates the backup key on first use.
     Pins {
@@ -47,6 +51,7 @@ fn main() -> Result<()> {
             let db = advisory_db::prepare_optional(args.advisory_db.as_deref(), &scratch)?;
             supply_chain::deny(&root, db.as_ref(), &scratch)
         }
+        Task::Scan => scans::run(&root),
         Task::Pins { cert, backup_key } => pins::run(&root, cert, backup_key),
     }
 }

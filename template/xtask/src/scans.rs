@@ -3,16 +3,16 @@
 //! headers, and schemathesis fuzzing the service's own OpenAPI document with every check, both
 //! anonymous and authenticated; plus a secret scan of the repository and an SBOM.
 //!
-//! The Python tools live in a virtual environment named by `RAMPART_SCAN_TOOLS` (its `bin`
-//! folder); `.ci/run` and the workflows install them there at pinned versions.
+//! The Python tools live in a virtual environment named by `SCAN_TOOLS` (its `bin`
+//! folder); the CI workflow installs them there at the versions of [`PYTHON_TOOLS`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use xtask::cmd;
 
-use crate::scan::RunningService;
+use crate::cmd;
+use crate::service::RunningService;
 
 /// The pinned versions `.ci/run` and the workflows install.
 pub const PYTHON_TOOLS: &[&str] = &[
@@ -24,9 +24,67 @@ pub const PYTHON_TOOLS: &[&str] = &[
 
 /// The `bin` folder of the tools' virtual environment, when there is one.
 pub fn tools_dir() -> Option<PathBuf> {
-    std::env::var_os("RAMPART_SCAN_TOOLS")
+    std::env::var_os("SCAN_TOOLS")
         .map(PathBuf::from)
         .filter(|dir| dir.join("sslyze").is_file())
+}
+
+/// Without the tools a local run says what it skips; with `REQUIRE_SCAN_TOOLS` set (CI) a missing
+/// tool is a failure.
+pub fn tools_missing(what: &str) -> Result<()> {
+    let install = format!(
+        "install {} in a virtual environment and set SCAN_TOOLS to its bin folder; \
+         cargo install --locked cargo-cyclonedx --version 0.5.9",
+        PYTHON_TOOLS.join(" ")
+    );
+    if std::env::var_os("REQUIRE_SCAN_TOOLS").is_some() {
+        bail!("{what}: the scan tools are missing ({install})");
+    }
+    eprintln!("skipped {what}: {install}");
+    Ok(())
+}
+
+/// Whether `cargo cyclonedx` is installed.
+pub fn sbom_tool_installed() -> bool {
+    cmd::succeeds(cmd::cargo().args(["cyclonedx", "--version"]))
+}
+
+/// `cargo xtask scan`: builds the service, starts it (rate limits raised, see
+/// [`raised_rate_limits`]) and runs sslyze, drheader and schemathesis against it; then the secret
+/// scan and the SBOM. Reports under `target/scan/`.
+pub fn run(root: &Path) -> Result<()> {
+    cmd::step("building the service");
+    cmd::run(
+        cmd::cargo()
+            .current_dir(root)
+            .args(["build", "--locked", "--package", "app"]),
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let binary = target.join("debug").join("app");
+    let out = root.join("target").join("scan");
+    let data = root.join("target").join("xtask").join("scan-data");
+    let _ = std::fs::remove_dir_all(&data);
+    match tools_dir() {
+        Some(dir) => {
+            let raised = raised_rate_limits();
+            let env: Vec<(&str, &str)> = raised
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let service = RunningService::start(&binary, root, &data, &env)?;
+            scan_service(&dir, &service, root, &out)?;
+            drop(service);
+            secret_scan(&dir, root)?;
+        }
+        None => tools_missing("sslyze, drheader, schemathesis and detect-secrets")?,
+    }
+    if sbom_tool_installed() {
+        sbom(root, &out)
+    } else {
+        tools_missing("the SBOM (cargo-cyclonedx)")
+    }
 }
 
 fn tool(dir: &Path, name: &str) -> Command {
@@ -142,52 +200,97 @@ pub fn scan_service(
     Ok(())
 }
 
-/// detect-secrets over the repository's tracked files: nothing beyond the reviewed baseline
-/// (`.secrets.baseline`: test fixtures and documented placeholders). A planted secret must be
-/// caught too, or the scan proves nothing.
+/// detect-secrets over the project: every finding must be in the reviewed `.secrets.baseline`
+/// (test fixtures and documented placeholders), compared by file and secret hash. Tracked files
+/// in a git work tree; outside one (a freshly generated project), every file but build output
+/// and local data. A planted secret must be found too, or the scan proves nothing.
 pub fn secret_scan(dir: &Path, root: &Path) -> Result<()> {
-    cmd::step("detect-secrets: no secrets in the repository beyond the reviewed baseline");
-    let hook = |files: &[String]| {
-        tool(dir, "detect-secrets-hook")
-            .current_dir(root)
-            .args(["--baseline", ".secrets.baseline"])
-            .args(files)
-            .output()
-            .context("cannot run detect-secrets-hook")
-    };
-    let scan = hook(&tracked_files(root)?)?;
-    if !scan.status.success() {
+    cmd::step("detect-secrets: no secrets beyond the reviewed baseline");
+    let in_git = Command::new("git")
+        .current_dir(root)
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    let mut scan = tool(dir, "detect-secrets");
+    scan.current_dir(root).args([
+        "scan",
+        "--exclude-files",
+        r"(^|/)(target|\.git|data)/|(^|/)\.secrets\.baseline$",
+    ]);
+    if !in_git {
+        scan.arg("--all-files");
+    }
+    let found = findings(&mut scan)?;
+    let baseline: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join(".secrets.baseline")).context("no .secrets.baseline")?,
+    )?;
+    let reviewed = secret_keys(&baseline);
+    let new: Vec<String> = secret_keys(&found)
+        .into_iter()
+        .filter(|key| !reviewed.contains(key))
+        .map(|(file, _, kind)| format!("{file}: {kind}"))
+        .collect();
+    if !new.is_empty() {
         bail!(
-            "detect-secrets found secrets that are not in .secrets.baseline:\n{}",
-            String::from_utf8_lossy(&scan.stdout)
+            "detect-secrets found secrets that are not in the reviewed .secrets.baseline:\n  {}",
+            new.join("\n  ")
         );
     }
-    let planted = root.join("target").join("xtask").join("planted-secret.txt");
-    std::fs::create_dir_all(planted.parent().context("scratch folder")?)?;
+
+    let planted = root.join("target").join("xtask").join("planted-secret");
+    std::fs::create_dir_all(&planted)?;
     // A made-up key in the shape of a cloud provider's, assembled so this file holds none.
     let fake_key = ["wJalrXUtnFEMI", "K7MDENG", "bPxRfiCYzq4Xk8TnPvL2"].join("/");
     std::fs::write(
-        &planted,
+        planted.join("settings.env"),
         format!("aws_secret_access_key = \"{fake_key}\"\n"),
     )?;
-    let canary = hook(&[planted.to_string_lossy().into_owned()])?;
-    if canary.status.success() {
+    let canary = findings(tool(dir, "detect-secrets").current_dir(&planted).args([
+        "scan",
+        "--all-files",
+        ".",
+    ]))?;
+    if secret_keys(&canary).is_empty() {
         bail!("detect-secrets did not notice a planted secret: the secret scan cannot fail");
     }
-    eprintln!("detect-secrets: tracked files clean, a planted secret caught");
+    eprintln!(
+        "detect-secrets: {} reviewed findings, nothing new; a planted secret was caught",
+        reviewed.len()
+    );
     Ok(())
 }
 
-fn tracked_files(root: &Path) -> Result<Vec<String>> {
-    let output = Command::new("git")
-        .current_dir(root)
-        .args(["ls-files"])
-        .output()
-        .context("cannot run git ls-files")?;
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
+/// Runs a `detect-secrets scan` and reads its JSON report.
+fn findings(scan: &mut Command) -> Result<serde_json::Value> {
+    let output = scan.output().context("cannot run detect-secrets")?;
+    if !output.status.success() {
+        bail!(
+            "detect-secrets failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    serde_json::from_slice(&output.stdout).context("detect-secrets wrote no JSON report")
+}
+
+/// `(file, secret hash, type)` of every result of a detect-secrets report or baseline.
+fn secret_keys(report: &serde_json::Value) -> std::collections::BTreeSet<(String, String, String)> {
+    report["results"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(file, results)| {
+            results.as_array().into_iter().flatten().map(move |result| {
+                (
+                    file.clone(),
+                    result["hashed_secret"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    result["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+        })
+        .collect()
 }
 
 /// A CycloneDX SBOM (JSON, spec 1.5) of each crate of the generated project, moved under `out`
