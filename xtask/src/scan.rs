@@ -21,6 +21,28 @@ pub fn scan_config(service: &RunningService) -> Result<ScanConfig> {
     })
 }
 
+/// The checks that may be "not applicable" on a service scanned with `config`: only those that
+/// sign tokens with the issuer's key, when the service keeps it in its database rather than a
+/// file. Every other check must run and pass, or the scan of a generated service fails.
+pub fn unexpectedly_not_applicable<'r>(
+    report: &'r Report,
+    config: &ScanConfig,
+) -> Vec<&'r rampart_scanner::Finding> {
+    use rampart_scanner::checks::jwt;
+    let signed = [
+        jwt::EXPIRED.id,
+        jwt::NOT_YET_VALID.id,
+        jwt::WRONG_AUDIENCE.id,
+        jwt::WRONG_ISSUER.id,
+    ];
+    report
+        .findings
+        .iter()
+        .filter(|finding| finding.status == rampart_scanner::Status::NotApplicable)
+        .filter(|finding| config.signing_key.is_some() || !signed.contains(&finding.id))
+        .collect()
+}
+
 /// Runs the scanner against the service.
 pub fn scan(service: &RunningService) -> Result<Report> {
     let config = scan_config(service)?;
@@ -30,9 +52,14 @@ pub fn scan(service: &RunningService) -> Result<Report> {
         .block_on(rampart_scanner::scan(&config))
 }
 
-/// Scans the service and writes the table, JSON and SARIF under `out` as `<name>.txt|json|sarif`.
+/// Scans the service and writes the table, JSON and SARIF under `out` as
+/// `<name>.txt|json|sarif`; fails when a check failed or did not run though it should have.
 pub fn scan_and_report(service: &RunningService, out: &Path, name: &str) -> Result<Report> {
-    let report = scan(service)?;
+    let config = scan_config(service)?;
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(rampart_scanner::scan(&config))?;
     std::fs::create_dir_all(out)?;
     let table = rampart_scanner::report::table(&report);
     std::fs::write(out.join(format!("{name}.txt")), &table)?;
@@ -45,5 +72,20 @@ pub fn scan_and_report(service: &RunningService, out: &Path, name: &str) -> Resu
         rampart_scanner::report::sarif(&report),
     )?;
     eprint!("{table}");
+    let failed: Vec<&str> = report.failed().map(|finding| finding.id).collect();
+    if !failed.is_empty() {
+        anyhow::bail!("the checklist scan of {name} failed: {}", failed.join(", "));
+    }
+    let skipped: Vec<&str> = unexpectedly_not_applicable(&report, &config)
+        .iter()
+        .map(|finding| finding.id)
+        .collect();
+    if !skipped.is_empty() {
+        anyhow::bail!(
+            "the checklist scan of {name} could not run checks that must run on a generated \
+             service: {}",
+            skipped.join(", ")
+        );
+    }
     Ok(report)
 }

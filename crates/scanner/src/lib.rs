@@ -160,6 +160,7 @@ pub async fn scan(config: &ScanConfig) -> anyhow::Result<Report> {
     findings.extend(checks::access::run(&target, api, &credentials).await);
     findings.extend(checks::jwt::run(&target, api, &credentials, config).await);
     findings.extend(checks::input::run(&target, api, &credentials).await);
+    checks::errors::provoke(&target).await;
     if config.skip_rate_limit {
         findings.push(Finding::new(
             &checks::rate_limit::CHECK,

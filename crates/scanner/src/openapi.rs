@@ -220,7 +220,8 @@ pub fn example(root: &Value, schema: &Value, depth: usize) -> Value {
                     let max = schema["maxLength"]
                         .as_u64()
                         .map_or(usize::MAX, |m| m as usize);
-                    "Scanner1".repeat(min.div_ceil(8))[..min.min(max).max(1)].to_owned()
+                    // Letters only: the commonest patterns (names, codes) accept them.
+                    "Scanner".repeat(min.div_ceil(7))[..min.min(max).max(1)].to_owned()
                 }
             };
             Value::String(value)
@@ -299,10 +300,18 @@ pub fn violations(root: &Value, schema: &Value) -> Vec<(&'static str, Value)> {
         }
         Some("integer") | Some("number") => {
             found.push(("a string where a number is declared", json!("12")));
+            let integer = schema_type(schema).as_deref() == Some("integer");
+            let number = |value: f64| {
+                if integer {
+                    json!(value as i64)
+                } else {
+                    json!(value)
+                }
+            };
             if let Some(max) = schema["maximum"].as_f64() {
-                found.push(("a number above its maximum", json!(max + 1.0)));
+                found.push(("a number above its maximum", number(max + 1.0)));
             } else if let Some(min) = schema["minimum"].as_f64() {
-                found.push(("a number below its minimum", json!(min - 1.0)));
+                found.push(("a number below its minimum", number(min - 1.0)));
             }
         }
         Some("boolean") => found.push(("a string where a boolean is declared", json!("true"))),
@@ -423,7 +432,7 @@ mod tests {
         assert!(title.iter().any(|(_, v)| v == &json!("xxxx")));
         assert!(title.iter().any(|(_, v)| v.is_number()));
         let count = violations(&root, &note["properties"]["count"]);
-        assert!(count.iter().any(|(_, v)| v == &json!(6.0)));
+        assert!(count.iter().any(|(_, v)| v == &json!(6)));
         let kind = violations(&root, &note["properties"]["kind"]);
         assert!(
             kind.iter()

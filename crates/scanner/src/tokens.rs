@@ -12,8 +12,13 @@ use crate::openapi::Operation;
 /// A credential the scan can present.
 #[derive(Debug, Clone)]
 pub enum Credential {
-    /// A bearer JWT and the scopes its claims grant.
-    Bearer { token: String, scopes: Vec<String> },
+    /// A bearer token and the scopes its claims grant; `None` when they cannot be read (an
+    /// opaque token, or claims naming scopes some other way): such a token is never used to
+    /// show that a missing scope is refused.
+    Bearer {
+        token: String,
+        scopes: Option<Vec<String>>,
+    },
     /// An API key, whose scopes the scan cannot see.
     ApiKey { header: String, key: String },
 }
@@ -28,8 +33,12 @@ impl Credential {
 
     pub fn describe(&self) -> String {
         match self {
-            Credential::Bearer { scopes, .. } => {
-                format!("a token with scopes [{}]", scopes.join(" "))
+            Credential::Bearer {
+                scopes: Some(scopes),
+                ..
+            } => format!("a token with scopes [{}]", scopes.join(" ")),
+            Credential::Bearer { scopes: None, .. } => {
+                "a token whose scopes are unknown".to_owned()
             }
             Credential::ApiKey { header, .. } => format!("the API key in {header}"),
         }
@@ -62,15 +71,26 @@ impl Credentials {
         Self { all }
     }
 
-    /// A token holding every scope the operation names (the widest first), else the API key.
+    /// A token holding every scope the operation names (the widest first), else a credential
+    /// whose scopes are unknown (a token, then the API key).
     pub fn for_operation(&self, operation: &Operation) -> Option<&Credential> {
         let holds_all = |scopes: &Vec<String>| operation.scopes.iter().all(|s| scopes.contains(s));
         self.all
             .iter()
-            .filter(|credential| matches!(credential, Credential::Bearer { scopes, .. } if holds_all(scopes)))
+            .filter(|credential| {
+                matches!(credential, Credential::Bearer { scopes: Some(scopes), .. } if holds_all(scopes))
+            })
             .max_by_key(|credential| match credential {
-                Credential::Bearer { scopes, .. } => scopes.len(),
-                Credential::ApiKey { .. } => 0,
+                Credential::Bearer {
+                    scopes: Some(scopes),
+                    ..
+                } => scopes.len(),
+                _ => 0,
+            })
+            .or_else(|| {
+                self.all
+                    .iter()
+                    .find(|credential| matches!(credential, Credential::Bearer { scopes: None, .. }))
             })
             .or_else(|| {
                 self.all
@@ -79,10 +99,13 @@ impl Credentials {
             })
     }
 
-    /// A token lacking at least one scope the operation names, and the scopes it lacks.
+    /// A token known to lack at least one scope the operation names, and the scopes it lacks.
     pub fn lacking_scopes(&self, operation: &Operation) -> Option<(&str, Vec<String>)> {
         self.all.iter().find_map(|credential| match credential {
-            Credential::Bearer { token, scopes } => {
+            Credential::Bearer {
+                token,
+                scopes: Some(scopes),
+            } => {
                 let missing: Vec<String> = operation
                     .scopes
                     .iter()
@@ -91,13 +114,14 @@ impl Credentials {
                     .collect();
                 (!missing.is_empty()).then_some((token.as_str(), missing))
             }
-            Credential::ApiKey { .. } => None,
+            _ => None,
         })
     }
 
-    pub fn bearer_tokens(&self) -> impl Iterator<Item = (&str, &[String])> {
+    /// Every bearer token and the scopes it holds, when they can be read.
+    pub fn bearer_tokens(&self) -> impl Iterator<Item = (&str, Option<&[String]>)> {
         self.all.iter().filter_map(|credential| match credential {
-            Credential::Bearer { token, scopes } => Some((token.as_str(), scopes.as_slice())),
+            Credential::Bearer { token, scopes } => Some((token.as_str(), scopes.as_deref())),
             Credential::ApiKey { .. } => None,
         })
     }
@@ -125,16 +149,21 @@ impl Jwt {
         })
     }
 
-    /// The scopes of an OAuth access token: `scope` (RFC 9068, space-separated) or `scp`.
-    pub fn scopes(&self) -> Vec<String> {
+    /// The scopes of an OAuth access token: `scope` (RFC 9068, space-separated) or `scp` (a list,
+    /// or space-separated as some issuers write it); `None` when neither is there.
+    pub fn scopes(&self) -> Option<Vec<String>> {
+        let words = |text: &str| text.split_whitespace().map(str::to_owned).collect();
         match (&self.claims["scope"], &self.claims["scp"]) {
-            (Value::String(scope), _) => scope.split_whitespace().map(str::to_owned).collect(),
-            (_, Value::Array(scopes)) => scopes
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
+            (Value::String(scope), _) => Some(words(scope)),
+            (_, Value::String(scp)) => Some(words(scp)),
+            (_, Value::Array(scopes)) => Some(
+                scopes
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            _ => None,
         }
     }
 
@@ -200,12 +229,21 @@ mod tests {
         let parsed = Jwt::parse(&token).expect("parses");
         assert_eq!(parsed.claims, jwt.claims);
         assert_eq!(parsed.signature, [1, 2, 3]);
-        assert_eq!(parsed.scopes(), ["a", "b"]);
+        assert_eq!(parsed.scopes(), Some(vec!["a".to_owned(), "b".to_owned()]));
         let scp = Jwt {
             claims: json!({"scp": ["x"]}),
             ..jwt
         };
-        assert_eq!(scp.scopes(), ["x"]);
+        assert_eq!(scp.scopes(), Some(vec!["x".to_owned()]));
+        let unknown = Jwt {
+            claims: json!({"permissions": ["x"]}),
+            ..scp
+        };
+        assert_eq!(
+            unknown.scopes(),
+            None,
+            "unreadable scopes are unknown, not empty"
+        );
         assert!(Jwt::parse("a.b").is_none());
     }
 

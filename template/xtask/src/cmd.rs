@@ -36,7 +36,7 @@ pub fn step(name: &str) {
     eprintln!("\n==> {name}");
 }
 
-fn describe(command: &Command) -> String {
+pub fn describe(command: &Command) -> String {
     std::iter::once(command.get_program())
         .chain(command.get_args())
         .map(|part| part.to_string_lossy().into_owned())

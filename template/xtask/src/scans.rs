@@ -192,10 +192,23 @@ pub fn scan_service(
             ))
             .arg(format!("{}/openapi.json", service.base_url))
             .env("NO_COLOR", "1");
+        let shown = cmd::describe(&run);
         if let Some(header) = &header {
             run.args(["--header", header]);
         }
-        cmd::run(&mut run).with_context(|| format!("schemathesis ({name}) found failures"))?;
+        // The token stays out of the log: the command is shown without it.
+        eprintln!(
+            "$ {shown}{}",
+            if header.is_some() {
+                " --header 'Authorization: Bearer [redacted]'"
+            } else {
+                ""
+            }
+        );
+        let status = run.status().context("cannot run schemathesis")?;
+        if !status.success() {
+            bail!("schemathesis ({name}) found failures ({status})");
+        }
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub struct RunningService {
     /// Where the service keeps its keys (`bootstrap.json`, the development signing key).
     pub key_dir: PathBuf,
     /// A PostgreSQL database made for this run, dropped with it.
-    database: Option<String>,
+    database: Option<TemporaryDatabase>,
 }
 
 /// The environment of a generated service run from `project` with its data under `data_dir`,
@@ -63,10 +63,12 @@ impl RunningService {
         std::fs::create_dir_all(data_dir)?;
         let ports = (free_port()?, free_port()?);
         let (database, store) = crate::ci::project_backend(project)?;
+        // Dropped again on every way out, including a failed start.
         let database = (database == "postgres")
-            .then(create_postgres_database)
+            .then(TemporaryDatabase::create)
             .transpose()?;
-        let url = database.as_ref().map(|name| {
+        let url = database.as_ref().map(|database| {
+            let name = &database.0;
             let server = crate::services::POSTGRES.url();
             let server = server
                 .rsplit_once('/')
@@ -210,16 +212,30 @@ impl Drop for RunningService {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        if let Some(name) = &self.database {
-            let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-        }
+        // Then the database, which the service no longer holds.
+        self.database.take();
     }
 }
 
-fn create_postgres_database() -> Result<String> {
-    let name = format!("rampart_scan_{}_{}", std::process::id(), unique());
-    psql(&format!("CREATE DATABASE \"{name}\""))?;
-    Ok(name)
+/// A PostgreSQL database of its own for one run, dropped when this is.
+#[derive(Debug)]
+struct TemporaryDatabase(String);
+
+impl TemporaryDatabase {
+    fn create() -> Result<Self> {
+        let name = format!("rampart_scan_{}_{}", std::process::id(), unique());
+        psql(&format!("CREATE DATABASE \"{name}\""))?;
+        Ok(Self(name))
+    }
+}
+
+impl Drop for TemporaryDatabase {
+    fn drop(&mut self) {
+        let _ = psql(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.0
+        ));
+    }
 }
 
 fn psql(statement: &str) -> Result<()> {

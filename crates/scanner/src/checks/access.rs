@@ -58,10 +58,12 @@ pub async fn run(
         .filter(|operation| !operation.public && operation.method != Method::OPTIONS)
         .collect();
 
-    let mut open = Vec::new();
+    let (mut open, mut refused, mut limited) = (Vec::new(), 0, 0);
     for operation in &protected {
         match target.send(request(target, document, operation)).await {
-            Ok(reply) if matches!(reply.status, 401 | 403) => {}
+            Ok(reply) if matches!(reply.status, 401 | 403) => refused += 1,
+            // A rate limit answered instead: this operation says nothing either way.
+            Ok(reply) if reply.status == 429 => limited += 1,
             Ok(reply) => open.push(format!(
                 "{} answered {} without credentials",
                 operation.label(),
@@ -73,26 +75,26 @@ pub async fn run(
     let public = document.operations.len() - protected.len();
     let required = super::verdict(
         &CREDENTIALS_REQUIRED,
-        protected.len(),
+        refused + open.len(),
         &open,
         format!(
-            "{} protected operations answered 401/403 without credentials ({public} marked public)",
-            protected.len()
+            "{refused} protected operations answered 401/403 without credentials ({public} \
+             marked public, {limited} rate-limited)"
         ),
     );
 
-    let mut tried = 0;
+    let (mut refused, mut limited) = (0, 0);
     let mut allowed = Vec::new();
     for operation in &protected {
         let Some((token, missing)) = credentials.lacking_scopes(operation) else {
             continue;
         };
-        tried += 1;
         match target
             .send(request(target, document, operation).bearer_auth(token))
             .await
         {
-            Ok(reply) if reply.status == 403 => {}
+            Ok(reply) if reply.status == 403 => refused += 1,
+            Ok(reply) if reply.status == 429 => limited += 1,
             Ok(reply) => allowed.push(format!(
                 "{} answered {} to a token without [{}]",
                 operation.label(),
@@ -102,24 +104,34 @@ pub async fn run(
             Err(error) => allowed.push(format!("{}: {error:#}", operation.label())),
         }
     }
-    let scopes = if credentials.bearer_tokens().next().is_none() {
+    let tried = refused + allowed.len();
+    let scopes = if credentials
+        .bearer_tokens()
+        .all(|(_, scopes)| scopes.is_none())
+    {
         Finding::new(
             &SCOPES_ENFORCED,
             Status::NotApplicable,
-            "no token given (--token)",
+            "no token whose scopes can be read (a `scope` or `scp` claim) was given (--token)",
         )
     } else if tried == 0 {
         Finding::new(
             &SCOPES_ENFORCED,
             Status::NotApplicable,
-            "every token given holds every scope the document declares; give one with fewer",
+            format!(
+                "no token lacking an operation's scopes could be tried ({limited} rate-limited); \
+                 give one with fewer scopes"
+            ),
         )
     } else {
         super::verdict(
             &SCOPES_ENFORCED,
             tried,
             &allowed,
-            format!("{tried} operations answered 403 to a token lacking their scopes"),
+            format!(
+                "{refused} operations answered 403 to a token lacking their scopes \
+                 ({limited} rate-limited)"
+            ),
         )
     };
     vec![required, scopes]

@@ -31,7 +31,12 @@ pub async fn run(
         document
             .operations
             .iter()
-            .find(|operation| !operation.public && !operation.has_path_parameters())
+            // A GET: this request carries credentials and must change nothing.
+            .find(|operation| {
+                operation.method == Method::GET
+                    && !operation.public
+                    && !operation.has_path_parameters()
+            })
             .map(|operation| (document, operation))
     });
     let path = protected

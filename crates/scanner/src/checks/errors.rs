@@ -34,7 +34,9 @@ const INTERNALS: [&str; 16] = [
     "node_modules",
 ];
 
-pub async fn run(target: &Target) -> Finding {
+/// Sends the requests made to provoke an error. Called before the rate-limit check, which
+/// would otherwise leave only 429s to read.
+pub async fn provoke(target: &Target) {
     let provocations = [
         target
             .request(Method::POST, &target.url("/"))
@@ -53,6 +55,10 @@ pub async fn run(target: &Target) -> Finding {
     for request in provocations {
         let _ = target.send(request).await;
     }
+}
+
+/// Reads every error response the scan received.
+pub async fn run(target: &Target) -> Finding {
     let seen = target.errors_seen();
     let mut problems = Vec::new();
     for response in &seen {

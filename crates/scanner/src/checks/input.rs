@@ -1,7 +1,9 @@
 //! INPUT-1: strict input. For every operation with a JSON body the scan may call, a body built
-//! from the document's own schema plus one unknown field, and bodies with one value outside the
-//! schema's own constraints (type, enum, length, range), must each be refused with 400, never
-//! accepted and never a 5xx.
+//! from the document's own schema is sent first and must be accepted (else the operation cannot
+//! be judged and is listed as not tried); then the same body plus one unknown field, and bodies
+//! with one value outside the schema's own constraints (type, enum, length, range), must each be
+//! refused (400, or 422), never accepted and never a 5xx. These are real writes: scan a test
+//! instance.
 
 use serde_json::{Value, json};
 
@@ -14,13 +16,24 @@ use crate::{Check, Finding, Status};
 pub const UNKNOWN_FIELDS: Check = Check {
     id: "input.unknown-fields-rejected",
     control: "INPUT-1",
-    title: "A body with a field the schema does not declare is refused with 400",
+    title: "A body with a field the schema does not declare is refused (400 or 422)",
 };
 pub const CONSTRAINTS: Check = Check {
     id: "input.constraints-enforced",
     control: "INPUT-1",
-    title: "Values outside the document's own constraints are refused with 400",
+    title: "Values outside the document's own constraints are refused (400 or 422)",
 };
+
+/// A validation refusal: 400, or 422 as some frameworks answer (the checklist's uniform body,
+/// INPUT-2, asks 400; this check asks only that the value is refused).
+fn is_rejection(status: u16) -> bool {
+    matches!(status, 400 | 422)
+}
+
+/// Answers that say nothing about validation: no access, no such resource, rate-limited.
+fn not_conclusive(status: u16) -> bool {
+    matches!(status, 401 | 403 | 404 | 429)
+}
 
 /// At most this many constraint violations are sent per operation.
 const VIOLATIONS_PER_OPERATION: usize = 4;
@@ -73,11 +86,38 @@ pub async fn run(
             }
         };
 
+        // The example alone first: were it refused as invalid, a 400 below would prove nothing.
+        match target.send(send(Value::Object(base.clone()))).await {
+            Ok(reply) if reply.status >= 500 => {
+                unknown_tried += 1;
+                unknown_problems.push(format!(
+                    "{} answered {} to a body its schema allows",
+                    operation.label(),
+                    reply.status
+                ));
+                continue;
+            }
+            Ok(reply) if reply.status >= 400 => {
+                skipped.push(format!(
+                    "{} (answered {} to the scanner's example body)",
+                    operation.label(),
+                    reply.status
+                ));
+                continue;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                unknown_tried += 1;
+                unknown_problems.push(format!("{}: {error:#}", operation.label()));
+                continue;
+            }
+        }
+
         let mut with_unknown = base.clone();
         with_unknown.insert("scanner_unknown_field".to_owned(), json!("x"));
         match target.send(send(Value::Object(with_unknown))).await {
-            Ok(reply) if reply.status == 400 => unknown_tried += 1,
-            Ok(reply) if matches!(reply.status, 401 | 403 | 429) => {
+            Ok(reply) if is_rejection(reply.status) => unknown_tried += 1,
+            Ok(reply) if not_conclusive(reply.status) => {
                 skipped.push(format!("{} ({})", operation.label(), reply.status));
             }
             Ok(reply) => {
@@ -88,7 +128,10 @@ pub async fn run(
                     reply.status
                 ));
             }
-            Err(error) => unknown_problems.push(format!("{}: {error:#}", operation.label())),
+            Err(error) => {
+                unknown_tried += 1;
+                unknown_problems.push(format!("{}: {error:#}", operation.label()));
+            }
         }
 
         let mut sent = 0;
@@ -102,8 +145,8 @@ pub async fn run(
                     let mut body = base.clone();
                     body.insert(name.clone(), value);
                     match target.send(send(Value::Object(body))).await {
-                        Ok(reply) if reply.status == 400 => constraint_tried += 1,
-                        Ok(reply) if matches!(reply.status, 401 | 403 | 429) => {}
+                        Ok(reply) if is_rejection(reply.status) => constraint_tried += 1,
+                        Ok(reply) if not_conclusive(reply.status) => {}
                         Ok(reply) => {
                             constraint_tried += 1;
                             constraint_problems.push(format!(
@@ -113,7 +156,8 @@ pub async fn run(
                             ));
                         }
                         Err(error) => {
-                            constraint_problems.push(format!("{}: {error:#}", operation.label()))
+                            constraint_tried += 1;
+                            constraint_problems.push(format!("{}: {error:#}", operation.label()));
                         }
                     }
                 }
@@ -130,13 +174,13 @@ pub async fn run(
             &UNKNOWN_FIELDS,
             unknown_tried,
             &unknown_problems,
-            format!("{unknown_tried} operations refused an unknown field with 400{skipped}"),
+            format!("{unknown_tried} operations refused an unknown field{skipped}"),
         ),
         super::verdict(
             &CONSTRAINTS,
             constraint_tried,
             &constraint_problems,
-            format!("{constraint_tried} out-of-constraint values refused with 400{skipped}"),
+            format!("{constraint_tried} out-of-constraint values refused{skipped}"),
         ),
     ]
 }

@@ -56,7 +56,7 @@ check!(
 check!(
     JKU,
     "jwt.jku-header",
-    "A token naming a key URL of its own (jku) is refused"
+    "A token naming a key URL of its own (jku) is refused, and the URL is never fetched"
 );
 check!(
     EXPIRED,
@@ -118,7 +118,10 @@ async fn find_probe(
             continue;
         };
         for operation in &candidates {
-            if !operation.scopes.iter().all(|scope| scopes.contains(scope)) {
+            // A token whose scopes are unknown is simply tried.
+            if let Some(scopes) = scopes
+                && !operation.scopes.iter().all(|scope| scopes.contains(scope))
+            {
                 continue;
             }
             let url = target.url(&request_path(document, operation));
@@ -170,7 +173,8 @@ pub async fn run(
     none.header["alg"] = "none".into();
     findings.push(refused(target, &probe, &ALG_NONE, vec![none.with_signature(&[])]).await);
 
-    findings.push(match published_keys(target, config).await {
+    let issuer = jwt.claims["iss"].as_str();
+    findings.push(match published_keys(target, config, issuer).await {
         Ok(keys) if !keys.is_empty() => {
             let mut tokens = Vec::new();
             for secret in keys {
@@ -242,14 +246,7 @@ pub async fn run(
                 )
                 .await,
             );
-            let mut jku = jwt.clone();
-            jku.header = json!({
-                "alg": "EdDSA",
-                "typ": jwt.header["typ"],
-                "kid": "scanner-key",
-                "jku": "https://scanner-attacker.invalid/jwks.json",
-            });
-            findings.push(refused(target, &probe, &JKU, vec![jku.signed_eddsa(key)]).await);
+            findings.push(jku_check(target, &probe, key, &public).await);
         }
         None => {
             findings.push(Finding::new(
@@ -269,41 +266,126 @@ pub async fn run(
     findings
 }
 
-/// Sends each token; the check passes when every one is refused with 401 or 403.
+/// A token naming, in `jku`, a key set the scanner serves itself (on loopback, beside an API on
+/// the same host) and signed by that set's key. It fails when the token is accepted, and when
+/// the API fetched the URL at all: following a URL a token names is itself the flaw (and a way
+/// to make the server send requests). Only applicable when the API runs on this host, since a
+/// remote API could not reach the key set, and a refusal would prove nothing.
+async fn jku_check(target: &Target, probe: &Probe, key: &Ed25519KeyPair, public: &str) -> Finding {
+    if !is_loopback(target.host()) {
+        return Finding::new(
+            &JKU,
+            Status::NotApplicable,
+            "the key set the token names is served on this host, which a remote API cannot \
+             reach: run the scanner beside the API",
+        );
+    }
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
+        Ok(listener) => listener,
+        Err(error) => return Finding::new(&JKU, Status::NotApplicable, error.to_string()),
+    };
+    let port = listener.local_addr().map_or(0, |address| address.port());
+    let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": public, "kid": "scanner-key", "alg": "EdDSA"}]}).to_string();
+    let fetched = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&fetched);
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut request = [0_u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{jwks}",
+                jwks.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    let mut token = probe.jwt.clone();
+    token.header = json!({
+        "alg": "EdDSA",
+        "typ": probe.jwt.header["typ"],
+        "kid": "scanner-key",
+        "jku": format!("http://127.0.0.1:{port}/jwks.json"),
+    });
+    let mut finding = refused(target, probe, &JKU, vec![token.signed_eddsa(key)]).await;
+    server.abort();
+    let fetches = fetched.load(std::sync::atomic::Ordering::SeqCst);
+    if fetches > 0 {
+        finding.status = Status::Fail;
+        finding.detail = format!(
+            "the API fetched the key URL the token named ({fetches} request(s)); {}",
+            finding.detail
+        );
+    } else if finding.status == Status::Pass {
+        finding.detail = format!("{}; the key URL was never fetched", finding.detail);
+    }
+    finding
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
+}
+
+/// Sends each token; the check passes when every one is refused with 401 or 403. A 429 says
+/// nothing about the token: such a variant is not counted.
 async fn refused(target: &Target, probe: &Probe, check: &Check, tokens: Vec<String>) -> Finding {
-    let mut accepted = Vec::new();
-    let mut statuses = Vec::new();
+    let (mut accepted, mut statuses, mut limited) = (Vec::new(), Vec::new(), 0);
     for token in &tokens {
         match target
             .send(target.request(Method::GET, &probe.url).bearer_auth(token))
             .await
         {
             Ok(reply) if matches!(reply.status, 401 | 403) => statuses.push(reply.status),
-            Ok(reply) => accepted.push(format!("GET {} answered {}", probe.label, reply.status)),
+            Ok(reply) if reply.status == 429 => limited += 1,
+            Ok(reply) => accepted.push(format!("{} answered {}", probe.label, reply.status)),
             Err(error) => accepted.push(format!("{error:#}")),
         }
     }
-    if accepted.is_empty() {
+    if !accepted.is_empty() {
+        Finding::new(check, Status::Fail, accepted.join("; "))
+    } else if statuses.is_empty() {
         Finding::new(
             check,
-            Status::Pass,
+            Status::NotApplicable,
             format!(
-                "{} variant(s) refused on GET {} ({statuses:?}); the token itself is accepted there",
-                tokens.len(),
+                "all {limited} variant(s) were answered 429 on {}",
                 probe.label
             ),
         )
     } else {
-        Finding::new(check, Status::Fail, accepted.join("; "))
+        Finding::new(
+            check,
+            Status::Pass,
+            format!(
+                "{} variant(s) refused on {} ({statuses:?}), where the token itself is accepted",
+                statuses.len(),
+                probe.label
+            ),
+        )
     }
 }
 
-/// Every encoding of the issuer's public keys an implementation might mistake for an HMAC
-/// secret: the raw key bytes, their base64url text, the JWK and the whole JWKS as text.
-async fn published_keys(target: &Target, config: &ScanConfig) -> Result<Vec<Vec<u8>>, String> {
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410), before the 32 key bytes.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+
+/// Encodings of the issuer's public keys an implementation might mistake for an HMAC secret:
+/// the raw key bytes and their base64url text, an Ed25519 key's SubjectPublicKeyInfo as DER and
+/// PEM, the JWK and the whole JWKS as text. (RSA keys' PEM is not built here.)
+async fn published_keys(
+    target: &Target,
+    config: &ScanConfig,
+    issuer: Option<&str>,
+) -> Result<Vec<Vec<u8>>, String> {
     let jwks_url = match &config.jwks_url {
         Some(url) => url.clone(),
-        None => discover_jwks(target).await?,
+        None => discover_jwks(target, issuer).await?,
     };
     let reply = target
         .send(target.request(Method::GET, &jwks_url))
@@ -314,6 +396,22 @@ async fn published_keys(target: &Target, config: &ScanConfig) -> Result<Vec<Vec<
     let mut secrets = vec![reply.body.clone().into_bytes()];
     for key in jwks["keys"].as_array().into_iter().flatten() {
         secrets.push(key.to_string().into_bytes());
+        // The classic confusion: the public key's SubjectPublicKeyInfo, as DER and as PEM.
+        if key["crv"] == "Ed25519"
+            && let Some(raw) = key["x"]
+                .as_str()
+                .and_then(|x| URL_SAFE_NO_PAD.decode(x).ok())
+        {
+            let mut der = ED25519_SPKI_PREFIX.to_vec();
+            der.extend_from_slice(&raw);
+            let pem = format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+                base64::engine::general_purpose::STANDARD.encode(&der)
+            );
+            secrets.push(pem.trim_end().as_bytes().to_vec());
+            secrets.push(pem.into_bytes());
+            secrets.push(der);
+        }
         for member in ["x", "n"] {
             if let Some(text) = key[member].as_str() {
                 secrets.push(text.as_bytes().to_vec());
@@ -326,15 +424,27 @@ async fn published_keys(target: &Target, config: &ScanConfig) -> Result<Vec<Vec<
     Ok(secrets)
 }
 
-/// The JWKS URL from RFC 8414 authorization-server metadata or OpenID Connect discovery.
-async fn discover_jwks(target: &Target) -> Result<String, String> {
+/// The JWKS URL from the token issuer's metadata (OpenID Connect discovery, RFC 8414 at the
+/// issuer's origin), else from metadata under the API's own base URL.
+async fn discover_jwks(target: &Target, issuer: Option<&str>) -> Result<String, String> {
+    let mut candidates = Vec::new();
+    if let Some(issuer) = issuer.and_then(|issuer| url::Url::parse(issuer).ok()) {
+        let issuer_text = issuer.as_str().trim_end_matches('/').to_owned();
+        candidates.push(format!("{issuer_text}/.well-known/openid-configuration"));
+        let path = issuer.path().trim_end_matches('/');
+        candidates.push(format!(
+            "{}/.well-known/oauth-authorization-server{path}",
+            issuer.origin().ascii_serialization()
+        ));
+    }
     for path in [
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
     ] {
-        if let Ok(reply) = target
-            .send(target.request(Method::GET, &target.url(path)))
-            .await
+        candidates.push(target.url(path));
+    }
+    for url in candidates {
+        if let Ok(reply) = target.send(target.request(Method::GET, &url)).await
             && reply.is_success()
             && let Ok(metadata) = serde_json::from_str::<Value>(&reply.body)
             && let Some(url) = metadata["jwks_uri"].as_str()
@@ -343,7 +453,8 @@ async fn discover_jwks(target: &Target) -> Result<String, String> {
         }
     }
     Err(
-        "no JWKS URL given (--jwks-url) and no RFC 8414 or OpenID Connect metadata names one"
+        "no JWKS URL given (--jwks-url) and no OpenID Connect or RFC 8414 metadata of the \
+         token's issuer or of the API names one"
             .to_owned(),
     )
 }

@@ -62,10 +62,20 @@ pub async fn run(target: &Target) -> Vec<Finding> {
                 Status::Fail,
                 format!("a TLS 1.2-only client completed a handshake ({version})"),
             ),
-            Err(error) => Finding::new(
+            // Only a protocol_version alert says the version itself was refused; another
+            // failure (a cipher suite rustls does not offer, a timeout) proves nothing.
+            Err(error) if error.contains("ProtocolVersion") => Finding::new(
                 &LEGACY_REFUSED,
                 Status::Pass,
                 format!("a TLS 1.2-only client was refused: {error}"),
+            ),
+            Err(error) => Finding::new(
+                &LEGACY_REFUSED,
+                Status::NotApplicable,
+                format!(
+                    "a TLS 1.2-only client failed without a protocol_version alert, so the \
+                     version refusal cannot be told apart: {error}"
+                ),
             ),
         },
         Err(error) => Finding::new(&LEGACY_REFUSED, Status::NotApplicable, error.to_string()),
