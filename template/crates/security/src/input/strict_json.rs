@@ -145,7 +145,18 @@ struct ParseState {
     max_depth: usize,
     path: Vec<Step>,
     duplicates: Vec<String>,
+    nul_strings: Vec<String>,
     too_deep: bool,
+}
+
+impl ParseState {
+    /// Notes a string (value or key) holding U+0000, which no API text needs and PostgreSQL
+    /// cannot store (it would fail the write with a 500).
+    fn check_nul(&mut self, text: &str) {
+        if text.contains('\0') {
+            self.nul_strings.push(render_path(&self.path));
+        }
+    }
 }
 
 /// Builds a [`Value`] like serde_json does, but counts depth and notices repeated keys.
@@ -199,10 +210,12 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
     }
 
     fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        self.state.check_nul(value);
         Ok(Value::String(value.to_owned()))
     }
 
     fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        self.state.check_nul(&value);
         Ok(Value::String(value))
     }
 
@@ -238,6 +251,11 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
             state.path.push(Step::Key(key));
+            if let Some(Step::Key(key)) = state.path.last()
+                && key.contains('\0')
+            {
+                state.nul_strings.push(render_path(&state.path));
+            }
             let value = access.next_value_seed(StrictValue {
                 state: &mut *state,
                 depth,
@@ -264,6 +282,8 @@ impl<'de> Visitor<'de> for StrictValue<'_> {
 pub struct StrictParse {
     pub value: Value,
     pub duplicate_keys: Vec<String>,
+    /// Paths of strings (values or keys) holding the NUL character.
+    pub nul_strings: Vec<String>,
 }
 
 /// Parses `bytes` as one JSON value, at most `max_depth` containers deep.
@@ -276,6 +296,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<StrictParse, Valid
         max_depth,
         path: Vec::new(),
         duplicates: Vec::new(),
+        nul_strings: Vec::new(),
         too_deep: false,
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
@@ -289,6 +310,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<StrictParse, Valid
         Ok(value) => Ok(StrictParse {
             value,
             duplicate_keys: state.duplicates,
+            nul_strings: state.nul_strings,
         }),
         Err(error) if state.too_deep || is_recursion_limit(&error) => {
             Err(ValidationFailure::form(format!(
@@ -633,12 +655,10 @@ fn field_path(instance: &Value, pointer: &str) -> Vec<Step> {
     steps
 }
 
-/// Every schema violation of `instance`, plus the repeated keys, as one failure.
-fn collect_failures(
-    validator: &Validator,
-    instance: &Value,
-    duplicate_keys: &[String],
-) -> ValidationFailure {
+/// Every schema violation of `parsed`, plus its repeated keys and NUL characters, as one
+/// failure.
+fn collect_failures(validator: &Validator, parsed: &StrictParse) -> ValidationFailure {
+    let (instance, duplicate_keys) = (&parsed.value, &parsed.duplicate_keys);
     let mut failure = ValidationFailure::default();
     for error in validator.iter_errors(instance) {
         let at = field_path(instance, error.instance_path().as_str());
@@ -678,6 +698,14 @@ fn collect_failures(
                 && !field.starts_with(&format!("{path}["))
         });
         failure.add_field(path.clone(), "appears more than once".to_owned());
+    }
+    for path in &parsed.nul_strings {
+        let message = "must not contain the NUL character (U+0000)".to_owned();
+        if path.is_empty() {
+            failure.add_form(format!("The body {message}"));
+        } else {
+            failure.add_field(path.clone(), message);
+        }
     }
     failure
 }
@@ -782,7 +810,7 @@ impl StrictJson {
     /// Checks one body for `operation`: `Ok` when it may go on to typed parsing.
     fn check(&self, operation: &Operation, bytes: &[u8]) -> Result<(), ValidationFailure> {
         let parsed = parse_strict(bytes, self.max_depth)?;
-        let failure = collect_failures(&operation.validator, &parsed.value, &parsed.duplicate_keys);
+        let failure = collect_failures(&operation.validator, &parsed);
         if failure.is_empty() {
             Ok(())
         } else {
@@ -863,6 +891,14 @@ mod tests {
             parse(r#"{"a": 1, "a": 2, "b": {"items": [{"n": 1, "n": 2}]}}"#).expect("parses");
         assert_eq!(parsed.duplicate_keys, vec!["a", "b.items[0].n"]);
         assert_eq!(parsed.value["a"], 1, "the first occurrence is kept");
+    }
+
+    #[test]
+    fn a_nul_character_is_reported_under_its_path_in_values_and_keys() {
+        let parsed =
+            parse(r#"{"a": "x\u0000y", "b": [{"n\u0000": 1}], "c": "fine\n"}"#).expect("parses");
+        assert_eq!(parsed.nul_strings, vec!["a", "b[0].n\u{0}"]);
+        assert!(parse(r#""\u0000""#).expect("parses").nul_strings == vec![String::new()]);
     }
 
     #[test]
