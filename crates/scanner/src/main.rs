@@ -24,13 +24,18 @@ struct Cli {
     #[arg(long)]
     ca_cert: Option<PathBuf>,
     /// A valid access token; repeat with tokens of fewer scopes to check scope enforcement.
-    #[arg(long = "token", env = "SCAN_TOKENS", value_delimiter = ',')]
+    #[arg(
+        long = "token",
+        env = "SCAN_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     tokens: Vec<String>,
     /// The issuer's JWKS URL (default: discovered from RFC 8414 / OIDC metadata).
     #[arg(long)]
     jwks_url: Option<String>,
     /// An API key.
-    #[arg(long, env = "SCAN_API_KEY")]
+    #[arg(long, env = "SCAN_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// The header the API key goes in.
     #[arg(long, default_value = "X-API-Key")]

@@ -210,7 +210,12 @@ pub fn example(root: &Value, schema: &Value, depth: usize) -> Value {
         Some("string") => {
             let format = schema["format"].as_str().unwrap_or_default();
             let value = match format {
-                "email" => "scanner@example.com".to_owned(),
+                // Unique each time: a repeated address could be refused as a duplicate, which a
+                // check would mistake for validation.
+                "email" => format!(
+                    "scanner-{}@example.com",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                ),
                 "uuid" => uuid::Uuid::new_v4().to_string(),
                 "date-time" => "2030-01-01T00:00:00Z".to_owned(),
                 "date" => "2030-01-01".to_owned(),

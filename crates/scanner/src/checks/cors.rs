@@ -72,7 +72,10 @@ pub async fn run(
 
     let mut replies: Vec<(String, bool, Reply)> = Vec::new();
     for (label, authenticated, request) in probes {
-        if let Ok(reply) = target.send(request).await {
+        // A 429 grants nothing because it was limited, not because of the origin.
+        if let Ok(reply) = target.send(request).await
+            && reply.status != 429
+        {
             replies.push((format!("{label} ({})", reply.status), authenticated, reply));
         }
     }

@@ -75,7 +75,12 @@ pub async fn run(
             }
         };
         let schema = resolve(&document.root, schema);
-        let Value::Object(base) = example(&document.root, schema, 0) else {
+        // A fresh example for every body: unique values (emails, ids) are never sent twice.
+        let fresh = || match example(&document.root, schema, 0) {
+            Value::Object(object) => Some(object),
+            _ => None,
+        };
+        let Some(base) = fresh() else {
             continue;
         };
         let send = |body: Value| {
@@ -87,7 +92,7 @@ pub async fn run(
         };
 
         // The example alone first: were it refused as invalid, a 400 below would prove nothing.
-        match target.send(send(Value::Object(base.clone()))).await {
+        match target.send(send(Value::Object(base))).await {
             Ok(reply) if reply.status >= 500 => {
                 unknown_tried += 1;
                 unknown_problems.push(format!(
@@ -113,7 +118,7 @@ pub async fn run(
             }
         }
 
-        let mut with_unknown = base.clone();
+        let mut with_unknown = fresh().unwrap_or_default();
         with_unknown.insert("scanner_unknown_field".to_owned(), json!("x"));
         match target.send(send(Value::Object(with_unknown))).await {
             Ok(reply) if is_rejection(reply.status) => unknown_tried += 1,
@@ -142,7 +147,7 @@ pub async fn run(
                         break 'properties;
                     }
                     sent += 1;
-                    let mut body = base.clone();
+                    let mut body = fresh().unwrap_or_default();
                     body.insert(name.clone(), value);
                     match target.send(send(Value::Object(body))).await {
                         Ok(reply) if is_rejection(reply.status) => constraint_tried += 1,

@@ -234,9 +234,9 @@ pub async fn run(
             let mut embedded = jwt.clone();
             embedded.header = json!({
                 "alg": "EdDSA",
-                "typ": jwt.header["typ"],
                 "jwk": {"kty": "OKP", "crv": "Ed25519", "x": public},
             });
+            copy_typ(&jwt.header, &mut embedded.header);
             findings.push(
                 refused(
                     target,
@@ -277,7 +277,7 @@ async fn jku_check(target: &Target, probe: &Probe, key: &Ed25519KeyPair, public:
             &JKU,
             Status::NotApplicable,
             "the key set the token names is served on this host, which a remote API cannot \
-             reach: run the scanner beside the API",
+             reach: run the scanner beside the API (in its network namespace)",
         );
     }
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
@@ -304,11 +304,13 @@ async fn jku_check(target: &Target, probe: &Probe, key: &Ed25519KeyPair, public:
     let mut token = probe.jwt.clone();
     token.header = json!({
         "alg": "EdDSA",
-        "typ": probe.jwt.header["typ"],
         "kid": "scanner-key",
         "jku": format!("http://127.0.0.1:{port}/jwks.json"),
     });
+    copy_typ(&probe.jwt.header, &mut token.header);
     let mut finding = refused(target, probe, &JKU, vec![token.signed_eddsa(key)]).await;
+    // A fetch made after the answer counts too.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     server.abort();
     let fetches = fetched.load(std::sync::atomic::Ordering::SeqCst);
     if fetches > 0 {
@@ -321,6 +323,14 @@ async fn jku_check(target: &Target, probe: &Probe, key: &Ed25519KeyPair, public:
         finding.detail = format!("{}; the key URL was never fetched", finding.detail);
     }
     finding
+}
+
+/// The original token's `typ`, when it has one: a missing `typ` must not become `null`, or a
+/// refusal could be for the `typ` rather than for what the check changed.
+fn copy_typ(from: &Value, to: &mut Value) {
+    if let Some(typ) = from.get("typ") {
+        to["typ"] = typ.clone();
+    }
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -391,8 +401,14 @@ async fn published_keys(
         .send(target.request(Method::GET, &jwks_url))
         .await
         .map_err(|error| format!("{error:#}"))?;
+    if !reply.is_success() {
+        return Err(format!("{jwks_url} answered {}", reply.status));
+    }
     let jwks: Value =
         serde_json::from_str(&reply.body).map_err(|_| format!("{jwks_url} is not JSON"))?;
+    if jwks["keys"].as_array().is_none_or(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
     let mut secrets = vec![reply.body.clone().into_bytes()];
     for key in jwks["keys"].as_array().into_iter().flatten() {
         secrets.push(key.to_string().into_bytes());

@@ -82,7 +82,13 @@ pub async fn run(target: &Target) -> Vec<Finding> {
         ),
         Ok(response) => {
             let status = response.status().as_u16();
-            if (400..500).contains(&status) {
+            if status == 429 {
+                Finding::new(
+                    &CREDENTIALS_NOT_REDIRECTED,
+                    Status::NotApplicable,
+                    "answered 429: rate-limited, not judged",
+                )
+            } else if (400..500).contains(&status) {
                 Finding::new(
                     &CREDENTIALS_NOT_REDIRECTED,
                     Status::Pass,
@@ -119,9 +125,21 @@ async fn forged_host(client: &reqwest::Client, url: &str, status: u16, location:
         .header(HOST, FORGED)
         .send()
         .await;
-    let followed = forged.as_ref().ok().map(self::location);
+    let followed = match &forged {
+        Ok(response) => self::location(response),
+        Err(error) => {
+            return Finding::new(
+                &NAVIGATION_REDIRECTED,
+                Status::NotApplicable,
+                format!(
+                    "{status} to {location}, but the request with a forged Host got no answer: \
+                     {error}"
+                ),
+            );
+        }
+    };
     match followed {
-        Some(target) if target.contains(FORGED) => Finding::new(
+        target if target.contains(FORGED) => Finding::new(
             &NAVIGATION_REDIRECTED,
             Status::Fail,
             format!("with Host: {FORGED} the redirect went to {target:?}: an open redirect"),

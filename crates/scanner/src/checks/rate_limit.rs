@@ -47,12 +47,17 @@ pub async fn run(target: &Target, document: Option<&Document>, config: &ScanConf
                 reply.header("retry-after"),
                 reply.header("ratelimit")
             );
+            // Seconds, or an HTTP-date (RFC 9110, section 10.2.3).
+            let date_form = reply
+                .header("retry-after")
+                .is_some_and(|value| value.trim_end().ends_with(" GMT"));
             return match crate::target::retry_after(&reply) {
                 Some(_) => Finding::new(&CHECK, Status::Pass, detail),
+                None if date_form => Finding::new(&CHECK, Status::Pass, detail),
                 None => Finding::new(
                     &CHECK,
                     Status::Fail,
-                    format!("{detail}: no Retry-After in seconds"),
+                    format!("{detail}: no Retry-After (seconds or an HTTP-date)"),
                 ),
             };
         }

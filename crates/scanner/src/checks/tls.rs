@@ -32,6 +32,9 @@ pub const CERTIFICATE_VALID: Check = Check {
     title: "The certificate chains to a trusted root and is valid for the host",
 };
 
+/// What [`handshake`] says when the server refused the protocol version itself.
+const PROTOCOL_VERSION_ALERT: &str = "the server sent a protocol_version alert";
+
 pub async fn run(target: &Target) -> Vec<Finding> {
     if target.base.scheme() != "https" {
         let detail = format!("the base URL {} is not HTTPS", target.base);
@@ -64,7 +67,7 @@ pub async fn run(target: &Target) -> Vec<Finding> {
             ),
             // Only a protocol_version alert says the version itself was refused; another
             // failure (a cipher suite rustls does not offer, a timeout) proves nothing.
-            Err(error) if error.contains("ProtocolVersion") => Finding::new(
+            Err(error) if error == PROTOCOL_VERSION_ALERT => Finding::new(
                 &LEGACY_REFUSED,
                 Status::Pass,
                 format!("a TLS 1.2-only client was refused: {error}"),
@@ -158,7 +161,22 @@ async fn handshake(target: &Target, config: ClientConfig) -> Result<String, Stri
     )
     .await
     .map_err(|_| "handshake timed out".to_owned())?
-    .map_err(|error| error.to_string())?;
+    .map_err(|error| {
+        let refused_version = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            .is_some_and(|inner| {
+                matches!(
+                    inner,
+                    rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion)
+                )
+            });
+        if refused_version {
+            PROTOCOL_VERSION_ALERT.to_owned()
+        } else {
+            error.to_string()
+        }
+    })?;
     let (_, connection) = stream.get_ref();
     Ok(connection
         .protocol_version()
