@@ -63,10 +63,19 @@ impl RunningService {
         std::fs::create_dir_all(data_dir)?;
         let ports = (free_port()?, free_port()?);
         let (database, store) = crate::ci::project_backend(project)?;
+        // On the project's own servers when they are there; otherwise, as the test suite does,
+        // on the embedded ones, said plainly (`cargo xtask ci --require-services` has already
+        // failed by then where a server must be there).
+        let postgres = database == "postgres" && crate::services::POSTGRES.reachable();
+        let redis = store == "redis" && crate::services::REDIS.reachable();
+        if database == "postgres" && !postgres {
+            eprintln!("PostgreSQL cannot be reached: the service runs on SQLite for this run");
+        }
+        if store == "redis" && !redis {
+            eprintln!("Redis cannot be reached: the service keeps its rate limits in process");
+        }
         // Dropped again on every way out, including a failed start.
-        let database = (database == "postgres")
-            .then(TemporaryDatabase::create)
-            .transpose()?;
+        let database = postgres.then(TemporaryDatabase::create).transpose()?;
         let url = database.as_ref().map(|database| {
             let name = &database.0;
             let server = crate::services::POSTGRES.url();
@@ -78,8 +87,10 @@ impl RunningService {
         let prefix = format!("scan-{}-{}:", std::process::id(), unique());
         let command = |extra: &[(&str, &str)]| {
             let mut command = service_command(binary, project, data_dir, ports, url.as_deref());
-            if store == "redis" {
+            if redis {
                 command.env("APP_RATE_LIMIT__REDIS_KEY_PREFIX", &prefix);
+            } else {
+                command.env("APP_RATE_LIMIT__STORE", "memory");
             }
             for (name, value) in env.iter().chain(extra) {
                 command.env(name, value);
