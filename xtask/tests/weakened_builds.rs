@@ -2,7 +2,7 @@
 //! the service is built with `weakened-controls` and started once per control
 //! (`WEAKENED_CONTROL`), on the default variant's configuration, and scanned from outside.
 //!
-//! Ignored by a plain `cargo test` (it builds the service a second time and starts it six
+//! Ignored by a plain `cargo test` (it builds the service a second time and starts it nine
 //! times); `cargo xtask ci` runs it.
 
 use std::path::{Path, PathBuf};
@@ -14,16 +14,19 @@ use rampart_xtask::scan;
 use xtask::service::RunningService;
 
 /// `WEAKENED_CONTROL` values and the check that must fail for each.
-const WEAKENED: [(&str, &str); 5] = [
+const WEAKENED: [(&str, &str); 8] = [
     ("hsts", "headers.hsts"),
     ("tls13-only", "tls.legacy-versions-refused"),
     ("unknown-field-rejection", "input.unknown-fields-rejected"),
     ("scope-check", "auth.scopes-enforced"),
     ("rate-limit", "rate-limit.trips-with-retry-after"),
+    ("security-headers", "headers.security"),
+    ("banner", "headers.no-banner"),
+    ("cors-allowlist", "cors.foreign-origin-refused"),
 ];
 
 #[test]
-#[ignore = "builds and starts the service six times; `cargo xtask ci` runs it"]
+#[ignore = "builds the service again and starts it nine times; `cargo xtask ci` runs it"]
 fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
     let root = rampart_xtask::repository_root();
     let scratch = root.join("target").join("xtask").join("weakened");

@@ -591,7 +591,7 @@ pub fn routes(
     if let Some(Ok(security_txt)) = settings.security_txt.file(&settings.server.public_origin) {
         plain = plain.at(SECURITY_TXT_PATH, security_txt.endpoint());
     }
-    Ok(plain
+    let endpoint = plain
         .at("/openapi.json", spec)
         .nest("/docs", Route::new().at("/", docs))
         .at(
@@ -650,7 +650,10 @@ pub fn routes(
         // Outermost: the id is assigned before anything logs and returned on every response.
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,
-        )))
+        ));
+    #[cfg(feature = "weakened-controls")]
+    let endpoint = crate::weakened::responses(endpoint);
+    Ok(endpoint)
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! named at start-up by `WEAKENED_CONTROL`, and a production configuration refuses to start with
 //! this build at all. Each use in `startup` sits under `#[cfg(feature = "weakened-controls")]`, in plain view.
 
+use poem::endpoint::BoxEndpoint;
+use poem::http::HeaderValue;
+use poem::{Endpoint, EndpointExt, Response};
+
 use crate::config::{Environment, Settings};
 
 /// The controls a weakened build can turn off, one at a time.
@@ -21,6 +25,12 @@ pub enum Control {
     ScopeCheck,
     /// No rate limits at all.
     RateLimit,
+    /// Responses without nosniff, Content-Security-Policy, Referrer-Policy and Cache-Control.
+    SecurityHeaders,
+    /// A `Server` banner on every response.
+    Banner,
+    /// Any `Origin` granted CORS with credentials.
+    CorsAllowlist,
 }
 
 pub const VARIABLE: &str = "WEAKENED_CONTROL";
@@ -33,6 +43,9 @@ pub fn control() -> Option<Control> {
         "unknown-field-rejection" => Some(Control::UnknownFieldRejection),
         "scope-check" => Some(Control::ScopeCheck),
         "rate-limit" => Some(Control::RateLimit),
+        "security-headers" => Some(Control::SecurityHeaders),
+        "banner" => Some(Control::Banner),
+        "cors-allowlist" => Some(Control::CorsAllowlist),
         _ => None,
     }
 }
@@ -59,8 +72,49 @@ pub fn refuse_in_production(settings: &Settings) -> Result<(), String> {
         }
         None if std::env::var_os(VARIABLE).is_some() => Err(format!(
             "{VARIABLE} names no control: hsts, tls13-only, unknown-field-rejection, \
-             scope-check or rate-limit"
+             scope-check, rate-limit, security-headers, banner or cors-allowlist"
         )),
         None => Ok(()),
     }
+}
+
+/// The weakenings that act on finished responses, wrapped around the whole service: security
+/// headers stripped, a banner added, or a foreign origin granted CORS with credentials.
+pub fn responses(
+    endpoint: impl Endpoint<Output = Response> + 'static,
+) -> BoxEndpoint<'static, Response> {
+    let control = control();
+    endpoint
+        .around(move |next, request| async move {
+            let origin = request.headers().get("origin").cloned();
+            let mut response = next.call(request).await?;
+            let headers = response.headers_mut();
+            match control {
+                Some(Control::SecurityHeaders) => {
+                    for name in [
+                        "x-content-type-options",
+                        "content-security-policy",
+                        "referrer-policy",
+                        "cache-control",
+                    ] {
+                        headers.remove(name);
+                    }
+                }
+                Some(Control::Banner) => {
+                    headers.insert("server", HeaderValue::from_static("poem/3 (weakened)"));
+                }
+                Some(Control::CorsAllowlist) => {
+                    if let Some(origin) = origin {
+                        headers.insert("access-control-allow-origin", origin);
+                        headers.insert(
+                            "access-control-allow-credentials",
+                            HeaderValue::from_static("true"),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            Ok(response)
+        })
+        .boxed()
 }
