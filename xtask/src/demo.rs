@@ -14,6 +14,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::ServerName;
 use rustls_pki_types::pem::PemObject;
 use xtask::cmd;
+use xtask::service::{free_port, service_command};
 
 use crate::render::{self, Variant};
 
@@ -80,23 +81,13 @@ impl Demo {
 
     /// The service command on its embedded defaults: SQLite under `target/demo/data`.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .current_dir(&self.project)
-            .env("APP_ENVIRONMENT", "development")
-            .env("APP_CONFIG_DIR", self.project.join("config"))
-            .env("APP_SERVER__PORT", self.port.to_string())
-            .env("APP_SERVER__PUBLIC_ORIGIN", self.base_url())
-            .env("APP_HTTP_REDIRECT__PORT", self.http_port.to_string())
-            // A free port: the default 9091 may be taken by another service on this machine.
-            .env("APP_ADMIN__PORT", "0")
-            .env("APP_TLS__DEV_DIR", self.data_dir.join("tls"))
-            .env("APP_AUTH__KEY_DIR", self.data_dir.join("keys"))
-            .env(
-                "APP_DATABASE__URL",
-                format!("sqlite://{}/app.db?mode=rwc", self.data_dir.display()),
-            );
-        command
+        service_command(
+            &self.binary,
+            &self.project,
+            &self.data_dir,
+            (self.port, self.http_port),
+            None,
+        )
     }
 
     /// Prepares the service without serving (`app init`): database, development certificate,
@@ -325,10 +316,4 @@ fn http_get(
             body.to_owned()
         },
     ))
-}
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

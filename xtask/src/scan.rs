@@ -45,21 +45,21 @@ pub fn unexpectedly_not_applicable<'r>(
 
 /// Runs the scanner against the service.
 pub fn scan(service: &RunningService) -> Result<Report> {
-    let config = scan_config(service)?;
+    run(&scan_config(service)?)
+}
+
+fn run(config: &ScanConfig) -> Result<Report> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(rampart_scanner::scan(&config))
+        .block_on(rampart_scanner::scan(config))
 }
 
 /// Scans the service and writes the table, JSON and SARIF under `out` as
 /// `<name>.txt|json|sarif`; fails when a check failed or did not run though it should have.
 pub fn scan_and_report(service: &RunningService, out: &Path, name: &str) -> Result<Report> {
     let config = scan_config(service)?;
-    let report = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(rampart_scanner::scan(&config))?;
+    let report = run(&config)?;
     std::fs::create_dir_all(out)?;
     let table = rampart_scanner::report::table(&report);
     std::fs::write(out.join(format!("{name}.txt")), &table)?;
