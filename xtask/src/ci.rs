@@ -172,12 +172,12 @@ fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> R
 
     match third_party::tools_dir() {
         Some(dir) => {
-            let raised = third_party::raised_rate_limits();
-            let env: Vec<(&str, &str)> = raised
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
-            let service = RunningService::start(&binary, project, &data.join("third-party"), &env)?;
+            let service = RunningService::start(
+                &binary,
+                project,
+                &data.join("third-party"),
+                &third_party::RAISED_RATE_LIMITS,
+            )?;
             third_party::scan_service(&dir, &service, project, &out)?;
             drop(service);
             // The generated project's own baseline fits the files it is generated with.

@@ -50,7 +50,7 @@ pub fn sbom_tool_installed() -> bool {
 }
 
 /// `cargo xtask scan`: builds the service, starts it (rate limits raised, see
-/// [`raised_rate_limits`]) and runs sslyze, drheader and schemathesis against it; then the secret
+/// [`RAISED_RATE_LIMITS`]) and runs sslyze, drheader and schemathesis against it; then the secret
 /// scan and the SBOM. Reports under `target/scan/`.
 pub fn run(root: &Path) -> Result<()> {
     cmd::step("building the service");
@@ -68,12 +68,7 @@ pub fn run(root: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(&data);
     match tools_dir() {
         Some(dir) => {
-            let raised = raised_rate_limits();
-            let env: Vec<(&str, &str)> = raised
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
-            let service = RunningService::start(&binary, root, &data, &env)?;
+            let service = RunningService::start(&binary, root, &data, &RAISED_RATE_LIMITS)?;
             scan_service(&dir, &service, root, &out)?;
             drop(service);
             secret_scan(&dir, root)?;
@@ -94,30 +89,20 @@ fn tool(dir: &Path, name: &str) -> Command {
 /// The environment of the instance the third-party scanners run against: every rate-limit tier
 /// raised, so the fuzzer reaches the logic behind the limits instead of a wall of 429s. The
 /// limits themselves are checked by the checklist scanner on an instance with the defaults.
-pub fn raised_rate_limits() -> Vec<(String, String)> {
-    [
-        "ANONYMOUS",
-        "AUTHENTICATED",
-        "LOGIN",
-        "LOGIN_ACCOUNT",
-        "PASSWORD_RESET",
-        "PASSWORD_RESET_ACCOUNT",
-        "PASSWORD_RESET_CONFIRM",
-        "TOKEN",
-        "API_KEY_MANAGEMENT",
-        "PAYMENT",
-    ]
-    .iter()
-    .map(|tier| {
-        (
-            format!("APP_RATE_LIMIT__{tier}__REQUESTS"),
-            "50000".to_owned(),
-        )
-    })
-    .collect()
-}
+pub const RAISED_RATE_LIMITS: [(&str, &str); 10] = [
+    ("APP_RATE_LIMIT__ANONYMOUS__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__AUTHENTICATED__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__LOGIN__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__LOGIN_ACCOUNT__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__PASSWORD_RESET__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__PASSWORD_RESET_ACCOUNT__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__PASSWORD_RESET_CONFIRM__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__TOKEN__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__API_KEY_MANAGEMENT__REQUESTS", "50000"),
+    ("APP_RATE_LIMIT__PAYMENT__REQUESTS", "50000"),
+];
 
-/// sslyze, drheader and schemathesis against `service` (started with [`raised_rate_limits`]),
+/// sslyze, drheader and schemathesis against `service` (started with [`RAISED_RATE_LIMITS`]),
 /// schemathesis configured by the project's `scans/schemathesis.toml`; reports under `out`.
 pub fn scan_service(
     dir: &Path,
