@@ -406,7 +406,32 @@ pub struct AccessTokenValidator {
     issuers: HashMap<String, TrustedIssuer>,
     leeway: u64,
     clock: Arc<dyn Clock>,
+    verified: VerifiedTokens,
 }
+
+/// Tokens this validator has verified, by their exact text: a token presented again skips the
+/// signature check and the parsing (the costliest part of a request; an Ed25519 verification
+/// alone is tens of microseconds), never the time checks (`exp`, `nbf`, `iat`), which run on
+/// every use. Only successes are remembered, at most [`VERIFIED_TOKENS_MAX`] (then forgotten
+/// all at once). The cache lives and dies with its validator, which the service rebuilds
+/// whenever the trusted keys change: a token of a key that was revoked or stopped verifying is
+/// never answered from it.
+#[derive(Default)]
+struct VerifiedTokens {
+    tokens: std::sync::Mutex<HashMap<Box<str>, VerifiedToken>>,
+    signatures_checked: std::sync::atomic::AtomicU64,
+}
+
+/// What a verified token said, with the times checked again on each use.
+#[derive(Clone)]
+struct VerifiedToken {
+    claims: AccessClaims,
+    not_before: Option<u64>,
+    issued_at: Option<u64>,
+}
+
+/// Verified tokens remembered per validator: about 1 KiB each.
+pub const VERIFIED_TOKENS_MAX: usize = 4096;
 
 impl fmt::Debug for AccessTokenValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -449,7 +474,16 @@ impl AccessTokenValidator {
             issuers: by_name,
             leeway: DEFAULT_LEEWAY.as_secs(),
             clock: Arc::new(clock),
+            verified: VerifiedTokens::default(),
         })
+    }
+
+    /// How many signatures this validator has verified (tokens answered from the cache of
+    /// verified tokens are not counted): lets tests see the cache work without timing it.
+    pub fn signatures_checked(&self) -> u64 {
+        self.verified
+            .signatures_checked
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tolerates `leeway` of clock skew on `exp`, `nbf` and `iat` (at most [`MAX_LEEWAY`]).
@@ -463,6 +497,57 @@ impl AccessTokenValidator {
 
     /// Validates `token` (the credential of `Authorization: Bearer`, without the scheme).
     pub fn validate(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let remembered = self
+            .verified
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(token)
+            .cloned();
+        if let Some(verified) = remembered {
+            self.check_times(
+                verified.claims.expires_at,
+                verified.not_before,
+                verified.issued_at,
+            )?;
+            return Ok(verified.claims);
+        }
+        let verified = self.verify(token)?;
+        let claims = verified.claims.clone();
+        let mut tokens = self
+            .verified
+            .tokens
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if tokens.len() >= VERIFIED_TOKENS_MAX {
+            tokens.clear();
+        }
+        tokens.insert(token.into(), verified);
+        Ok(claims)
+    }
+
+    /// `exp`, `nbf` and `iat` against now, with the leeway.
+    fn check_times(
+        &self,
+        expires_at: u64,
+        not_before: Option<u64>,
+        issued_at: Option<u64>,
+    ) -> Result<(), TokenError> {
+        let now = self.clock.now();
+        if now >= expires_at.saturating_add(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if not_before.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(TokenError::NotYetValid);
+        }
+        if issued_at.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok(())
+    }
+
+    /// Every check of a token not seen before: its form, header, key, signature and claims.
+    fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -508,22 +593,16 @@ impl AccessTokenValidator {
         if key.algorithm != algorithm {
             return Err(TokenError::AlgorithmNotAllowed);
         }
+        self.verified
+            .signatures_checked
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         verify_signature(token, key)?;
 
         // The claims, now that they are known to come from the issuer.
-        let now = self.clock.now();
         let expires_at = optional_time(&claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
         let not_before = optional_time(&claims, "nbf")?;
         let issued_at = optional_time(&claims, "iat")?;
-        if now >= expires_at.saturating_add(self.leeway) {
-            return Err(TokenError::Expired);
-        }
-        if not_before.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
-            return Err(TokenError::NotYetValid);
-        }
-        if issued_at.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
-            return Err(TokenError::IssuedInFuture);
-        }
+        self.check_times(expires_at, not_before, issued_at)?;
         let audience = issuer.audience.as_deref().unwrap_or(&self.audience);
         if !audience_matches(audience, &claims)? {
             return Err(TokenError::WrongAudience);
@@ -552,12 +631,16 @@ impl AccessTokenValidator {
             }
         }
         let subject = optional_str(&claims, "sub")?.ok_or(TokenError::MissingClaim("sub"))?;
-        Ok(AccessClaims {
-            subject: subject.to_owned(),
-            issuer: issuer.issuer.clone(),
-            scopes: scopes(&claims)?,
-            expires_at,
-            client_id: optional_str(&claims, "client_id")?.map(str::to_owned),
+        Ok(VerifiedToken {
+            claims: AccessClaims {
+                subject: subject.to_owned(),
+                issuer: issuer.issuer.clone(),
+                scopes: scopes(&claims)?,
+                expires_at,
+                client_id: optional_str(&claims, "client_id")?.map(str::to_owned),
+            },
+            not_before,
+            issued_at,
         })
     }
 }
@@ -1058,6 +1141,49 @@ mod tests {
             claims["exp"] = json!(NOW + 600);
         });
         assert_eq!(world.refused(&future), "issued_in_future");
+    }
+
+    #[test]
+    fn a_token_presented_again_skips_the_signature_never_the_time_checks() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let now = Arc::new(AtomicU64::new(NOW));
+        let clock = Arc::clone(&now);
+        let own = ed25519("own-1");
+        let validator = AccessTokenValidator::new(
+            AUDIENCE,
+            [TrustedIssuer {
+                issuer: OWN.to_owned(),
+                keys: KeySet::new([own.verifying.clone()]).expect("own keys"),
+                audience: None,
+                own: true,
+            }],
+            move || clock.load(Ordering::Relaxed),
+        )
+        .expect("validator");
+        let token = sign(&own, &header(&own), &claims(OWN));
+
+        let first = validator.validate(&token).expect("valid token");
+        assert_eq!(validator.validate(&token), Ok(first));
+        assert_eq!(
+            validator.signatures_checked(),
+            1,
+            "verified once, then remembered"
+        );
+
+        // Another text is another token: one changed signature character is verified, refused.
+        let mut tampered = token.clone();
+        let last = if tampered.ends_with('A') { "B" } else { "A" };
+        tampered.replace_range(tampered.len() - 1.., last);
+        assert!(validator.validate(&tampered).is_err());
+        assert_eq!(validator.signatures_checked(), 2);
+
+        // Remembered, but expired all the same once the clock passes `exp` and the leeway.
+        now.store(NOW + 540 + DEFAULT_LEEWAY.as_secs(), Ordering::Relaxed);
+        assert_eq!(validator.validate(&token), Err(TokenError::Expired));
+        // And a token issued in the future is refused from the cache too.
+        now.store(NOW - 60 - DEFAULT_LEEWAY.as_secs() - 1, Ordering::Relaxed);
+        assert_eq!(validator.validate(&token), Err(TokenError::IssuedInFuture));
+        assert_eq!(validator.signatures_checked(), 2);
     }
 
     #[test]
