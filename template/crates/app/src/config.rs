@@ -350,7 +350,8 @@ pub struct AuthSettings {
     /// generated in `key_dir`. Set it with `APP_AUTH__API_KEY_PEPPER`; never commit it.
     #[serde(serialize_with = "serialize_redacted")]
     pub api_key_pepper: SecretString,
-    /// Password hashes computed at once (each takes about 19 MiB); the rest wait briefly.
+    /// Password hashes computed at once (each takes about 19 MiB); the rest wait briefly. 0: half
+    /// the CPU cores, at least 1 ([`AuthSettings::password_hashes_at_once`]).
     pub password_hash_concurrency: usize,
     /// Development: the built-in issuer's key, the pepper and the bootstrap admin live here.
     pub key_dir: PathBuf,
@@ -430,6 +431,18 @@ pub struct RetiredKeySettings {
 }
 
 impl AuthSettings {
+    /// Argon2id hashes run at once: `password_hash_concurrency`, or when 0 half the CPU cores
+    /// (at least 1). Hashing then never takes more than half the machine, however many logins
+    /// arrive (isolation), and its memory stays at that many times 19 MiB.
+    pub fn password_hashes_at_once(&self) -> usize {
+        match self.password_hash_concurrency {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get() / 2)
+                .max(1),
+            configured => configured,
+        }
+    }
+
     /// The audience of this API: the configured one, or the public origin.
     pub fn audience_or<'a>(&'a self, public_origin: &'a str) -> &'a str {
         if self.audience.is_empty() {
@@ -895,9 +908,6 @@ impl Settings {
                 "auth.built_in_issuer",
                 "is off and no auth.external_issuers are configured: no token could ever be valid",
             );
-        }
-        if auth.password_hash_concurrency == 0 {
-            refuse("auth.password_hash_concurrency", "must be at least 1");
         }
         let pepper = auth.api_key_pepper.expose_secret();
         if !pepper.is_empty() && pepper.len() < MIN_PEPPER_BYTES {
@@ -1369,6 +1379,18 @@ mod tests {
     fn a_valid_file_loads() {
         let settings = load(VALID, Environment::Development, &[]).expect("valid");
         assert_eq!(settings.server.public_origin, "https://localhost:8443");
+    }
+
+    #[test]
+    fn password_hashing_takes_half_the_cores_unless_configured() {
+        let vars = [("APP_AUTH__PASSWORD_HASH_CONCURRENCY", "0")];
+        let automatic = load(VALID, Environment::Development, &vars).expect("valid");
+        let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
+        assert_eq!(automatic.auth.password_hashes_at_once(), (cores / 2).max(1));
+
+        let vars = [("APP_AUTH__PASSWORD_HASH_CONCURRENCY", "3")];
+        let configured = load(VALID, Environment::Development, &vars).expect("valid");
+        assert_eq!(configured.auth.password_hashes_at_once(), 3);
     }
 
     #[test]

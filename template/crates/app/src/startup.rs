@@ -80,6 +80,9 @@ pub enum StartupError {
     #[cfg(feature = "weakened-controls")]
     #[error("weakened build: {0}")]
     Weakened(String),
+    #[cfg(feature = "bench")]
+    #[error("benchmark build: {0}")]
+    Bench(String),
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -165,6 +168,8 @@ impl App {
     ) -> Result<Self, StartupError> {
         #[cfg(feature = "weakened-controls")]
         crate::weakened::refuse_in_production(&settings).map_err(StartupError::Weakened)?;
+        #[cfg(feature = "bench")]
+        crate::bench::refuse_in_production(&settings)?;
         tls::install_crypto_provider();
         let (certificate, dev_ca_cert) = load_certificate(&settings)?;
         let tls_config = certificate
@@ -201,9 +206,6 @@ impl App {
                 settings.auth.signing_key_refresh_seconds,
             ))
             .map(AbortOnDrop);
-        // The dummy hash unknown accounts are verified against is made now, so the first
-        // login with an unknown address costs no more than any other.
-        let _ = auth.passwords.verify(None, "").await;
         if settings.environment != Environment::Production {
             bootstrap::ensure_dev_admin(&auth)
                 .await
@@ -449,7 +451,23 @@ async fn bind(
         .map_err(|source| StartupError::Bind { address, source })
 }
 
-fn listener_limits(settings: &Settings) -> ListenerLimits {
+/// The main listener alone, on the configured certificate: the bare baseline of `cargo xtask
+/// bench` serves on it.
+#[cfg(feature = "bench")]
+pub(crate) async fn bind_main_listener(settings: &Settings) -> Result<BoundListener, StartupError> {
+    tls::install_crypto_provider();
+    let (certificate, _) = load_certificate(settings)?;
+    let tls_config = certificate
+        .map(|certificate| tls::server_config(certificate).map_err(StartupError::Tls))
+        .transpose()?;
+    bind(
+        SocketAddr::new(settings.server.host, settings.server.port),
+        tls_config,
+    )
+    .await
+}
+
+pub(crate) fn listener_limits(settings: &Settings) -> ListenerLimits {
     ListenerLimits {
         handshake_timeout: settings.tls.handshake_timeout(),
         header_read_timeout: Duration::from_secs(settings.limits.header_read_timeout_seconds),

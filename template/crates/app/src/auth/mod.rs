@@ -179,7 +179,7 @@ impl AuthContext {
             mailer: Arc::new(DatabaseOutbox::new(db.clone())),
             browser_origins,
             db,
-            passwords: PasswordHasher::new(auth.password_hash_concurrency),
+            passwords: PasswordHasher::new(auth.password_hashes_at_once()),
             password_policy: PasswordPolicy::default(),
             settings: auth,
             issuer,
