@@ -1,6 +1,7 @@
 //! Rampart's own tasks. `cargo xtask --help` lists them; `main.rs` is only the command line.
 //!
 //! - [`render`]: the template through the cargo-generate library, and the option variants;
+//! - [`bench`]: the generated service's benchmarks (`xtask::bench`), from a fresh rendering;
 //! - [`demo`]: the default variant built and run on its embedded defaults;
 //! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
 //!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
@@ -10,6 +11,7 @@
 //! The generated project's tasks (`xtask` in `template/xtask`) are reused here as a library, so
 //! both run the same audit and deny steps.
 
+pub mod bench;
 pub mod ci;
 pub mod demo;
 pub mod render;

@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use rampart_xtask::render;
-use rampart_xtask::{ci, demo, repository_root, template_checks};
+use rampart_xtask::{bench, ci, demo, repository_root, template_checks};
 use xtask::advisory_db;
 use xtask::cli::{AdvisoryDbArg, CiArgs};
 
@@ -55,6 +55,20 @@ enum Task {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Generate the default service into target/bench/project, build it in release from clean
+    /// and measure what its security stack costs against a bare handler, and its footprint;
+    /// reports in target/bench/ (bench.md, bench.json).
+    Bench {
+        /// A few seconds on a debug build, to prove the bench works (its numbers mean nothing).
+        #[arg(long)]
+        smoke: bool,
+        /// Seconds of each measurement [default: 8; smoke: 1].
+        #[arg(long)]
+        seconds: Option<u32>,
+        /// Rounds over every configuration [default: 3; smoke: 1].
+        #[arg(long)]
+        rounds: Option<u32>,
+    },
     /// cargo-audit on this repository.
     Audit(AdvisoryDbArg),
     /// cargo-deny on this repository.
@@ -97,6 +111,19 @@ fn main() -> Result<ExitCode> {
             args,
             skip_variants,
         } => ci::run(&root, &args.options(), !skip_variants)?,
+        Task::Bench {
+            smoke,
+            seconds,
+            rounds,
+        } => {
+            let defaults = xtask::bench::BenchOptions::new(&root, smoke);
+            let options = xtask::bench::BenchOptions {
+                seconds: seconds.unwrap_or(defaults.seconds),
+                rounds: rounds.unwrap_or(defaults.rounds),
+                ..defaults
+            };
+            bench::run(&root, &options)?;
+        }
         Task::Variants { args, only } => ci::variants(&root, &args.options(), only.as_deref())?,
         Task::Audit(arg) => {
             let db = advisory_db::prepare_optional(arg.advisory_db.as_deref(), &scratch)?;

@@ -38,6 +38,9 @@ pub fn run(root: &Path, options: &CiOptions) -> Result<()> {
         )?;
     }
 
+    cmd::step("bench, briefly: proves `cargo xtask bench` works (no numbers judged)");
+    crate::bench::run(root, &crate::bench::BenchOptions::new(root, true))?;
+
     supply_chain_checks(root, options)
 }
 

@@ -6,12 +6,14 @@
 //! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
 //! - [`pins`]: SPKI pins of the serving and backup keys for mobile clients (TLS-3);
 //! - [`service`]: the service started as a real process, with the tokens a client obtains;
+//! - [`bench`]: the security stack's cost against a bare handler, and the footprint;
 //! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
 //! - [`cli`]: the command-line arguments the tasks share.
 
 pub mod advisory_db;
+pub mod bench;
 pub mod ci;
 pub mod cli;
 pub mod cmd;

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::bench::{self, BenchOptions};
 use xtask::cli::{AdvisoryDbArg, CiArgs};
 use xtask::{advisory_db, ci, pins, scans, supply_chain};
 
@@ -26,6 +27,10 @@ enum Task {
     /// repository by detect-secrets, and an SBOM: the tools from `SCAN_TOOLS` (a virtual
     /// environment's bin folder) and cargo-cyclonedx; reports in target/scan/.
     Scan,
+    /// What the security stack costs against a bare handler on the same TLS listener, and the
+    /// service's footprint (memory, start-up, binary size, build times): a release build
+    /// measured with wrk; reports in target/bench/.
+    Bench(BenchArgs),
     /// SPKI pins (base64 SHA-256) of the serving certificate's key and of a backup key, for
     /// mobile clients; creates the backup key on first use.
     Pins {
@@ -36,6 +41,38 @@ enum Task {
         #[arg(long)]
         backup_key: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// A few seconds on a debug build, to prove the bench works (its numbers mean nothing).
+    #[arg(long)]
+    smoke: bool,
+    /// Measure this `bench` build instead of building one (no build times are reported).
+    #[arg(long)]
+    binary: Option<PathBuf>,
+    /// Where bench.md and bench.json go [default: target/bench].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seconds of each measurement [default: 8; smoke: 1].
+    #[arg(long)]
+    seconds: Option<u32>,
+    /// Rounds over every configuration [default: 3; smoke: 1].
+    #[arg(long)]
+    rounds: Option<u32>,
+}
+
+impl BenchArgs {
+    fn options(self, root: &Path) -> BenchOptions {
+        let defaults = BenchOptions::new(root, self.smoke);
+        BenchOptions {
+            binary: self.binary,
+            out: self.out.unwrap_or(defaults.out.clone()),
+            seconds: self.seconds.unwrap_or(defaults.seconds),
+            rounds: self.rounds.unwrap_or(defaults.rounds),
+            ..defaults
+        }
+    }
 }
 
 fn main() -> Result<()> {
@@ -52,6 +89,7 @@ fn main() -> Result<()> {
             supply_chain::deny(&root, db.as_ref(), &scratch)
         }
         Task::Scan => scans::run(&root),
+        Task::Bench(args) => bench::run(&root, &args.options(&root)),
         Task::Pins { cert, backup_key } => pins::run(&root, cert, backup_key),
     }
 }

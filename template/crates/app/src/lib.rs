@@ -12,6 +12,8 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
+#[cfg(feature = "bench")]
+pub mod bench;
 pub mod config;
 pub mod error;
 pub mod mail;

@@ -8,12 +8,20 @@
 //!   the only way to get the first account in production;
 //! - `app rotate-signing-key [--revoke-previous]` (keys in the database) makes a new key sign on
 //!   every instance; the old one verifies until the tokens it signed expire, or, revoked (it
-//!   leaked), is deleted.
+//!   leaked), is deleted;
+//! - `app bench-baseline` and `app bench-params`, only in `bench` builds: for `cargo xtask bench`.
 
 use std::process::ExitCode;
 
 use app::config::Settings;
 use app::startup::App;
+
+/// mimalloc rather than the system's malloc: glibc keeps the 19 MiB of each Argon2id hash in the
+/// arena of the thread that ran it (its mmap threshold rises to that size after the first free),
+/// so a burst of logins left the process tens of MiB larger for good. mimalloc gives such blocks
+/// back, and its size classes keep many small allocations (rate-limit keys, tokens) compact.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// sysexits.h `EX_CONFIG`: the configuration is unusable.
 const EXIT_CONFIG: u8 = 78;
@@ -61,6 +69,22 @@ async fn main() -> ExitCode {
             return rotate_signing_key(settings, revoke_previous).await;
         }
         Some("init") => {}
+        #[cfg(feature = "bench")]
+        Some("bench-params") => {
+            println!("{}", app::bench::password_hashing_params(&settings));
+            return ExitCode::SUCCESS;
+        }
+        #[cfg(feature = "bench")]
+        Some("bench-baseline") => {
+            app::telemetry::init(&settings.log);
+            return match app::bench::serve_baseline(settings, shutdown_signal()).await {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("bench-baseline failed: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(other) => {
             eprintln!(
                 "unknown command `{other}`; usage: app [serve | check-config | init | \

@@ -79,6 +79,9 @@ pub enum ApiTags {
     Notes,
     /// Payments, the demo of a payment-like write: idempotent under retries.
     Payments,
+    /// Benchmark builds only (`cargo xtask bench`).
+    #[cfg(feature = "bench")]
+    Bench,
 }
 
 /// Every API of the service, as one OpenAPI service.
@@ -89,7 +92,14 @@ pub type Api = (
     api_keys::ApiKeysApi,
     notes::NotesApi,
     payments::PaymentsApi,
+    BenchApi,
 );
+
+/// What benchmark builds add (`crate::bench`); nothing otherwise.
+#[cfg(feature = "bench")]
+type BenchApi = crate::bench::BenchApi;
+#[cfg(not(feature = "bench"))]
+type BenchApi = ();
 
 /// Builds the API with its OpenAPI metadata. The server URL is the configured public origin,
 /// never one taken from a request.
@@ -106,6 +116,7 @@ pub fn openapi_service(
         api_keys::ApiKeysApi::new(Arc::clone(auth)),
         notes::NotesApi::new(Arc::clone(auth)),
         payments::PaymentsApi::new(Arc::clone(auth), &settings.payments),
+        BenchApi::default(),
     );
     OpenApiService::new(apis, &settings.service.name, env!("CARGO_PKG_VERSION"))
         .server(settings.server.public_origin.clone())
