@@ -117,7 +117,7 @@ pub struct Budget {
 }
 
 /// The budgets of issue 9, each judged from one run on one machine.
-pub const BUDGETS: [Budget; 7] = [
+pub const BUDGETS: [Budget; 8] = [
     Budget {
         name: "full-stack throughput / baseline",
         limit: 0.85,
@@ -152,6 +152,11 @@ pub const BUDGETS: [Budget; 7] = [
         name: "resident memory, 100k-key flood (MiB)",
         limit: 64.0,
         at_most: true,
+    },
+    Budget {
+        name: "key flood: share of its growth given back",
+        limit: 0.5,
+        at_most: false,
     },
 ];
 
@@ -192,6 +197,9 @@ struct Run {
 
 /// `cargo xtask bench`.
 pub fn run(root: &Path, options: &BenchOptions) -> Result<()> {
+    if !Path::new("/proc/self/stat").is_file() {
+        bail!("the bench reads CPU time and memory from /proc: it runs on Linux only");
+    }
     if !wrk_installed() {
         return missing_wrk();
     }
@@ -240,7 +248,7 @@ pub fn wrk_installed() -> bool {
 
 /// Without wrk a local run says what it skips; with `REQUIRE_BENCH_TOOLS` set (CI) it fails.
 fn missing_wrk() -> Result<()> {
-    let install = "install wrk (Debian and Ubuntu: apt-get install wrk; macOS: brew install wrk)";
+    let install = "install wrk (Debian and Ubuntu: apt-get install wrk)";
     if std::env::var_os("REQUIRE_BENCH_TOOLS").is_some() {
         bail!("the bench needs wrk: {install}");
     }
@@ -249,17 +257,27 @@ fn missing_wrk() -> Result<()> {
 }
 
 /// A debug `bench` build in the usual target folder.
+/// A debug `bench` build, copied out of the target folder; the build without the feature is then
+/// put back in its place, so that whatever runs `target/debug/app` next (the scans) runs the
+/// service as shipped.
 fn smoke_build(root: &Path) -> Result<PathBuf> {
     cmd::step("bench: debug build with the bench feature");
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "build",
-        "--locked",
-        "--package",
-        "app",
-        "--features",
-        "bench",
-    ]))?;
-    Ok(target_dir(root).join("debug").join("app"))
+    let build = |features: &[&str]| {
+        cmd::run(
+            cmd::cargo()
+                .current_dir(root)
+                .args(["build", "--locked", "--package", "app"])
+                .args(features),
+        )
+    };
+    build(&["--features", "bench"])?;
+    let built = target_dir(root).join("debug").join("app");
+    let copy = root.join("target").join("bench").join("app-bench");
+    std::fs::create_dir_all(root.join("target").join("bench"))?;
+    std::fs::copy(&built, &copy)
+        .with_context(|| format!("cannot copy {} to {}", built.display(), copy.display()))?;
+    build(&[])?;
+    Ok(copy)
 }
 
 fn target_dir(root: &Path) -> PathBuf {
@@ -584,7 +602,7 @@ fn configs(credentials: &Credentials, redis: bool) -> Vec<Config> {
         },
         ping(
             "g",
-            "isolation: (b) during 200 wrong logins",
+            "isolation: (b) during 200 wrong logins (CPU includes the flood's)",
             Instance::Memory,
             true,
         ),
@@ -668,7 +686,7 @@ fn measure(
     let idle_rss_kib = rss_kib(memory.pid());
     let idle_anonymous_kib = anonymous_kib(memory.pid());
     let baseline_idle_rss_kib = rss_kib(baseline.pid());
-    let credentials = credentials(&memory, data)?;
+    let mut credentials = credentials(&memory, data)?;
 
     let configs = configs(&credentials, redis.is_some());
     let process_of = |instance| match instance {
@@ -690,6 +708,8 @@ fn measure(
     let mut flood_runs = Vec::new();
     for round in 0..options.rounds {
         cmd::step(&format!("bench: round {} of {}", round + 1, options.rounds));
+        // A fresh token each round: one lives 15 minutes, a long run outlives it.
+        credentials = self::credentials(&memory, data)?;
         // Each round starts with another configuration, so none always runs first.
         let count = configs.len();
         for offset in 0..count {
@@ -698,7 +718,13 @@ fn measure(
             let Some(process) = process_of(config.instance) else {
                 continue;
             };
-            settle(process.pid(), ticks);
+            // Work left over from the last run, on any instance, must not land in this one.
+            for instance in [Some(&baseline), Some(&memory), redis.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                settle(instance.pid(), ticks);
+            }
             let run = if config.under_flood {
                 let flood = wrk.flood(process, &credentials, options.seconds + 2)?;
                 std::thread::sleep(Duration::from_secs(1));
@@ -716,7 +742,10 @@ fn measure(
                 run.p99_us / 1000.0,
                 run.cpu_seconds * 1e6 / run.requests.max(1) as f64
             );
-            if run.errors > 0 && !options.smoke {
+            // A smoke run's debug build hashes too slowly for 32 logins at once: some wait past
+            // their slot and are answered 503. Every other error fails either run.
+            let tolerated = options.smoke && config.id == "e";
+            if run.errors > 0 && !tolerated {
                 bail!(
                     "({}) {} of {} requests failed or were refused: the measurement would \
                      not be of the configuration described (see {})",
@@ -1009,6 +1038,7 @@ fn judge(results: &[Value], idle_rss_kib: u64, key_flood: &Value, smoke: bool) -
         mib(of("g", "peak_rss_kib")),
         mib(Some(idle_rss_kib as f64)),
         mib(key_flood["rss_peak_kib"].as_f64()),
+        given_back(key_flood),
     ];
     BUDGETS
         .iter()
@@ -1028,6 +1058,17 @@ fn judge(results: &[Value], idle_rss_kib: u64, key_flood: &Value, smoke: bool) -
             })
         })
         .collect()
+}
+
+/// The share of the key flood's growth in resident memory that housekeeping gave back.
+fn given_back(key_flood: &Value) -> Option<f64> {
+    let kib = |name: &str| key_flood[name].as_f64();
+    let (before, peak, after) = (
+        kib("rss_before_kib")?,
+        kib("rss_peak_kib")?,
+        kib("rss_after_kib")?,
+    );
+    (peak > before).then(|| (peak - after) / (peak - before))
 }
 
 fn markdown(report: &Value) -> String {

@@ -64,6 +64,19 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The benchmark build's code (`app/src/bench.rs`) only compiles with its feature.
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "clippy",
+        "--package",
+        "app",
+        "--features",
+        "bench",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     cmd::step("test servers");
     let reachable = services::check(options.require_services)?;

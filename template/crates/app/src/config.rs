@@ -430,15 +430,19 @@ pub struct RetiredKeySettings {
     pub retired_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// The most hashes `password_hash_concurrency = 0` runs at once, whatever the core count.
+pub const MAX_AUTOMATIC_HASHES: usize = 4;
+
 impl AuthSettings {
-    /// Argon2id hashes run at once: `password_hash_concurrency`, or when 0 half the CPU cores
-    /// (at least 1). Hashing then never takes more than half the machine, however many logins
-    /// arrive (isolation), and its memory stays at that many times 19 MiB.
+    /// Argon2id hashes run at once: `password_hash_concurrency`, or when 0 half the CPU cores,
+    /// at least 1 and at most [`MAX_AUTOMATIC_HASHES`]. Hashing then never takes more than half
+    /// the machine, however many logins arrive (isolation), nor more than 4 × 19 MiB of memory
+    /// on a large node whose cores the container does not own.
     pub fn password_hashes_at_once(&self) -> usize {
         match self.password_hash_concurrency {
             0 => std::thread::available_parallelism()
                 .map_or(1, |cores| cores.get() / 2)
-                .max(1),
+                .clamp(1, MAX_AUTOMATIC_HASHES),
             configured => configured,
         }
     }
@@ -1386,7 +1390,10 @@ mod tests {
         let vars = [("APP_AUTH__PASSWORD_HASH_CONCURRENCY", "0")];
         let automatic = load(VALID, Environment::Development, &vars).expect("valid");
         let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
-        assert_eq!(automatic.auth.password_hashes_at_once(), (cores / 2).max(1));
+        assert_eq!(
+            automatic.auth.password_hashes_at_once(),
+            (cores / 2).clamp(1, MAX_AUTOMATIC_HASHES)
+        );
 
         let vars = [("APP_AUTH__PASSWORD_HASH_CONCURRENCY", "3")];
         let configured = load(VALID, Environment::Development, &vars).expect("valid");
