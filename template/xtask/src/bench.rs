@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::cmd;
-use crate::service::{free_port, service_command};
+use crate::service::{AdminSession, free_port, service_command};
 
 /// What `cargo xtask bench` runs.
 #[derive(Debug, Clone)]
@@ -479,56 +479,22 @@ struct Credentials {
 }
 
 fn credentials(service: &Process, data: &Path) -> Result<Credentials> {
-    let bootstrap: Value = serde_json::from_str(
-        &std::fs::read_to_string(data.join("keys").join("bootstrap.json"))
-            .context("the service wrote no bootstrap.json")?,
-    )?;
-    let email = bootstrap["admin"]["email"].clone();
-    let password = bootstrap["admin"]["password"]
-        .as_str()
-        .context("bootstrap.json has no admin password")?;
-    let login_body = json!({"email": email, "password": password});
-    // The right one with a character more: wrong, and as long to hash.
-    let wrong_login_body = json!({"email": email, "password": format!("{password}x")});
     let client = client(data)?;
-    let base = &service.base_url;
-    runtime()?.block_on(async {
-        let login: Value = client
-            .post(format!("{base}/v1/auth/login"))
-            .json(&login_body)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let access_token = login["access_token"]
-            .as_str()
-            .context("no access_token")?
-            .to_owned();
-        let key: Value = client
-            .post(format!("{base}/v1/api-keys"))
-            .bearer_auth(&access_token)
-            .json(&json!({"name": "bench", "scopes": ["profile"]}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let token_body = serde_urlencoded::to_string([
-            ("grant_type", "client_credentials"),
-            ("client_id", key["id"].as_str().context("no key id")?),
-            (
-                "client_secret",
-                key["secret"].as_str().context("no key secret")?,
-            ),
-            ("scope", "profile"),
-        ])?;
-        Ok(Credentials {
-            access_token,
-            login_body: login_body.to_string(),
-            wrong_login_body: wrong_login_body.to_string(),
-            token_body,
-        })
+    let admin = runtime()?.block_on(AdminSession::open(
+        &client,
+        &service.base_url,
+        &data.join("keys"),
+        "bench",
+    ))?;
+    let login_body = json!({"email": admin.email, "password": admin.password});
+    // The right one with a character more: wrong, and as long to hash.
+    let wrong_password = format!("{}x", admin.password);
+    let wrong_login_body = json!({"email": admin.email, "password": wrong_password});
+    Ok(Credentials {
+        token_body: admin.client_credentials_form()?,
+        login_body: login_body.to_string(),
+        wrong_login_body: wrong_login_body.to_string(),
+        access_token: admin.access_token,
     })
 }
 

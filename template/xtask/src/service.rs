@@ -162,49 +162,14 @@ impl RunningService {
     /// from the login endpoint, and a `profile`-only token through `client_credentials` with an
     /// API key the administrator creates for it.
     pub fn tokens(&self) -> Result<Vec<String>> {
-        let credentials: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(self.key_dir.join("bootstrap.json"))
-                .context("the service wrote no bootstrap.json")?,
-        )?;
         let client = self.client()?;
         let base = &self.base_url;
         runtime()?.block_on(async {
-            let login: serde_json::Value = client
-                .post(format!("{base}/v1/auth/login"))
-                .json(&serde_json::json!({
-                    "email": credentials["admin"]["email"],
-                    "password": credentials["admin"]["password"],
-                }))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let admin = login["access_token"]
-                .as_str()
-                .context("no access_token")?
-                .to_owned();
-            let key: serde_json::Value = client
-                .post(format!("{base}/v1/api-keys"))
-                .bearer_auth(&admin)
-                .json(&serde_json::json!({"name": "scanner", "scopes": ["profile"]}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let admin = AdminSession::open(&client, base, &self.key_dir, "scanner").await?;
             let token: serde_json::Value = client
                 .post(format!("{base}/oauth/token"))
                 .header("content-type", "application/x-www-form-urlencoded")
-                .body(serde_urlencoded::to_string([
-                    ("grant_type", "client_credentials"),
-                    ("client_id", key["id"].as_str().context("no key id")?),
-                    (
-                        "client_secret",
-                        key["secret"].as_str().context("no key secret")?,
-                    ),
-                    ("scope", "profile"),
-                ])?)
+                .body(admin.client_credentials_form()?)
                 .send()
                 .await?
                 .error_for_status()?
@@ -214,8 +179,87 @@ impl RunningService {
                 .as_str()
                 .context("no access_token")?
                 .to_owned();
-            Ok(vec![admin, narrow])
+            Ok(vec![admin.access_token, narrow])
         })
+    }
+}
+
+/// The development administrator logged in (credentials from `bootstrap.json`), with a
+/// `profile`-only API key it created.
+#[derive(Debug)]
+pub struct AdminSession {
+    pub email: String,
+    pub password: String,
+    /// Every scope an administrator may have.
+    pub access_token: String,
+    /// The API key as `client_credentials` wants it: its id and its secret.
+    pub key_id: String,
+    pub key_secret: String,
+}
+
+impl AdminSession {
+    /// Logs in at `base` and creates the API key, named `key_name`.
+    pub async fn open(
+        client: &reqwest::Client,
+        base: &str,
+        key_dir: &Path,
+        key_name: &str,
+    ) -> Result<Self> {
+        let bootstrap: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(key_dir.join("bootstrap.json"))
+                .context("the service wrote no bootstrap.json")?,
+        )?;
+        let field = |name: &str| {
+            bootstrap["admin"][name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("bootstrap.json has no admin {name}"))
+        };
+        let (email, password) = (field("email")?, field("password")?);
+        let login: serde_json::Value = client
+            .post(format!("{base}/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": password}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let access_token = login["access_token"]
+            .as_str()
+            .context("no access_token")?
+            .to_owned();
+        let key: serde_json::Value = client
+            .post(format!("{base}/v1/api-keys"))
+            .bearer_auth(&access_token)
+            .json(&serde_json::json!({"name": key_name, "scopes": ["profile"]}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let text = |name: &str| {
+            key[name]
+                .as_str()
+                .map(str::to_owned)
+                .with_context(|| format!("the new API key has no {name}"))
+        };
+        Ok(Self {
+            email,
+            password,
+            access_token,
+            key_id: text("id")?,
+            key_secret: text("secret")?,
+        })
+    }
+
+    /// The form body of a `client_credentials` request for a `profile` token with the key.
+    pub fn client_credentials_form(&self) -> Result<String> {
+        Ok(serde_urlencoded::to_string([
+            ("grant_type", "client_credentials"),
+            ("client_id", self.key_id.as_str()),
+            ("client_secret", self.key_secret.as_str()),
+            ("scope", "profile"),
+        ])?)
     }
 }
 
