@@ -187,6 +187,8 @@ struct Config {
 #[derive(Debug, Clone, Default)]
 struct Run {
     requests: u64,
+    /// Answers the script did not expect (the key flood: anything but 401).
+    unexpected: u64,
     seconds: f64,
     errors: u64,
     p50_us: f64,
@@ -331,13 +333,21 @@ fn write_scripts(out: &Path) -> Result<(PathBuf, PathBuf)> {
     let dir = out.join("scripts");
     std::fs::create_dir_all(&dir)?;
     let report = r#"
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
 function done(summary, latency, requests)
   local e = summary.errors
+  local unexpected = 0
+  for _, thread in ipairs(threads) do
+    unexpected = unexpected + (thread:get("unexpected") or 0)
+  end
   io.write(string.format(
-    'BENCH_RESULT {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\n',
+    'BENCH_RESULT {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d,"unexpected":%d}\n',
     summary.requests, summary.duration,
     e.status + e.connect + e.read + e.write + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
+    latency:percentile(50), latency:percentile(99), unexpected))
 end
 "#;
     let request = format!(
@@ -363,8 +373,12 @@ function request()
   local address = string.format("10.%d.%d.%d", math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256)
   return wrk.format("GET", nil, {{["X-Forwarded-For"] = address}})
 end
+unexpected = 0
 function response(status, headers, body)
   answered = answered + 1
+  -- Each must be refused for want of a credential: anything else (a 429 of a bucket shared by
+  -- pooled addresses, an error) is counted.
+  if status ~= 401 then unexpected = unexpected + 1 end
   if first + answered >= keys then wrk.thread:stop() end
 end
 {report}"#
@@ -871,6 +885,7 @@ fn wrk_result(output: &std::process::Output) -> Result<Run> {
         requests: value["requests"].as_u64().unwrap_or_default(),
         seconds: number("duration_us") / 1e6,
         errors: value["errors"].as_u64().unwrap_or_default(),
+        unexpected: value["unexpected"].as_u64().unwrap_or_default(),
         p50_us: number("p50_us"),
         p99_us: number("p99_us"),
         ..Run::default()
@@ -913,6 +928,13 @@ fn key_flood(
         let run = wrk_result(&child.wait_with_output()?)?;
         if run.requests == 0 {
             bail!("the key flood sent nothing");
+        }
+        if run.unexpected > 0 {
+            bail!(
+                "{} of the key flood's answers were not 401: its addresses were not each \
+                 charged as an anonymous client",
+                run.unexpected
+            );
         }
         sent += run.requests;
         seconds += run.seconds;
