@@ -29,7 +29,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use crate::cmd;
-use crate::service::{AdminSession, free_port, service_command};
+use crate::service::{AdminSession, client_trusting, free_port, runtime, service_command};
 
 /// What `cargo xtask bench` runs.
 #[derive(Debug, Clone)]
@@ -470,17 +470,7 @@ fn start(
 }
 
 fn client(data: &Path) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-    if let Ok(pem) = std::fs::read(data.join("tls").join("ca.pem")) {
-        builder = builder.tls_certs_only([reqwest::Certificate::from_pem(&pem)?]);
-    }
-    Ok(builder.build()?)
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
+    client_trusting(&data.join("tls").join("ca.pem"))
 }
 
 /// What a client holds: the administrator's access token, its login body, and an API key's

@@ -150,12 +150,7 @@ impl RunningService {
     }
 
     fn client(&self) -> Result<reqwest::Client> {
-        let pem = std::fs::read(&self.ca_cert).unwrap_or_default();
-        let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-        if let Ok(certificate) = reqwest::Certificate::from_pem(&pem) {
-            builder = builder.tls_certs_only([certificate]);
-        }
-        Ok(builder.build()?)
+        client_trusting(&self.ca_cert)
     }
 
     /// Two access tokens, obtained as clients do: the development administrator's (every scope)
@@ -312,7 +307,19 @@ fn unique() -> u128 {
         .map_or(0, |elapsed| elapsed.as_nanos())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+/// An HTTP client that follows no redirect and trusts only the CA in `ca_cert` (PEM), when
+/// that file holds one.
+pub fn client_trusting(ca_cert: &Path) -> Result<reqwest::Client> {
+    let pem = std::fs::read(ca_cert).unwrap_or_default();
+    let mut builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    if let Ok(certificate) = reqwest::Certificate::from_pem(&pem) {
+        builder = builder.tls_certs_only([certificate]);
+    }
+    Ok(builder.build()?)
+}
+
+/// A single-threaded runtime for the few requests a task sends.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
