@@ -89,6 +89,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub headers: HeaderSettings,
     pub limits: LimitSettings,
+    pub connections: ConnectionSettings,
     pub rate_limit: RateLimitSettings,
     pub auth: AuthSettings,
     pub payments: PaymentSettings,
@@ -325,6 +326,44 @@ pub struct LimitSettings {
     pub max_headers: usize,
     /// The deepest nesting of objects and arrays accepted in a JSON body (400 beyond it).
     pub max_json_depth: usize,
+}
+
+/// What a connection may hold, and for how long (TLS-1; `security::transport::server` and
+/// `security::transport::connection_limits`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionSettings {
+    /// From the end of the TLS handshake to the first complete request head, HTTP/1.1 and
+    /// HTTP/2 alike; a connection that has not sent one by then is closed.
+    pub first_request_timeout_ms: u64,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY first).
+    /// HTTP/1.1 also waits at most `limits.header_read_timeout_seconds` between requests.
+    pub idle_timeout_ms: u64,
+    /// Open connections per client address (IPv6 per /64), from the TCP accept on.
+    pub max_per_address: u32,
+    /// Open connections per address of `server.trusted_proxies`: every client behind a proxy
+    /// arrives through its connections.
+    pub max_per_trusted_proxy: u32,
+    /// Open connections over every listener; 0 means 90% of the file-descriptor limit. Past it
+    /// new connections are closed at once. Must stay below the descriptor limit.
+    pub max_total: u32,
+    /// HTTP/2 streams one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+    /// HTTP/2 streams a client may reset before they are answered; past it, GOAWAY (rapid reset).
+    pub http2_max_pending_reset_streams: usize,
+    /// An HTTP/2 ping after this long without a frame from the client; no answer within as long
+    /// closes the connection.
+    pub http2_keep_alive_seconds: u64,
+}
+
+impl ConnectionSettings {
+    pub fn first_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.first_request_timeout_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
 }
 
 /// Authentication (AUTH-1 to AUTH-4): the built-in issuer, token lifetimes, API keys.
@@ -758,6 +797,46 @@ impl Settings {
             refuse(
                 "limits.max_json_depth",
                 "must be at least 1: a JSON body is at least one object or array deep",
+            );
+        }
+        let connections = &self.connections;
+        for (key, value) in [
+            (
+                "connections.first_request_timeout_ms",
+                connections.first_request_timeout_ms,
+            ),
+            ("connections.idle_timeout_ms", connections.idle_timeout_ms),
+            (
+                "connections.http2_keep_alive_seconds",
+                connections.http2_keep_alive_seconds,
+            ),
+        ] {
+            if value == 0 {
+                refuse(
+                    key,
+                    "must be at least 1: an unbounded wait lets idle clients hold connections",
+                );
+            }
+        }
+        for (key, value) in [
+            ("connections.max_per_address", connections.max_per_address),
+            (
+                "connections.max_per_trusted_proxy",
+                connections.max_per_trusted_proxy,
+            ),
+            (
+                "connections.http2_max_concurrent_streams",
+                connections.http2_max_concurrent_streams,
+            ),
+        ] {
+            if value == 0 {
+                refuse(key, "must be at least 1");
+            }
+        }
+        if connections.http2_max_pending_reset_streams == 0 {
+            refuse(
+                "connections.http2_max_pending_reset_streams",
+                "must be at least 1",
             );
         }
         if self.tls.handshake_timeout_seconds == 0 {
@@ -1299,6 +1378,15 @@ mod tests {
         max_header_bytes = 16384
         max_headers = 64
         max_json_depth = 32
+        [connections]
+        first_request_timeout_ms = 10000
+        idle_timeout_ms = 60000
+        max_per_address = 64
+        max_per_trusted_proxy = 4096
+        max_total = 0
+        http2_max_concurrent_streams = 100
+        http2_max_pending_reset_streams = 20
+        http2_keep_alive_seconds = 20
         [auth]
         built_in_issuer = true
         audience = ""

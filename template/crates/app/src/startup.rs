@@ -26,13 +26,14 @@ use security::operations::{RouteTemplates, operations_and_routes};
 use security::rate_limit::memory::LimiterClock;
 use security::rate_limit::middleware::RateLimit;
 use security::transport::client_ip::ClientIpLayer;
+use security::transport::connection_limits::{self, ConnectionCaps, ConnectionLimiter};
 use security::transport::cors::{Cors, CorsConfig, CorsConfigError};
 use security::transport::plaintext::{PlaintextPolicy, RedirectToHttps, RequireHttpsBehindProxy};
 use security::transport::secure_headers::{
     AllowedMethods, PagePolicy, RefuseUnusedMethods, SecureHeaders, SecureHeadersConfig,
     hashed_page_policy,
 };
-use security::transport::server::{BoundListener, ListenerLimits};
+use security::transport::server::{BoundListener, Http2Limits, ListenerLimits};
 use security::transport::tls::{self, CertificateFiles, ReloadingCertificate, TlsError};
 use security::transport::{dev_ca, origin};
 use tokio::sync::watch;
@@ -83,6 +84,10 @@ pub enum StartupError {
     #[cfg(feature = "bench")]
     #[error("benchmark build: {0}")]
     Bench(String),
+    #[error(
+        "connections.max_total = {configured} must stay below the file-descriptor limit ({limit})"
+    )]
+    ConnectionTotal { configured: u32, limit: u64 },
     #[error("cannot listen on {address}: {source}")]
     Bind {
         address: SocketAddr,
@@ -220,8 +225,14 @@ impl App {
             )
             .map_err(StartupError::RateLimit)?,
         );
+        // One count for every listener: the caps bound the process's descriptors.
+        let connections = ConnectionLimiter::new(
+            connection_caps(&settings)?,
+            &settings.server.trusted_proxies,
+        );
         let metrics = ServiceMetrics::new()
-            .watching_dropped_log_fields(crate::telemetry::dropped_log_fields());
+            .watching_dropped_log_fields(crate::telemetry::dropped_log_fields())
+            .watching_connections(connections.counts());
         let (anomaly_detector, anomaly_task) = anomaly_detector(&settings)?;
         let audit_hub = audit::hub_with(
             &settings.audit,
@@ -234,11 +245,17 @@ impl App {
             .data(audit_hub.clone())
             .boxed();
         let address = SocketAddr::new(settings.server.host, settings.server.port);
-        let listener = bind(address, tls_config).await?;
+        let listener = bind(address, tls_config)
+            .await?
+            .sharing_caps(Arc::clone(&connections));
         let redirect_listener =
             if settings.http_redirect.enabled && settings.tls.mode != TlsMode::TerminatedByProxy {
                 let address = SocketAddr::new(settings.server.host, settings.http_redirect.port);
-                Some(bind(address, None).await?)
+                Some(
+                    bind(address, None)
+                        .await?
+                        .sharing_caps(Arc::clone(&connections)),
+                )
             } else {
                 None
             };
@@ -250,7 +267,11 @@ impl App {
                     "metrics are served in plain HTTP beyond this host"
                 );
             }
-            Some(bind(address, None).await?)
+            Some(
+                bind(address, None)
+                    .await?
+                    .sharing_caps(Arc::clone(&connections)),
+            )
         } else {
             tracing::warn!("metrics are not served: admin.enabled = false");
             None
@@ -468,13 +489,42 @@ pub(crate) async fn bind_main_listener(settings: &Settings) -> Result<BoundListe
 }
 
 pub(crate) fn listener_limits(settings: &Settings) -> ListenerLimits {
+    let connections = &settings.connections;
+    let keep_alive = Duration::from_secs(connections.http2_keep_alive_seconds);
     ListenerLimits {
         handshake_timeout: settings.tls.handshake_timeout(),
+        first_request_timeout: connections.first_request_timeout(),
+        idle_timeout: connections.idle_timeout(),
         header_read_timeout: Duration::from_secs(settings.limits.header_read_timeout_seconds),
         max_header_bytes: settings.limits.max_header_bytes,
         max_headers: settings.limits.max_headers,
+        http2: Http2Limits {
+            max_concurrent_streams: connections.http2_max_concurrent_streams,
+            max_pending_reset_streams: connections.http2_max_pending_reset_streams,
+            keep_alive_interval: keep_alive,
+            keep_alive_timeout: keep_alive,
+            ..Http2Limits::default()
+        },
         ..ListenerLimits::default()
     }
+}
+
+/// The connection caps; the total below the process's file-descriptor limit.
+fn connection_caps(settings: &Settings) -> Result<ConnectionCaps, StartupError> {
+    let connections = &settings.connections;
+    let limit = connection_limits::descriptor_limit();
+    let total = match (connections.max_total, limit) {
+        (0, limit) => connection_limits::total_below_descriptor_limit(limit),
+        (configured, Some(limit)) if u64::from(configured) >= limit => {
+            return Err(StartupError::ConnectionTotal { configured, limit });
+        }
+        (configured, _) => configured,
+    };
+    Ok(ConnectionCaps {
+        per_address: connections.max_per_address,
+        per_trusted_proxy: connections.max_per_trusted_proxy,
+        total,
+    })
 }
 
 fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {

@@ -74,6 +74,16 @@ max_header_bytes = 16384
 max_headers = 64
 max_json_depth = 32
 
+[connections]
+first_request_timeout_ms = 10000
+idle_timeout_ms = 60000
+max_per_address = 64
+max_per_trusted_proxy = 4096
+max_total = 0
+http2_max_concurrent_streams = 100
+http2_max_pending_reset_streams = 20
+http2_keep_alive_seconds = 20
+
 [auth]
 built_in_issuer = true
 audience = ""

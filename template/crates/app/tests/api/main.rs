@@ -8,6 +8,7 @@ mod auth;
 mod backend;
 mod browser;
 mod config;
+mod connections;
 mod cors;
 mod headers;
 mod health;

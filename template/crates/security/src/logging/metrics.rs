@@ -14,7 +14,9 @@
 //!   `rate_limited_total{tier}` (`ratelimit.exceeded`), `rate_limit_store_failures_total{tier}`
 //!   (`ratelimit.store_unavailable`) and `anomaly_alerts_total{detector}` (`security.anomaly`),
 //!   from the audit events: [`ServiceMetrics`] is one of the service's [`AuditObserver`]s;
-//! - `log_fields_dropped_total`: what the allowlist-only application log refused to write (LOG-5).
+//! - `log_fields_dropped_total`: what the allowlist-only application log refused to write (LOG-5);
+//! - `connections_open` and `connections_refused_total{cap}` (`per_address`, `total`): the
+//!   connection caps of [`crate::transport::connection_limits`] at work.
 //!
 //! Label values come from fixed sets only: reason codes, tier and detector names, route templates
 //! (`unmatched` for a request matching no operation), the usual methods (`other` for the rest), so
@@ -37,6 +39,7 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
 use crate::json_error::json_error;
 use crate::logging::audit::{AuditObserver, AuditRecord, Outcome, RouteTemplate};
+use crate::transport::connection_limits::{ConnectionCounts, Refusal};
 
 /// The content type of the Prometheus text exposition format.
 pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,6 +58,10 @@ const REQUEST_DURATION: &str = "http_request_duration_seconds";
 
 const DROPPED_LOG_FIELDS: &str = "log_fields_dropped_total";
 
+const CONNECTIONS_OPEN: &str = "connections_open";
+
+const CONNECTIONS_REFUSED: &str = "connections_refused_total";
+
 /// Upper bounds of the latency buckets, in seconds: 5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -67,6 +74,8 @@ pub struct ServiceMetrics {
     handle: PrometheusHandle,
     /// The application log's count of fields it refused to write (LOG-5), if it is watched.
     dropped_log_fields: Option<Arc<AtomicU64>>,
+    /// The listeners' connection counts, if they are watched.
+    connections: Option<Arc<ConnectionCounts>>,
 }
 
 impl Default for ServiceMetrics {
@@ -85,6 +94,7 @@ impl ServiceMetrics {
             handle: recorder.handle(),
             recorder: Arc::new(recorder),
             dropped_log_fields: None,
+            connections: None,
         };
         metrics.record(|| {
             metrics::describe_counter!("http_requests_total", "Requests answered");
@@ -106,6 +116,11 @@ impl ServiceMetrics {
                 DROPPED_LOG_FIELDS,
                 "Log fields and dependency messages the allowlist refused to write"
             );
+            metrics::describe_gauge!(CONNECTIONS_OPEN, "Connections open on every listener");
+            metrics::describe_counter!(
+                CONNECTIONS_REFUSED,
+                "Connections closed on arrival by a connection cap"
+            );
         });
         metrics
     }
@@ -120,6 +135,14 @@ impl ServiceMetrics {
         self
     }
 
+    /// Also exports the listeners' connection counts: a rise of refusals by `per_address` is one
+    /// client (or NAT) holding many connections, by `total` the process at its cap.
+    #[must_use]
+    pub fn watching_connections(mut self, counts: Arc<ConnectionCounts>) -> Self {
+        self.connections = Some(counts);
+        self
+    }
+
     /// Runs `f` with this instance's recorder as the one the `metrics` macros record into.
     fn record<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(&*self.recorder, f)
@@ -130,6 +153,19 @@ impl ServiceMetrics {
         if let Some(dropped) = &self.dropped_log_fields {
             let dropped = dropped.load(Ordering::Relaxed);
             self.record(|| metrics::counter!(DROPPED_LOG_FIELDS).absolute(dropped));
+        }
+        if let Some(connections) = &self.connections {
+            let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            self.record(|| {
+                metrics::gauge!(CONNECTIONS_OPEN).set(load(&connections.open) as f64);
+                for (cap, counter) in [
+                    (Refusal::AddressFull, &connections.refused_per_address),
+                    (Refusal::TotalFull, &connections.refused_total),
+                ] {
+                    metrics::counter!(CONNECTIONS_REFUSED, "cap" => cap.as_str())
+                        .absolute(load(counter));
+                }
+            });
         }
         self.handle.render()
     }
