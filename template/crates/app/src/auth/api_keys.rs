@@ -22,7 +22,8 @@
 //! running at the same time sees the new key or the creation sees the cascade.
 //!
 //! Access tokens already issued (by a login, or by `client_credentials` with a revoked key) are
-//! not looked up per request: they stay valid until they expire, at most 15 minutes.
+//! not looked up per request: they stay valid until they expire, at most 15 minutes (and the
+//! validator's clock leeway).
 //!
 //! Each revoked key yields one `api_key.revoked` audit event whose reason says why
 //! ([`RevocationCause`]) and whose policy names the key and what it cascaded from.
