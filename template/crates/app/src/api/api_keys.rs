@@ -6,6 +6,12 @@
 //! only. A principal manages its own keys; another principal's keys answer
 //! 404 (their existence is not disclosed), unless the caller holds `api_keys:admin`. Listing
 //! another owner's keys without it is 403.
+//!
+//! `api_keys:admin` lists and revokes another principal's keys, never obtains a secret acting
+//! as them (AUTH-4): only the owner rotates a key (another's key answers 403 to an
+//! administrator, 404 to anyone else), and a new key always belongs to its creator (the request
+//! has no owner field). Revoking a key revokes the keys derived from it, each audited
+//! (`crate::auth::api_keys` describes the cascade).
 
 use std::sync::Arc;
 
@@ -21,7 +27,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::auth::AuthContext;
-use crate::auth::api_keys::{self, IssuedKey};
+use crate::auth::api_keys::{self, IssueError, IssuedKey, Provenance};
 use crate::auth::scheme::Authenticated;
 use crate::auth::scheme::local_user_id;
 use crate::auth::scopes::Scope;
@@ -181,6 +187,27 @@ fn created(issued: IssuedKey) -> Created {
     Created::Created(Json(issued.into()), "no-store".to_owned())
 }
 
+/// A key that was not issued: 401 when the caller's session or key has ended (its access token
+/// is still inside its 15 minutes, but nothing may be derived from it any more), audited under
+/// `event`.
+fn not_issued(
+    request: &Request,
+    principal: &Principal,
+    event: &'static str,
+    error: IssueError,
+) -> ApiError {
+    match error {
+        IssueError::ProvenanceEnded => {
+            AuditEvent::for_request(request, event, Outcome::Denied, "provenance_ended")
+                .subject(&principal.subject)
+                .policy("nothing is derived from a revoked session or an ended key")
+                .record();
+            ApiError::Unauthorized("The session or key of this credential has ended")
+        }
+        IssueError::Database(error) => error.into(),
+    }
+}
+
 #[OpenApi(prefix_path = "/v1", tag = "ApiTags::ApiKeys")]
 impl ApiKeysApi {
     /// Creates an API key with a subset of the caller's scopes. The secret is shown once.
@@ -217,8 +244,10 @@ impl ApiKeysApi {
             &body.name,
             &body.scopes,
             expires_at,
+            Provenance::of(principal),
         )
-        .await?;
+        .await
+        .map_err(|error| not_issued(request, principal, "api_key.created", error))?;
         let key_id = issued.key.id.to_string();
         AuditEvent::for_request(request, "api_key.created", Outcome::Allowed, "created")
             .subject(&principal.subject)
@@ -270,20 +299,17 @@ impl ApiKeysApi {
         #[oai(scope = "Scope::ApiKeysWrite")] auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Revoked, ApiError> {
-        let key = self
-            .find_manageable(request, auth.principal(), id.0)
-            .await?;
-        let key_id = key.id.to_string();
-        api_keys::revoke(&self.auth, key).await?;
-        AuditEvent::for_request(request, "api_key.revoked", Outcome::Allowed, "revoked")
-            .subject(&auth.principal().subject)
-            .policy(&key_id)
-            .record();
+        let principal = auth.principal();
+        let key = self.find_manageable(request, principal, id.0).await?;
+        for revocation in api_keys::revoke(&self.auth, &key).await? {
+            revocation.record_by(request, Some(&principal.subject));
+        }
         Ok(Revoked::Revoked)
     }
 
     /// Issues a successor with the same scopes. The old key keeps working for the configured
-    /// overlap (`auth.api_key_overlap_seconds`, default 24 hours), then is refused.
+    /// overlap (`auth.api_key_overlap_seconds`, default 24 hours), then is refused. Only the
+    /// key's owner rotates it, with a credential holding all its scopes.
     #[oai(path = "/api-keys/:id/rotate", method = "post")]
     async fn rotate(
         &self,
@@ -291,22 +317,24 @@ impl ApiKeysApi {
         #[oai(scope = "Scope::ApiKeysWrite")] auth: Authenticated,
         id: Path<Uuid>,
     ) -> Result<Created, ApiError> {
-        let key = self
-            .find_manageable(request, auth.principal(), id.0)
-            .await?;
+        let principal = auth.principal();
+        let key = self.find_rotatable(request, principal, id.0).await?;
         if key.state_at(self.auth.now()) != stored::KeyState::Active || key.replaced_by.is_some() {
             return Err(ApiError::Conflict(
                 "Only an active key that was not rotated yet can be rotated",
             ));
         }
         let old_id = key.id.to_string();
-        let Some(successor) = api_keys::rotate(&self.auth, key).await? else {
+        let Some(successor) = api_keys::rotate(&self.auth, key, Provenance::of(principal))
+            .await
+            .map_err(|error| not_issued(request, principal, "api_key.rotated", error))?
+        else {
             return Err(ApiError::Conflict(
                 "Only an active key that was not rotated yet can be rotated",
             ));
         };
         AuditEvent::for_request(request, "api_key.rotated", Outcome::Allowed, "rotated")
-            .subject(&auth.principal().subject)
+            .subject(&principal.subject)
             .policy(&old_id)
             .record();
         Ok(created(successor))
@@ -365,7 +393,7 @@ impl ApiKeysApi {
             return Err(ApiError::NotFound);
         }
         // A weaker credential of the same owner (a key with only `api_keys:write`) must not
-        // rotate a stronger key into a secret it can read, nor revoke it.
+        // revoke a stronger key; an administrator may (revoking yields no secret).
         if !is_key_admin(principal) {
             require_scopes_held(
                 request,
@@ -375,6 +403,40 @@ impl ApiKeysApi {
                 "Managing this key needs every scope it holds",
             )?;
         }
+        Ok(key)
+    }
+
+    /// A key the caller may rotate: its own only, and only with every scope the key holds,
+    /// administrator or not. A rotation hands out the successor's secret: in another's hands it
+    /// would act as the owner (read their notes, pay as them), which no role grants; and a
+    /// narrow key of the same owner (`api_keys:admin api_keys:write`) must not rotate a
+    /// stronger key into a secret it can read. An administrator revokes another's key instead.
+    async fn find_rotatable(
+        &self,
+        request: &Request,
+        principal: &Principal,
+        id: Uuid,
+    ) -> Result<stored::Model, ApiError> {
+        let own = parse_owner(request, principal)?;
+        let key = self.find_manageable(request, principal, id).await?;
+        if key.owner_id != own {
+            // Only an administrator gets this far with another's key: it may see the key
+            // (listing), so 403 discloses nothing.
+            AuditEvent::for_request(request, "authz.object", Outcome::Denied, "not_owner")
+                .subject(&principal.subject)
+                .policy("only a key's owner rotates it; an administrator may revoke it")
+                .record();
+            return Err(ApiError::Forbidden(
+                "Only the key's owner can rotate it; an administrator can revoke it",
+            ));
+        }
+        require_scopes_held(
+            request,
+            principal,
+            &key.scope_list(),
+            "a key is managed only by a credential holding all its scopes",
+            "Managing this key needs every scope it holds",
+        )?;
         Ok(key)
     }
 }

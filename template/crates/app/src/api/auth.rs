@@ -216,7 +216,8 @@ impl AuthApi {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let refresh_token = tokens::start_family(&self.auth, &user, &scopes).await?;
+        let session = tokens::start_family(&self.auth, &user, &scopes).await?;
+        let refresh_token = session.refresh_token;
         let (refresh_token, cookie) = if body.refresh_cookie {
             let cookie = tokens::refresh_cookie(
                 refresh_token.expose(),
@@ -226,8 +227,9 @@ impl AuthApi {
         } else {
             (Some(refresh_token.expose().to_owned()), None)
         };
-        let access = tokens::issue_access(&self.auth, &subject, scopes, None)
-            .map_err(|error| ApiError::Internal(Box::new(error)))?;
+        let access =
+            tokens::issue_access(&self.auth, &subject, scopes, None, Some(session.family_id))
+                .map_err(|error| ApiError::Internal(Box::new(error)))?;
         AuditEvent::for_request(request, "token.issued", Outcome::Allowed, "password")
             .subject(&subject)
             .record();
@@ -320,8 +322,8 @@ impl AuthApi {
         }
         let hash = self.auth.passwords.hash(&body.new_password).await?;
         match password_reset::confirm(&self.auth, &body.token, hash).await {
-            Ok(user_id) => {
-                let subject = user_id.to_string();
+            Ok(reset) => {
+                let subject = reset.user_id.to_string();
                 AuditEvent::for_request(
                     request,
                     "password_reset.completed",
@@ -330,6 +332,9 @@ impl AuthApi {
                 )
                 .subject(&subject)
                 .record();
+                for revocation in &reset.revoked_keys {
+                    revocation.record(request);
+                }
                 Ok(ResetDone::Done)
             }
             Err(ResetError::Refused(refusal)) => {

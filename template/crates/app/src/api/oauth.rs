@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use crate::auth::AuthContext;
 use crate::auth::scopes::{all_scope_names, narrow};
-use crate::auth::tokens::{self, RefreshError, RefreshRefusal};
+use crate::auth::tokens::{self, RefreshError};
 use crate::auth::verifier::verify_api_key;
 
 /// An OAuth error response (RFC 6749, section 5.2).
@@ -45,6 +45,15 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         );
     }
     response
+}
+
+/// The one answer to a refused refresh token, whatever the reason (the audit event says it).
+fn invalid_grant() -> Response {
+    oauth_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "the refresh token is invalid, expired or revoked",
+    )
 }
 
 /// `response`, a refusal of the request's input, after its `input.validation` audit event
@@ -191,7 +200,13 @@ impl TokenEndpoint {
                 "none of the requested scopes is granted to this client",
             );
         }
-        match tokens::issue_access(&self.auth, &subject, granted, Some(key.id.to_string())) {
+        match tokens::issue_access(
+            &self.auth,
+            &subject,
+            granted,
+            Some(key.id.to_string()),
+            None,
+        ) {
             Ok(access) => {
                 AuditEvent::for_request(
                     request,
@@ -260,18 +275,22 @@ impl TokenEndpoint {
                 response
             }
             Err(RefreshError::Refused(refusal)) => {
-                let name = if refusal == RefreshRefusal::Reused {
-                    "token.refresh_reuse"
-                } else {
-                    "token.refresh"
-                };
-                AuditEvent::for_request(request, name, Outcome::Denied, refusal.reason_code())
-                    .record();
-                oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_grant",
-                    "the refresh token is invalid, expired or revoked",
+                AuditEvent::for_request(
+                    request,
+                    "token.refresh",
+                    Outcome::Denied,
+                    refusal.reason_code(),
                 )
+                .record();
+                invalid_grant()
+            }
+            Err(RefreshError::Reused(revoked_keys)) => {
+                AuditEvent::for_request(request, "token.refresh_reuse", Outcome::Denied, "reused")
+                    .record();
+                for revocation in &revoked_keys {
+                    revocation.record(request);
+                }
+                invalid_grant()
             }
             Err(error) => {
                 tracing::error!(error = %error, "refreshing a token failed");

@@ -1,18 +1,50 @@
 //! API keys (AUTH-2): issued with a subset of their creator's scopes, shown once, stored as a
 //! keyed hash; rotation issues a successor and keeps the old key valid for the configured
 //! overlap, so clients can switch without downtime.
+//!
+//! # Provenance and revocation cascades
+//! A key records what created it ([`Provenance`]): the sign-in session (refresh-token family,
+//! the `sid` of the access token) or the key (as `X-API-Key`, or the `client_id` of its
+//! `client_credentials` token). A credential that ends takes what was derived from it along
+//! ([`revoke`], [`revoke_created_in_session`], [`revoke_all_of_owner`]):
+//! - revoking a key revokes every key created with it, transitively, and the keys it replaced
+//!   in rotations (still in their overlap, they are the same credential);
+//! - a rotation's successor is no child: it replaces the old key and keeps its provenance, and
+//!   the keys created with the old key follow the successor (revoking the successor, or the old
+//!   key itself, revokes them);
+//! - a refresh token presented twice (a copied session) revokes the keys made in that session;
+//!   a logout does not (ending a browser session must not stop the automation keys made in it);
+//! - a password reset revokes every key of the account (see [`revoke_all_of_owner`]).
+//!
+//! Nothing may be derived from a credential that has ended: a key created (or rotated) by a
+//! session that was revoked, or by a key that is no longer active, is refused, even with an
+//! access token still inside its 15 minutes; the check runs after the insert, so a cascade
+//! running at the same time sees the new key or the creation sees the cascade.
+//!
+//! Access tokens already issued (by a login, or by `client_credentials` with a revoked key) are
+//! not looked up per request: they stay valid until they expire, at most 15 minutes (and the
+//! validator's clock leeway).
+//!
+//! Each revoked key yields one `api_key.revoked` audit event whose reason says why
+//! ([`RevocationCause`]) and whose policy names the key and what it cascaded from.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    Set, TransactionTrait,
 };
+use security::auth::access_control::{AuthMethod, Principal};
 use security::auth::secrets::ApiKeySecret;
+use security::logging::audit::{AuditEvent, Outcome};
 use uuid::Uuid;
 
 use super::AuthContext;
-use crate::persistence::api_keys;
+use super::tokens;
+use crate::persistence::api_keys::{self, KeyState};
 
 /// A key as created: the stored row and the secret, which is shown once.
 #[derive(Debug)]
@@ -21,7 +53,49 @@ pub struct IssuedKey {
     pub secret: ApiKeySecret,
 }
 
-/// Creates a key for `owner_id`. The caller has checked that `scopes` are the creator's.
+/// What created a key. Both empty for a key the operator's command line made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The sign-in session (refresh-token family) of the creating access token.
+    pub session: Option<Uuid>,
+    /// The key that created it, directly or through its `client_credentials` token.
+    pub parent_key: Option<Uuid>,
+}
+
+impl Provenance {
+    /// The provenance of a key `principal` creates now.
+    pub fn of(principal: &Principal) -> Self {
+        let parse = |value: Option<&str>| value.and_then(|value| value.parse::<Uuid>().ok());
+        Self {
+            // Only built-in tokens carry a `sid` (the verifier drops an external issuer's).
+            session: match principal.method {
+                AuthMethod::AccessToken => parse(principal.session_id.as_deref()),
+                AuthMethod::ApiKey => None,
+            },
+            parent_key: parse(principal.client_id.as_deref()),
+        }
+    }
+
+    fn of_key(key: &api_keys::Model) -> Self {
+        Self {
+            session: key.created_in_session,
+            parent_key: key.created_by_key,
+        }
+    }
+}
+
+/// A key was not issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// The session or key it would derive from has ended (revoked, expired or rotated out).
+    #[error("the credential the key would derive from has ended")]
+    ProvenanceEnded,
+    #[error(transparent)]
+    Database(#[from] DbErr),
+}
+
+/// Creates a key for `owner_id`, derived from `provenance`. The caller has checked that
+/// `scopes` are the creator's.
 pub async fn issue(
     auth: &AuthContext,
     db: &impl ConnectionTrait,
@@ -29,10 +103,24 @@ pub async fn issue(
     name: &str,
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
-) -> Result<IssuedKey, DbErr> {
-    issue_as(auth, db, Uuid::new_v4(), owner_id, name, scopes, expires_at).await
+    provenance: Provenance,
+) -> Result<IssuedKey, IssueError> {
+    let issued = issue_as(
+        auth,
+        db,
+        Uuid::new_v4(),
+        owner_id,
+        name,
+        scopes,
+        expires_at,
+        provenance,
+    )
+    .await?;
+    refuse_if_provenance_ended(auth, &issued.key, provenance).await?;
+    Ok(issued)
 }
 
+#[expect(clippy::too_many_arguments, reason = "one row's columns")]
 async fn issue_as(
     auth: &AuthContext,
     db: &impl ConnectionTrait,
@@ -41,6 +129,7 @@ async fn issue_as(
     name: &str,
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
+    provenance: Provenance,
 ) -> Result<IssuedKey, DbErr> {
     let secret = ApiKeySecret::generate(&auth.key_prefix);
     let key = api_keys::ActiveModel {
@@ -55,16 +144,70 @@ async fn issue_as(
         revoked_at: Set(None),
         replaced_by: Set(None),
         valid_until: Set(None),
+        created_in_session: Set(provenance.session),
+        created_by_key: Set(provenance.parent_key),
     }
     .insert(db)
     .await?;
     Ok(IssuedKey { key, secret })
 }
 
-/// Issues the successor of `old` (same owner, name, scopes and expiry) and ends `old` after
-/// the overlap, in one transaction. `None` when `old` was rotated or revoked meanwhile: the
-/// conditional update lets one of two concurrent rotations win.
-pub async fn rotate(auth: &AuthContext, old: api_keys::Model) -> Result<Option<IssuedKey>, DbErr> {
+/// Revokes the just-inserted `key` and refuses it when `provenance` has ended. Checked after the
+/// insert on purpose: a cascade that revoked the session or parent before this check finds the
+/// key it must revoke too, or this check sees the revocation; checking first would let a key
+/// slip in between the two.
+async fn refuse_if_provenance_ended(
+    auth: &AuthContext,
+    key: &api_keys::Model,
+    provenance: Provenance,
+) -> Result<(), IssueError> {
+    if !has_ended(auth, provenance).await? {
+        return Ok(());
+    }
+    revoke_row(auth, key.id).await?;
+    Err(IssueError::ProvenanceEnded)
+}
+
+/// Whether the session or the key of `provenance` no longer yields anything.
+async fn has_ended(auth: &AuthContext, provenance: Provenance) -> Result<bool, DbErr> {
+    if let Some(session) = provenance.session
+        && tokens::family_is_revoked(&auth.db, session).await?
+    {
+        return Ok(true);
+    }
+    let Some(mut line) = provenance.parent_key else {
+        return Ok(false);
+    };
+    // A parent rotated out lives on in its successor: its children follow the line.
+    for _ in 0..MAX_ROTATIONS_FOLLOWED {
+        let Some(key) = api_keys::Entity::find_by_id(line).one(&auth.db).await? else {
+            return Ok(true);
+        };
+        match (key.state_at(auth.now()), key.replaced_by) {
+            (KeyState::Active, _) => return Ok(false),
+            (KeyState::Superseded, Some(successor)) => line = successor,
+            _ => return Ok(true),
+        }
+    }
+    Ok(true)
+}
+
+/// How many rotations of a parent key [`has_ended`] follows before calling the line ended.
+const MAX_ROTATIONS_FOLLOWED: usize = 64;
+
+/// Issues the successor of `old` (same owner, name, scopes, expiry and provenance: it replaces
+/// `old`, it is not derived from it) and ends `old` after the overlap, in one transaction.
+/// `Ok(None)` when `old` was rotated or revoked meanwhile: the conditional update lets one of
+/// two concurrent rotations win. Refused when `creator` (the rotating credential) or `old`'s
+/// own provenance has ended.
+pub async fn rotate(
+    auth: &AuthContext,
+    old: api_keys::Model,
+    creator: Provenance,
+) -> Result<Option<IssuedKey>, IssueError> {
+    if has_ended(auth, creator).await? {
+        return Err(IssueError::ProvenanceEnded);
+    }
     let overlap = chrono::Duration::seconds(
         i64::try_from(auth.settings.api_key_overlap_seconds).unwrap_or(i64::MAX),
     );
@@ -85,6 +228,7 @@ pub async fn rotate(auth: &AuthContext, old: api_keys::Model) -> Result<Option<I
         transaction.rollback().await?;
         return Ok(None);
     }
+    let inherited = Provenance::of_key(&old);
     let successor = issue_as(
         auth,
         &transaction,
@@ -93,15 +237,179 @@ pub async fn rotate(auth: &AuthContext, old: api_keys::Model) -> Result<Option<I
         &old.name,
         &old.scope_list(),
         old.expires_at,
+        inherited,
     )
     .await?;
     transaction.commit().await?;
+    // After the commit, as for a new key: a cascade through `old`'s parent or session that ran
+    // meanwhile must not miss the successor.
+    refuse_if_provenance_ended(auth, &successor.key, inherited).await?;
     Ok(Some(successor))
 }
 
-/// Revokes `key` now.
-pub async fn revoke(auth: &AuthContext, key: api_keys::Model) -> Result<(), DbErr> {
-    let mut revoked = key.into_active_model();
-    revoked.revoked_at = Set(Some(auth.now()));
-    revoked.update(&auth.db).await.map(drop)
+/// Why a key was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationCause {
+    /// Asked for (`DELETE /v1/api-keys/{id}`).
+    Requested,
+    /// Created with this key, now revoked.
+    ParentRevoked(Uuid),
+    /// Replaced in a rotation by this key, now revoked.
+    SuccessorRevoked(Uuid),
+    /// Created in this session, whose refresh token came back after use (copied).
+    SessionReused(Uuid),
+    /// Its owner's password was reset.
+    PasswordReset,
+}
+
+impl RevocationCause {
+    pub fn reason_code(self) -> &'static str {
+        match self {
+            Self::Requested => "revoked",
+            Self::ParentRevoked(_) => "parent_revoked",
+            Self::SuccessorRevoked(_) => "successor_revoked",
+            Self::SessionReused(_) => "session_reused",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// One key revoked, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRevocation {
+    pub key_id: Uuid,
+    pub owner_id: Uuid,
+    pub cause: RevocationCause,
+}
+
+impl KeyRevocation {
+    /// Records `api_key.revoked` for `request`: the principal is `actor` (the caller who asked),
+    /// or the key's owner when nobody asked (a reset, a reused session); the policy names the
+    /// key and, for a cascade, what it followed: `<key> cascade_from <key or session id>`.
+    pub fn record_by(&self, request: &Request, actor: Option<&str>) {
+        let owner = self.owner_id.to_string();
+        let policy = match self.cause {
+            RevocationCause::Requested | RevocationCause::PasswordReset => self.key_id.to_string(),
+            RevocationCause::ParentRevoked(from) | RevocationCause::SuccessorRevoked(from) => {
+                format!("{} cascade_from {from}", self.key_id)
+            }
+            RevocationCause::SessionReused(session) => {
+                format!("{} cascade_from session {session}", self.key_id)
+            }
+        };
+        AuditEvent::for_request(
+            request,
+            "api_key.revoked",
+            Outcome::Allowed,
+            self.cause.reason_code(),
+        )
+        .subject(actor.unwrap_or(&owner))
+        .policy(&policy)
+        .record();
+    }
+
+    /// [`Self::record_by`] with the key's owner as the principal.
+    pub fn record(&self, request: &Request) {
+        self.record_by(request, None);
+    }
+}
+
+/// Revokes `key` now, with every key derived from it (see the module documentation).
+pub async fn revoke(
+    auth: &AuthContext,
+    key: &api_keys::Model,
+) -> Result<Vec<KeyRevocation>, DbErr> {
+    revoke_with_descendants(auth, vec![(key.clone(), RevocationCause::Requested)]).await
+}
+
+/// Revokes the keys created in the session `family_id`, and what derives from them (a
+/// refresh token of that session was reused, so it was copied).
+pub async fn revoke_created_in_session(
+    auth: &AuthContext,
+    family_id: Uuid,
+) -> Result<Vec<KeyRevocation>, DbErr> {
+    let roots = api_keys::Entity::find()
+        .filter(api_keys::Column::CreatedInSession.eq(family_id))
+        .all(&auth.db)
+        .await?;
+    let cause = RevocationCause::SessionReused(family_id);
+    revoke_with_descendants(auth, roots.into_iter().map(|key| (key, cause)).collect()).await
+}
+
+/// A password reset: revokes every key of `owner_id`.
+///
+/// Every key, not only those created in a session: a key is made by a session or by a key, and
+/// a key's line goes back to a session (or, in development, to the demo key the command line
+/// made); the service cannot tell the owner's sessions from one opened with a stolen password,
+/// and keys from before provenance was recorded cannot be told apart at all. So "created in a
+/// session, and their descendants" would be every key anyway, save exceptions an attacker could
+/// hide in. The owner creates the keys their automation needs again; the listing shows which
+/// ended and when, and the audit trail says why (`password_reset`).
+pub async fn revoke_all_of_owner(
+    auth: &AuthContext,
+    owner_id: Uuid,
+) -> Result<Vec<KeyRevocation>, DbErr> {
+    let roots = api_keys::Entity::find()
+        .filter(api_keys::Column::OwnerId.eq(owner_id))
+        .all(&auth.db)
+        .await?;
+    let cause = RevocationCause::PasswordReset;
+    revoke_with_descendants(auth, roots.into_iter().map(|key| (key, cause)).collect()).await
+}
+
+/// Revokes `roots` and, generation by generation, the keys created with any key reached and the
+/// keys any key reached replaced in a rotation (not its successors: revoking an old key ends
+/// the overlap early and leaves its successor working). Keys revoked already are passed
+/// through, not recorded again, so a tree revoked in part before is finished.
+async fn revoke_with_descendants(
+    auth: &AuthContext,
+    roots: Vec<(api_keys::Model, RevocationCause)>,
+) -> Result<Vec<KeyRevocation>, DbErr> {
+    let mut seen: HashSet<Uuid> = roots.iter().map(|(key, _)| key.id).collect();
+    let mut generation = roots;
+    let mut revoked = Vec::new();
+    while !generation.is_empty() {
+        for (key, cause) in &generation {
+            if revoke_row(auth, key.id).await? {
+                revoked.push(KeyRevocation {
+                    key_id: key.id,
+                    owner_id: key.owner_id,
+                    cause: *cause,
+                });
+            }
+        }
+        let ids: Vec<Uuid> = generation.iter().map(|(key, _)| key.id).collect();
+        let next = api_keys::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(api_keys::Column::CreatedByKey.is_in(ids.clone()))
+                    .add(api_keys::Column::ReplacedBy.is_in(ids.clone())),
+            )
+            .all(&auth.db)
+            .await?;
+        generation = next
+            .into_iter()
+            .filter(|key| seen.insert(key.id))
+            .map(|key| {
+                let cause = match key.created_by_key.filter(|parent| ids.contains(parent)) {
+                    Some(parent) => RevocationCause::ParentRevoked(parent),
+                    // Found through `replaced_by`, so it is set.
+                    None => RevocationCause::SuccessorRevoked(key.replaced_by.unwrap_or_default()),
+                };
+                (key, cause)
+            })
+            .collect();
+    }
+    Ok(revoked)
+}
+
+/// Marks one key revoked now, unless it already was. Returns whether it changed.
+async fn revoke_row(auth: &AuthContext, id: Uuid) -> Result<bool, DbErr> {
+    let updated = api_keys::Entity::update_many()
+        .col_expr(api_keys::Column::RevokedAt, Expr::value(auth.now()))
+        .filter(api_keys::Column::Id.eq(id))
+        .filter(api_keys::Column::RevokedAt.is_null())
+        .exec(&auth.db)
+        .await?;
+    Ok(updated.rows_affected == 1)
 }

@@ -30,6 +30,8 @@ pub const BOOTSTRAP_FILE: &str = "bootstrap.json";
 pub enum BootstrapError {
     #[error("database: {0}")]
     Database(#[from] DbErr),
+    #[error("API key: {0}")]
+    ApiKey(#[from] api_keys::IssueError),
     #[error("password hashing: {0}")]
     Password(#[from] security::auth::password::PasswordError),
     #[error("cannot write {path}: {source}")]
@@ -92,7 +94,17 @@ pub async fn ensure_dev_admin(auth: &AuthContext) -> Result<(), BootstrapError> 
         .into_iter()
         .map(str::to_owned)
         .collect();
-    let key = api_keys::issue(auth, &auth.db, admin.id, "demo", &user_scopes, None).await?;
+    // Made by the operator's first run, not by a session or a key: no provenance.
+    let key = api_keys::issue(
+        auth,
+        &auth.db,
+        admin.id,
+        "demo",
+        &user_scopes,
+        None,
+        api_keys::Provenance::default(),
+    )
+    .await?;
     let credentials = DevCredentials {
         admin: AdminCredentials {
             email: admin.email,

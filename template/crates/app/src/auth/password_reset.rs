@@ -4,7 +4,10 @@
 //! The token is 256 random bits, stored only as its SHA-256 hash, and travels in the link's
 //! fragment (`#token=`), which browsers never send to a server or put in a `Referer`. Using it
 //! sets the new password and revokes every refresh-token family of the account, so a session
-//! an attacker held before the reset ends with it.
+//! an attacker held before the reset ends with it, and every API key of the account, which such
+//! a session could have made (`auth::api_keys::revoke_all_of_owner` says why all of them).
+//! Access tokens already issued are not revoked: they end within their 15 minutes, and none of
+//! them can make a key any more (their session is revoked).
 
 use chrono::Duration;
 use sea_orm::sea_query::Expr;
@@ -16,6 +19,7 @@ use security::auth::secrets::{OpaqueToken, parse_opaque_token};
 use uuid::Uuid;
 
 use super::AuthContext;
+use super::api_keys::{self, KeyRevocation};
 use super::tokens;
 use crate::mail::OutgoingMail;
 use crate::persistence::{password_resets, users};
@@ -111,13 +115,19 @@ pub enum ResetError {
     Database(#[from] DbErr),
 }
 
+/// A completed reset: the account and the API keys it revoked.
+#[derive(Debug)]
+pub struct Reset {
+    pub user_id: Uuid,
+    pub revoked_keys: Vec<KeyRevocation>,
+}
+
 /// Uses `presented` to set `password_hash` (already checked and hashed) on its account, once.
-/// Returns the account's id.
 pub async fn confirm(
     auth: &AuthContext,
     presented: &str,
     password_hash: String,
-) -> Result<Uuid, ResetError> {
+) -> Result<Reset, ResetError> {
     let presented =
         parse_opaque_token(presented).map_err(|_| ResetError::Refused(ResetRefusal::Malformed))?;
     let hash = OpaqueToken::hash(presented).to_hex();
@@ -154,5 +164,11 @@ pub async fn confirm(
     // After the password changed: every session of the account ends, including one a
     // concurrent refresh is extending.
     tokens::revoke_all_of_user(auth, stored.user_id).await?;
-    Ok(stored.user_id)
+    // Then the keys: a key a session creates meanwhile is either found here or refused, as its
+    // session is revoked already.
+    let revoked_keys = api_keys::revoke_all_of_owner(auth, stored.user_id).await?;
+    Ok(Reset {
+        user_id: stored.user_id,
+        revoked_keys,
+    })
 }

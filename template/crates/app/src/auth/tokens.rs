@@ -7,6 +7,12 @@
 //! (RFC 9700, section 4.14.2), the thief's and the owner's tokens alike, and the owner logs in
 //! again. Tokens are 256-bit opaque values stored only as SHA-256 hashes, with an idle lifetime
 //! (per token) and an absolute one (per family, never extended by rotation).
+//!
+//! A family is a sign-in session: every access token it yields names it in its `sid` claim, and
+//! an API key created with such a token records it (`api_keys.created_in_session`). Reuse
+//! detection therefore also revokes the keys made in the stolen session (and the keys made with
+//! those); a logout does not, as ending a browser session must not end the automation keys made
+//! in it. Access tokens already issued are not revoked: they end within their 15 minutes.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::sea_query::Expr;
@@ -19,6 +25,7 @@ use security::auth::secrets::{OpaqueToken, parse_opaque_token};
 use uuid::Uuid;
 
 use super::AuthContext;
+use super::api_keys::{self, KeyRevocation};
 use super::scopes::scopes_of_role;
 use crate::persistence::{refresh_tokens, users};
 
@@ -55,8 +62,6 @@ pub enum RefreshRefusal {
     Unknown,
     Expired,
     Revoked,
-    /// Already exchanged: the family is now revoked.
-    Reused,
 }
 
 impl RefreshRefusal {
@@ -66,7 +71,6 @@ impl RefreshRefusal {
             Self::Unknown => "unknown_token",
             Self::Expired => "expired",
             Self::Revoked => "revoked",
-            Self::Reused => "reused",
         }
     }
 }
@@ -76,6 +80,10 @@ impl RefreshRefusal {
 pub enum RefreshError {
     #[error("refresh token refused: {}", .0.reason_code())]
     Refused(RefreshRefusal),
+    /// Already exchanged: the family (the session) is now revoked, with the API keys made in
+    /// it, listed for the audit trail.
+    #[error("refresh token refused: reused")]
+    Reused(Vec<KeyRevocation>),
     #[error(transparent)]
     Database(#[from] DbErr),
     #[error("the access token could not be signed")]
@@ -90,12 +98,14 @@ pub struct Refreshed {
     pub refresh_token: OpaqueToken,
 }
 
-/// Signs an access token for `subject` with `scopes`.
+/// Signs an access token for `subject` with `scopes`: for a client (`client_id`, an API key's
+/// id), or in a sign-in session (`session_id`, the refresh-token family, as `sid`).
 pub fn issue_access(
     auth: &AuthContext,
     subject: &str,
     scopes: Vec<String>,
     client_id: Option<String>,
+    session_id: Option<Uuid>,
 ) -> Result<IssuedAccessToken, RefreshError> {
     let lifetime = auth.settings.access_token_lifetime();
     let grant = AccessGrant {
@@ -104,6 +114,7 @@ pub fn issue_access(
         audience: auth.audience.clone(),
         scopes: scopes.clone(),
         client_id,
+        session_id: session_id.map(|id| id.to_string()),
         issued_at: auth.clock.now(),
         lifetime,
     };
@@ -120,27 +131,37 @@ fn seconds(value: u64) -> ChronoDuration {
     ChronoDuration::seconds(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
-/// Starts a family for `user` (a login) and returns its first refresh token.
+/// A sign-in session just started: its family id and first refresh token.
+#[derive(Debug)]
+pub struct NewSession {
+    pub family_id: Uuid,
+    pub refresh_token: OpaqueToken,
+}
+
+/// Starts a family for `user` (a login) and returns it with its first refresh token.
 pub async fn start_family(
     auth: &AuthContext,
     user: &users::Model,
     scopes: &[String],
-) -> Result<OpaqueToken, DbErr> {
+) -> Result<NewSession, DbErr> {
     let now = auth.now();
     let family_expires_at = now + seconds(auth.settings.refresh_token_absolute_seconds);
-    let token = OpaqueToken::generate();
+    let session = NewSession {
+        family_id: Uuid::new_v4(),
+        refresh_token: OpaqueToken::generate(),
+    };
     insert_token(
         auth,
         &auth.db,
-        &token,
-        Uuid::new_v4(),
+        &session.refresh_token,
+        session.family_id,
         user.id,
         scopes,
         now,
         family_expires_at,
     )
     .await?;
-    Ok(token)
+    Ok(session)
 }
 
 #[expect(clippy::too_many_arguments, reason = "one row's columns")]
@@ -202,17 +223,13 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
             return Err(RefreshError::Refused(RefreshRefusal::Revoked));
         }
         revoke_family(auth, stored.family_id).await?;
-        return Err(RefreshError::Refused(RefreshRefusal::Reused));
+        // The session was copied: the keys made in it may be the thief's.
+        let revoked_keys = api_keys::revoke_created_in_session(auth, stored.family_id).await?;
+        return Err(RefreshError::Reused(revoked_keys));
     }
     // A revocation of the family may have started before this token was claimed: any revoked
     // member revokes the whole family for good.
-    let family_revoked = refresh_tokens::Entity::find()
-        .filter(refresh_tokens::Column::FamilyId.eq(stored.family_id))
-        .filter(refresh_tokens::Column::RevokedAt.is_not_null())
-        .count(&transaction)
-        .await?
-        > 0;
-    if family_revoked {
+    if family_is_revoked(&transaction, stored.family_id).await? {
         transaction.rollback().await?;
         revoke_family(auth, stored.family_id).await?;
         return Err(RefreshError::Refused(RefreshRefusal::Revoked));
@@ -249,12 +266,31 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
     )
     .await?;
     transaction.commit().await?;
-    let access = issue_access(auth, &user.id.to_string(), scopes, None)?;
+    let access = issue_access(
+        auth,
+        &user.id.to_string(),
+        scopes,
+        None,
+        Some(stored.family_id),
+    )?;
     Ok(Refreshed {
         user_id: user.id,
         access,
         refresh_token: successor,
     })
+}
+
+/// Whether the session `family_id` has ended (a logout, reuse or a password reset revoked it).
+pub async fn family_is_revoked(
+    db: &impl sea_orm::ConnectionTrait,
+    family_id: Uuid,
+) -> Result<bool, DbErr> {
+    Ok(refresh_tokens::Entity::find()
+        .filter(refresh_tokens::Column::FamilyId.eq(family_id))
+        .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+        .count(db)
+        .await?
+        > 0)
 }
 
 /// Revokes every token of a family.

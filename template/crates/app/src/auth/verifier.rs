@@ -42,7 +42,9 @@ impl CredentialVerifier for ServiceVerifier {
                 // An external issuer grants only the scopes it is allowed here, and its subjects
                 // live in its own namespace: `<issuer>#<sub>` is never a local user id, so an
                 // external token can never act as (or collide with) a local account.
-                let (subject, scopes) = match self.auth.external_issuer(&claims.issuer) {
+                // Its `sid` names a session of the external provider, not one of ours: dropped.
+                let (subject, scopes, session_id) = match self.auth.external_issuer(&claims.issuer)
+                {
                     Some(external) => (
                         format!("{}#{}", claims.issuer, claims.subject),
                         claims
@@ -50,14 +52,20 @@ impl CredentialVerifier for ServiceVerifier {
                             .into_iter()
                             .filter(|scope| external.allowed_scopes.contains(scope))
                             .collect(),
+                        None,
                     ),
-                    None => (claims.subject, claims.scopes.into_iter().collect()),
+                    None => (
+                        claims.subject,
+                        claims.scopes.into_iter().collect(),
+                        claims.session_id,
+                    ),
                 };
                 Ok(Principal {
                     subject,
                     scopes,
                     method: AuthMethod::AccessToken,
                     client_id: claims.client_id,
+                    session_id,
                 })
             }
             Credential::ApiKey(presented) => {
@@ -67,6 +75,7 @@ impl CredentialVerifier for ServiceVerifier {
                     scopes: key.scopes.into_iter().collect(),
                     method: AuthMethod::ApiKey,
                     client_id: Some(key.id.to_string()),
+                    session_id: None,
                 })
             }
         }

@@ -1,5 +1,5 @@
-//! The `api_keys` table: keys stored as keyed hashes, with expiry, revocation and the overlap
-//! window of a rotation.
+//! The `api_keys` table: keys stored as keyed hashes, with expiry, revocation, the overlap
+//! window of a rotation and where each key came from (its provenance).
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
@@ -24,6 +24,12 @@ pub struct Model {
     pub replaced_by: Option<Uuid>,
     /// The end of the rotation overlap: refused from then on.
     pub valid_until: Option<DateTimeUtc>,
+    /// The sign-in session (refresh-token family) whose access token created the key; kept by
+    /// the key's rotation successors.
+    pub created_in_session: Option<Uuid>,
+    /// The key that created this one (as `X-API-Key` or through its `client_credentials`
+    /// token); kept by the key's rotation successors.
+    pub created_by_key: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,10 +6,10 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, audit_events_for, client_with_token, json_body, login, spawn_app};
 
 /// A password the policy accepts.
-const PASSWORD: &str = "plover-quartz-lantern-9";
+pub(crate) const PASSWORD: &str = "plover-quartz-lantern-9";
 
 /// `POST /oauth/token` with `form`.
-async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+pub(crate) async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
     app.client
         .post(app.url("/oauth/token"))
         .header("content-type", "application/x-www-form-urlencoded")
@@ -19,7 +19,7 @@ async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Respons
         .expect("request")
 }
 
-async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+pub(crate) async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
     token_request(
         app,
         &[
@@ -30,7 +30,7 @@ async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
     .await
 }
 
-fn request_id(response: &reqwest::Response) -> String {
+pub(crate) fn request_id(response: &reqwest::Response) -> String {
     response.headers()["x-request-id"]
         .to_str()
         .expect("id")
@@ -38,7 +38,7 @@ fn request_id(response: &reqwest::Response) -> String {
 }
 
 /// Creates a user with the `user` role and logs them in; returns (id, tokens).
-async fn user(app: &TestApp, email: &str) -> (String, Value) {
+pub(crate) async fn user(app: &TestApp, email: &str) -> (String, Value) {
     let response = app
         .admin
         .post(app.url("/v1/users"))
@@ -54,7 +54,7 @@ async fn user(app: &TestApp, email: &str) -> (String, Value) {
     (id, login(&app.client, &app.address, email, PASSWORD).await)
 }
 
-fn bearer_client(app: &TestApp, tokens: &Value) -> reqwest::Client {
+pub(crate) fn bearer_client(app: &TestApp, tokens: &Value) -> reqwest::Client {
     client_with_token(
         app.ca_cert.as_deref(),
         tokens["access_token"].as_str().expect("access token"),
@@ -206,7 +206,11 @@ async fn a_refresh_token_expires_when_idle() {
 }
 
 /// Creates an API key for the client's principal.
-async fn create_key(app: &TestApp, client: &reqwest::Client, scopes: &[&str]) -> reqwest::Response {
+pub(crate) async fn create_key(
+    app: &TestApp,
+    client: &reqwest::Client,
+    scopes: &[&str],
+) -> reqwest::Response {
     client
         .post(app.url("/v1/api-keys"))
         .json(&json!({"name": "ci", "scopes": scopes}))
@@ -215,7 +219,7 @@ async fn create_key(app: &TestApp, client: &reqwest::Client, scopes: &[&str]) ->
         .expect("request")
 }
 
-async fn with_key(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
+pub(crate) async fn with_key(app: &TestApp, key: &str, path: &str) -> reqwest::Response {
     app.client
         .get(app.url(path))
         .header("x-api-key", key)
@@ -658,7 +662,7 @@ async fn mailed_reset_tokens(app: &TestApp, email: &str) -> Vec<String> {
 }
 
 /// The `count`-th reset token mailed to `email`, once the background task has written it.
-async fn wait_for_reset_token(app: &TestApp, email: &str, count: usize) -> String {
+pub(crate) async fn wait_for_reset_token(app: &TestApp, email: &str, count: usize) -> String {
     for _ in 0..100 {
         let tokens = mailed_reset_tokens(app, email).await;
         if tokens.len() >= count {
@@ -669,7 +673,7 @@ async fn wait_for_reset_token(app: &TestApp, email: &str, count: usize) -> Strin
     panic!("no reset message {count} for {email}");
 }
 
-async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
+pub(crate) async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
     app.client
         .post(app.url("/v1/auth/password-reset"))
         .json(&json!({"email": email}))
@@ -678,7 +682,7 @@ async fn request_reset(app: &TestApp, email: &str) -> reqwest::Response {
         .expect("request")
 }
 
-async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn confirm_reset(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
     app.client
         .post(app.url("/v1/auth/password-reset/confirm"))
         .json(&json!({"token": token, "new_password": password}))
@@ -859,6 +863,7 @@ fn signed_at(issued_at: u64, key: &security::auth::jwt::SigningKey) -> String {
         audience: "https://localhost".to_owned(),
         scopes: vec!["profile".to_owned()],
         client_id: None,
+        session_id: None,
         issued_at,
         lifetime: std::time::Duration::from_secs(900),
     };

@@ -346,7 +346,7 @@ pub async fn admin_access_token(auth: &app::auth::AuthContext, email: &str) -> S
         .into_iter()
         .map(str::to_owned)
         .collect();
-    app::auth::tokens::issue_access(auth, &admin.id.to_string(), scopes, None)
+    app::auth::tokens::issue_access(auth, &admin.id.to_string(), scopes, None, None)
         .expect("signed")
         .token
 }

@@ -143,6 +143,27 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
     assert_eq!(reused.status(), 400);
     expected.push((request_id(&reused), "token.refresh_reuse", "denied"));
 
+    // The reuse revoked that session, and nothing can be derived from it any more: the keys
+    // come from a new login.
+    let logged_in_again = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&json!({"email": admin, "password": bootstrap.admin.password}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(logged_in_again.status(), 200);
+    expected.push((request_id(&logged_in_again), "authn.password", "allowed"));
+    expected.push((request_id(&logged_in_again), "token.issued", "allowed"));
+    let tokens: Value = logged_in_again.json().await.expect("tokens");
+    let access_token = tokens["access_token"].as_str().expect("access").to_owned();
+    secrets.extend([
+        access_token.clone(),
+        tokens["refresh_token"]
+            .as_str()
+            .expect("refresh")
+            .to_owned(),
+    ]);
+
     // API key: create, rotate, use.
     let created = client
         .post(format!("{base}/v1/api-keys"))

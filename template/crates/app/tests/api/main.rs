@@ -3,6 +3,7 @@
 //! rate-limit store they run on.
 
 mod anomaly;
+mod api_keys;
 mod audit_sink;
 mod auth;
 mod backend;

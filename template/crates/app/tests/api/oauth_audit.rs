@@ -195,6 +195,7 @@ fn client_as(app: &TestApp, subject: &str, scopes: &[&str]) -> reqwest::Client {
         subject,
         scopes.iter().map(|&scope| scope.to_owned()).collect(),
         None,
+        None,
     )
     .expect("signed")
     .token;

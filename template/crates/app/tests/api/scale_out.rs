@@ -347,7 +347,10 @@ async fn two_processes_honour_each_others_tokens_refreshes_limits_keys_and_rotat
         .expect("request");
     assert_eq!(limited.status(), 429, "the budget is shared through Redis");
 
-    // An API key revoked on one is refused by the other at once.
+    // An API key revoked on one is refused by the other at once. (The reuse above revoked that
+    // session, and nothing can be derived from it any more: the key comes from a new login.)
+    let tokens = login_on(&client_one, &one_base).await;
+    let access = tokens["access_token"].as_str().expect("access").to_owned();
     let created = client_one
         .post(format!("{one_base}/v1/api-keys"))
         .bearer_auth(&access)

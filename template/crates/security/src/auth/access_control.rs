@@ -81,6 +81,8 @@ pub struct Principal {
     pub method: AuthMethod,
     /// The OAuth client, or the API key's id.
     pub client_id: Option<String>,
+    /// The sign-in session a built-in access token descends from (its `sid`), if any.
+    pub session_id: Option<String>,
 }
 
 impl Principal {
@@ -710,6 +712,7 @@ mod tests {
                 scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
                 method,
                 client_id: None,
+                session_id: None,
             })
         }
     }

@@ -260,6 +260,7 @@ mod tests {
                 audience: "aud".to_owned(),
                 scopes: vec![],
                 client_id: None,
+                session_id: None,
                 issued_at,
                 lifetime: MAX_OWN_LIFETIME,
             };

@@ -325,6 +325,9 @@ pub struct AccessClaims {
     /// `exp`, in seconds since the Unix epoch.
     pub expires_at: u64,
     pub client_id: Option<String>,
+    /// `sid`: the sign-in session the token descends from (OIDC's session id claim, allowed in
+    /// RFC 9068 tokens); the built-in issuer names the refresh-token family.
+    pub session_id: Option<String>,
 }
 
 /// Why a token is refused. The text is fixed per reason and never quotes the token.
@@ -639,6 +642,7 @@ impl AccessTokenValidator {
                 scopes: scopes(&claims)?,
                 expires_at,
                 client_id: optional_str(&claims, "client_id")?.map(str::to_owned),
+                session_id: optional_str(&claims, "sid")?.map(str::to_owned),
             },
             not_before,
             issued_at,
@@ -795,6 +799,8 @@ pub struct AccessGrant {
     pub audience: String,
     pub scopes: Vec<String>,
     pub client_id: Option<String>,
+    /// `sid`: the sign-in session (a login's refresh-token family), none for a client's token.
+    pub session_id: Option<String>,
     /// `iat`, in seconds since the Unix epoch.
     pub issued_at: u64,
     /// At most [`MAX_OWN_LIFETIME`].
@@ -812,6 +818,8 @@ struct IssuedClaims<'a> {
     scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     client_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sid: Option<&'a str>,
 }
 
 /// Signs an access token (RFC 9068: `typ: at+jwt`, with `kid` and `alg` of `key`).
@@ -831,6 +839,7 @@ pub fn issue_access_token(key: &SigningKey, grant: &AccessGrant) -> Result<Strin
         jti: uuid::Uuid::new_v4().to_string(),
         scope: grant.scopes.join(" "),
         client_id: grant.client_id.as_deref(),
+        sid: grant.session_id.as_deref(),
     };
     jsonwebtoken::encode(&header, &claims, &key.key).map_err(|_| JwtConfigError::Signing)
 }
@@ -990,6 +999,7 @@ mod tests {
                 scopes: vec!["users:read".to_owned(), "users:write".to_owned()],
                 expires_at: NOW + 540,
                 client_id: Some("web".to_owned()),
+                session_id: None,
             }
         );
     }
@@ -1463,6 +1473,7 @@ mod tests {
             audience: AUDIENCE.to_owned(),
             scopes: vec!["users:read".to_owned()],
             client_id: Some("cli".to_owned()),
+            session_id: Some("family-3".to_owned()),
             issued_at: NOW,
             lifetime: MAX_OWN_LIFETIME,
         };
@@ -1476,6 +1487,7 @@ mod tests {
         assert_eq!(claims.scopes, ["users:read"]);
         assert_eq!(claims.expires_at, NOW + 900);
         assert_eq!(claims.client_id.as_deref(), Some("cli"));
+        assert_eq!(claims.session_id.as_deref(), Some("family-3"));
 
         for lifetime in [Duration::ZERO, MAX_OWN_LIFETIME + Duration::from_secs(1)] {
             let too_long = AccessGrant {
@@ -1543,6 +1555,7 @@ mod tests {
             audience: AUDIENCE.to_owned(),
             scopes: Vec::new(),
             client_id: None,
+            session_id: None,
             issued_at: NOW,
             lifetime: Duration::from_secs(300),
         };

@@ -329,6 +329,7 @@ mod tests {
                     scopes: ["notes:read".to_owned()].into(),
                     method: AuthMethod::AccessToken,
                     client_id: None,
+                    session_id: None,
                 }),
                 _ => Err(AuthFailure::Invalid("unknown")),
             }
