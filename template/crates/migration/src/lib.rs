@@ -12,6 +12,7 @@ mod m20261128_000002_authentication;
 mod m20261128_000003_password_reset;
 mod m20261128_000004_payments;
 mod m20261128_000005_signing_keys;
+mod m20261204_000007_sealed_outbox;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_password_reset::Migration),
             Box::new(m20261128_000004_payments::Migration),
             Box::new(m20261128_000005_signing_keys::Migration),
+            Box::new(m20261204_000007_sealed_outbox::Migration),
         ]
     }
 }
