@@ -408,6 +408,13 @@ pub struct AuthSettings {
     /// `APP_AUTH__SIGNING_KEY_ENCRYPTION_KEY`; never commit it, never store it in the database.
     #[serde(default = "empty_secret", serialize_with = "serialize_redacted")]
     pub signing_key_encryption_key: SecretString,
+    /// The key password-reset mails (and any other outbox message) are sealed under in the
+    /// database outbox (32 random bytes, base64; `openssl rand -base64 32`), so reading the
+    /// table or a backup yields no reset link. Empty in development: generated in `key_dir`.
+    /// Set it with `APP_AUTH__OUTBOX_ENCRYPTION_KEY`; never store it in the database; the mail
+    /// relay needs the same one.
+    #[serde(default = "empty_secret", serialize_with = "serialize_redacted")]
+    pub outbox_encryption_key: SecretString,
     /// `database` keys: each instance re-reads them this often (1 to 3600 seconds); a token
     /// naming a key it has not seen makes it re-read at once.
     #[serde(default = "default_signing_key_refresh")]
@@ -1008,6 +1015,21 @@ impl Settings {
                 "must be 32 random bytes in base64 (generate one with `openssl rand -base64 32`)",
             );
         }
+        let outbox_key = auth.outbox_encryption_key.expose_secret();
+        if !outbox_key.is_empty() {
+            if security::auth::key_wrapping::KeyEncryptionKey::from_base64(outbox_key).is_err() {
+                refuse(
+                    "auth.outbox_encryption_key",
+                    "must be 32 random bytes in base64 (generate one with `openssl rand -base64 32`)",
+                );
+            } else if outbox_key.trim() == encryption_key.trim() {
+                // One key per use: the relay that holds this one must not open signing keys.
+                refuse(
+                    "auth.outbox_encryption_key",
+                    "must differ from auth.signing_key_encryption_key",
+                );
+            }
+        }
         if !(1..=3_600).contains(&auth.signing_key_refresh_seconds) {
             refuse(
                 "auth.signing_key_refresh_seconds",
@@ -1162,6 +1184,13 @@ impl Settings {
                     "auth.signing_key_encryption_key",
                     "must be set in production when signing keys live in the database \
                      (APP_AUTH__SIGNING_KEY_ENCRYPTION_KEY), to 32 random bytes in base64",
+                );
+            }
+            if auth.outbox_encryption_key.expose_secret().is_empty() {
+                refuse(
+                    "auth.outbox_encryption_key",
+                    "must be set in production (APP_AUTH__OUTBOX_ENCRYPTION_KEY), to 32 random \
+                     bytes in base64, the same for the mail relay",
                 );
             }
             if auth.built_in_issuer
@@ -1396,6 +1425,7 @@ mod tests {
         api_key_prefix = "rmp"
         api_key_overlap_seconds = 86400
         api_key_pepper = ""
+        outbox_encryption_key = ""
         password_hash_concurrency = 4
         key_dir = "data/keys"
         signing_key_path = ""
@@ -1556,6 +1586,10 @@ mod tests {
                 "api_key_pepper = \"\"",
                 "api_key_pepper = \"kV3q9ZrT0pX8mW2nB6yL4cH7jD1fG5sA\"",
             )
+            .replace(
+                "outbox_encryption_key = \"\"",
+                "outbox_encryption_key = \"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\"",
+            )
     }
 
     #[test]
@@ -1578,6 +1612,29 @@ mod tests {
         );
         let error = load(&generated, Environment::Production, &[]).expect_err("refused");
         assert!(error.names("auth.signing_key_path"), "{error}");
+    }
+
+    #[test]
+    fn the_outbox_key_is_required_in_production_well_formed_and_its_own() {
+        let configured = "outbox_encryption_key = \"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\"";
+        let missing = production().replace(configured, "outbox_encryption_key = \"\"");
+        let error = load(&missing, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.outbox_encryption_key"), "{error}");
+        load(&missing, Environment::Development, &[]).expect("generated in development");
+        let short = production().replace(configured, "outbox_encryption_key = \"c2hvcnQ=\"");
+        let error = load(&short, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.outbox_encryption_key"), "{error}");
+        let shared = production().replace(
+            "signing_key_path = \"/etc/app/keys/signing-key.pem\"",
+            "signing_key_path = \"/etc/app/keys/signing-key.pem\"\n\
+             signing_key_encryption_key = \"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=\"",
+        );
+        let error = load(&shared, Environment::Production, &[]).expect_err("refused");
+        assert!(error.names("auth.outbox_encryption_key"), "{error}");
+        assert!(
+            !error.to_string().contains("QUFB"),
+            "the key is never repeated"
+        );
     }
 
     #[test]

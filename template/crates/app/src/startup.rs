@@ -115,8 +115,9 @@ pub struct App {
     /// Folds recorded latencies into the histogram between scrapes; stops with the app.
     _metrics_upkeep: AbortOnDrop,
     _signing_key_refresh: Option<AbortOnDrop>,
-    /// Deletes expired idempotency keys every hour; stops with the app.
-    _idempotency_key_purge: AbortOnDrop,
+    /// Deletes expired idempotency keys and delivered or expired outbox messages every hour;
+    /// stops with the app.
+    _hourly_purge: AbortOnDrop,
     /// Runs the anomaly detectors over the audit events; stops with the app.
     _anomaly_detection: AbortOnDrop,
     /// Reloads the certificate on file change and SIGHUP from start-up on; stops with the app.
@@ -295,7 +296,7 @@ impl App {
         let certificate_watcher = certificate
             .map(|certificate| AbortOnDrop(certificate.watch(settings.tls.reload_interval())));
         let rate_limit_housekeeping = rate_limits.spawn_housekeeping().map(AbortOnDrop);
-        let idempotency_key_purge = AbortOnDrop(spawn_idempotency_key_purge(Arc::clone(&auth)));
+        let hourly_purge = AbortOnDrop(spawn_hourly_purge(Arc::clone(&auth)));
         Ok(Self {
             settings,
             db,
@@ -310,7 +311,7 @@ impl App {
             _rate_limit_housekeeping: rate_limit_housekeeping,
             _metrics_upkeep: metrics_upkeep,
             _signing_key_refresh: signing_key_refresh,
-            _idempotency_key_purge: idempotency_key_purge,
+            _hourly_purge: hourly_purge,
             _anomaly_detection: anomaly_detection,
             _certificate_watcher: certificate_watcher,
             dev_ca_cert,
@@ -421,19 +422,34 @@ fn anomaly_detector(
     Ok((detector, task))
 }
 
-/// Deletes expired idempotency keys at start-up and every hour after.
-fn spawn_idempotency_key_purge(auth: Arc<AuthContext>) -> tokio::task::JoinHandle<()> {
+/// Deletes, at start-up and every hour after, what has outlived its use: expired idempotency
+/// keys, and outbox messages delivered or expired (a reset link kept in the table is one more
+/// in every backup, even sealed).
+fn spawn_hourly_purge(auth: Arc<AuthContext>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut hourly = tokio::time::interval(Duration::from_secs(3600));
         loop {
             hourly.tick().await;
-            match persistence::idempotency_keys::delete_expired(&auth.db, auth.now()).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
-                Err(error) => tracing::warn!(error = %error, "deleting expired idempotency keys"),
-            }
+            let now = auth.now();
+            log_purge(
+                "expired idempotency keys",
+                persistence::idempotency_keys::delete_expired(&auth.db, now).await,
+            );
+            log_purge(
+                "delivered or expired outbox messages",
+                persistence::outbox::delete_delivered_and_expired(&auth.db, now).await,
+            );
         }
     })
+}
+
+/// Logs what one purge deleted, or why it failed (it is tried again within the hour).
+fn log_purge(what: &str, outcome: Result<u64, sea_orm::DbErr>) {
+    match outcome {
+        Ok(0) => {}
+        Ok(deleted) => tracing::info!(deleted, "{what} deleted"),
+        Err(error) => tracing::warn!(error = %error, "deleting {what}"),
+    }
 }
 
 /// The certificate to serve and, in development, the CA that signed it.

@@ -141,7 +141,7 @@ mod tests {
         );
         headers.insert(
             COOKIE,
-            HeaderValue::from_static("__Secure-refresh_token=secret"),
+            HeaderValue::from_static("__Host-refresh_token=secret"),
         );
         headers.insert("x-api-key", HeaderValue::from_static("rmp_secret"));
         headers.insert(USER_AGENT, HeaderValue::from_static("probe\"/1 x=\"y\""));

@@ -13,6 +13,7 @@ mod m20261128_000003_password_reset;
 mod m20261128_000004_payments;
 mod m20261128_000005_signing_keys;
 mod m20261204_000006_api_key_provenance;
+mod m20261204_000007_sealed_outbox;
 
 /// The ordered list of every migration of the service.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_payments::Migration),
             Box::new(m20261128_000005_signing_keys::Migration),
             Box::new(m20261204_000006_api_key_provenance::Migration),
+            Box::new(m20261204_000007_sealed_outbox::Migration),
         ]
     }
 }

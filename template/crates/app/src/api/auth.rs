@@ -46,8 +46,9 @@ pub struct LoginRequest {
     pub email: String,
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub password: String,
-    /// Browsers: `true` delivers the refresh token in an `HttpOnly; Secure; SameSite=Strict`
-    /// cookie limited to `/oauth`, out of reach of page scripts, instead of in the body.
+    /// Browsers: `true` delivers the refresh token in a `__Host-refresh_token` cookie
+    /// (`HttpOnly; Secure; SameSite=Strict; Path=/`, read by `/oauth/token` and `/oauth/revoke`
+    /// only), out of reach of page scripts, instead of in the body.
     #[oai(default)]
     pub refresh_cookie: bool,
 }

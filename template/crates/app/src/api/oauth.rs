@@ -6,7 +6,8 @@
 //!   Form-encoded, `Cache-Control: no-store`, OAuth error bodies (`{"error": "invalid_grant"}`).
 //!   A browser that logged in with `refresh_cookie` refreshes with the cookie instead of the
 //!   parameter; the request must then come from an allowed origin (`Origin` checked), so
-//!   another site cannot make the browser spend it.
+//!   another site cannot make the browser spend it, and carry the cookie once (a second one was
+//!   planted: 400, audited `input.validation` / `duplicate_refresh_cookie`).
 //! - `POST /oauth/revoke` (RFC 7009): revokes the refresh token's family (logout); with the
 //!   cookie, also clears it.
 //! - `GET /.well-known/jwks.json`: the public keys tokens are verified with (RFC 7517).
@@ -318,13 +319,28 @@ fn presented_refresh_token(
     request: &Request,
     form: &BTreeMap<String, String>,
 ) -> std::result::Result<PresentedRefreshToken, Box<Response>> {
+    let mut cookies = cookie_values(request, tokens::REFRESH_COOKIE);
+    // Two refresh cookies mean one was planted (a cookie set by a sibling subdomain or a
+    // script with looser attributes, sent alongside the user's): which one is the user's
+    // cannot be told, so neither is used, whatever else the request carries.
+    if cookies.len() > 1 {
+        return Err(Box::new(refused_input(
+            request,
+            "duplicate_refresh_cookie",
+            oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request carries more than one refresh cookie",
+            ),
+        )));
+    }
     if let Some(token) = form.get("refresh_token").or_else(|| form.get("token")) {
         return Ok(PresentedRefreshToken {
             token: token.clone(),
             from_cookie: false,
         });
     }
-    let Some(cookie) = cookie_value(request, tokens::REFRESH_COOKIE) else {
+    let Some(cookie) = cookies.pop() else {
         return Err(Box::new(refused_input(
             request,
             "missing_refresh_token",
@@ -354,8 +370,8 @@ fn presented_refresh_token(
     })
 }
 
-/// The value of the cookie `name` (RFC 6265 `Cookie` header: `a=1; b=2`).
-fn cookie_value(request: &Request, name: &str) -> Option<String> {
+/// Every value of the cookie `name`, across all `Cookie` headers (RFC 6265: `a=1; b=2`).
+fn cookie_values(request: &Request, name: &str) -> Vec<String> {
     request
         .headers()
         .get_all(poem::http::header::COOKIE)
@@ -363,8 +379,9 @@ fn cookie_value(request: &Request, name: &str) -> Option<String> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|header| header.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
+        .filter(|(key, _)| *key == name)
         .map(|(_, value)| value.to_owned())
+        .collect()
 }
 
 fn set_cookie(response: &mut Response, cookie: &str) {

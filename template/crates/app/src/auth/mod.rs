@@ -38,7 +38,7 @@ use security::auth::password::{PasswordHasher, PasswordPolicy};
 use security::auth::secrets::{KeyHasher, KeyPrefix, OpaqueToken};
 
 use crate::config::{AuthSettings, Settings, SigningKeySource};
-use crate::mail::{DatabaseOutbox, Mailer};
+use crate::mail::{DatabaseOutbox, Mailer, OutboxKey};
 use signing_keys::{DatabaseKeys, IssuerKeyRing, SigningKeyStoreError};
 
 /// The time source of every credential decision, injectable so tests never sleep.
@@ -69,6 +69,8 @@ pub enum AuthSetupError {
     SharedKeys(#[from] SigningKeyStoreError),
     #[error("auth.signing_key_encryption_key {0}")]
     KeyEncryptionKey(String),
+    #[error("auth.outbox_encryption_key {0}")]
+    OutboxKey(String),
 }
 
 /// An external issuer and the scopes its tokens may grant here.
@@ -107,6 +109,8 @@ pub struct AuthContext {
     pub password_policy: PasswordPolicy,
     /// Where password-reset links go (the database outbox by default).
     pub mailer: Arc<dyn Mailer>,
+    /// The key the database outbox seals message bodies under; a relay opens them with it.
+    pub outbox_key: Arc<OutboxKey>,
     /// Origins whose pages may use the refresh cookie: the public origin and the CORS allowlist.
     pub browser_origins: Vec<String>,
 }
@@ -175,8 +179,14 @@ impl AuthContext {
         let browser_origins = std::iter::once(issuer.clone())
             .chain(settings.cors.allowed_origins.iter().cloned())
             .collect();
+        let outbox_key = Arc::new(outbox_key(&auth)?);
         Ok(Self {
-            mailer: Arc::new(DatabaseOutbox::new(db.clone())),
+            mailer: Arc::new(DatabaseOutbox::new(
+                db.clone(),
+                Arc::clone(&outbox_key),
+                Arc::clone(&clock),
+            )),
+            outbox_key,
             browser_origins,
             db,
             passwords: PasswordHasher::new(auth.password_hashes_at_once()),
@@ -371,27 +381,51 @@ pub fn database_keys(
 /// The file holding the development key-encryption key.
 const DEV_KEY_ENCRYPTION_KEY_FILE: &str = "signing-key-encryption-key";
 
+/// The file holding the development outbox key.
+const DEV_OUTBOX_KEY_FILE: &str = "outbox-encryption-key";
+
 /// The configured key-encryption key, or in development one generated once in `key_dir`.
 fn load_key_encryption_key(auth: &AuthSettings) -> Result<KeyEncryptionKey, AuthSetupError> {
-    let configured = auth.signing_key_encryption_key.expose_secret();
+    sealing_key(
+        &auth.signing_key_encryption_key,
+        &auth.key_dir.join(DEV_KEY_ENCRYPTION_KEY_FILE),
+    )
+    .map_err(AuthSetupError::KeyEncryptionKey)
+}
+
+/// The key outbox bodies are sealed under (`auth.outbox_encryption_key`), or in development one
+/// generated once in `key_dir`; also for a relay that opens them.
+pub fn outbox_key(auth: &AuthSettings) -> Result<OutboxKey, AuthSetupError> {
+    sealing_key(
+        &auth.outbox_encryption_key,
+        &auth.key_dir.join(DEV_OUTBOX_KEY_FILE),
+    )
+    .map(OutboxKey::new)
+    .map_err(AuthSetupError::OutboxKey)
+}
+
+/// An AES-256-GCM key from its configured base64, or when none is configured (development)
+/// from `dev_file`, generated there on first use. The error completes a sentence about the key.
+fn sealing_key(
+    configured: &secrecy::SecretString,
+    dev_file: &Path,
+) -> Result<KeyEncryptionKey, String> {
+    let configured = configured.expose_secret();
     let encoded = if configured.is_empty() {
-        let path = auth.key_dir.join(DEV_KEY_ENCRYPTION_KEY_FILE);
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(dev_file) {
             Ok(existing) => existing,
             Err(_) => {
                 let generated =
-                    KeyEncryptionKey::generate_base64().map_err(SigningKeyStoreError::Wrapping)?;
-                write_owner_only(&path, generated.as_bytes()).map_err(|error| {
-                    AuthSetupError::KeyEncryptionKey(format!("cannot be written: {error}"))
-                })?;
+                    KeyEncryptionKey::generate_base64().map_err(|error| error.to_string())?;
+                write_owner_only(dev_file, generated.as_bytes())
+                    .map_err(|error| format!("cannot be written: {error}"))?;
                 generated
             }
         }
     } else {
         configured.to_owned()
     };
-    KeyEncryptionKey::from_base64(&encoded)
-        .map_err(|error| AuthSetupError::KeyEncryptionKey(error.to_string()))
+    KeyEncryptionKey::from_base64(&encoded).map_err(|error| error.to_string())
 }
 
 fn load_key_files(auth: &AuthSettings) -> Result<IssuerKeys, AuthSetupError> {

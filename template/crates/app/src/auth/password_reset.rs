@@ -1,5 +1,6 @@
 //! Password reset (AUTH-1, AUTH-3): a single-use token, valid 15 minutes, mailed through the
-//! outbox; the request is answered the same whether or not the account exists.
+//! outbox (sealed there, purged once delivered or expired: `crate::mail`); the request is
+//! answered the same whether or not the account exists.
 //!
 //! The token is 256 random bits, stored only as its SHA-256 hash, and travels in the link's
 //! fragment (`#token=`), which browsers never send to a server or put in a `Referer`. Using it
@@ -21,7 +22,7 @@ use uuid::Uuid;
 use super::AuthContext;
 use super::api_keys::{self, KeyRevocation};
 use super::tokens;
-use crate::mail::OutgoingMail;
+use crate::mail::{MailError, OutgoingMail};
 use crate::persistence::{password_resets, users};
 
 /// How long a reset link works.
@@ -29,7 +30,7 @@ pub const RESET_TOKEN_LIFETIME: Duration = Duration::minutes(15);
 
 /// Creates a token for the account of `email`, if there is one, and mails the link. Runs after
 /// the client has its answer, which is the same either way. Returns whether a message was sent.
-pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
+pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, MailError> {
     let Some(user) = users::Entity::find()
         .filter(users::Column::Email.eq(email.to_lowercase()))
         .one(&auth.db)
@@ -39,12 +40,13 @@ pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
     };
     let token = OpaqueToken::generate();
     let now = auth.now();
+    let expires_at = now + RESET_TOKEN_LIFETIME;
     password_resets::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user.id),
         token_hash: Set(OpaqueToken::hash(token.expose()).to_hex()),
         created_at: Set(now),
-        expires_at: Set(now + RESET_TOKEN_LIFETIME),
+        expires_at: Set(expires_at),
         used_at: Set(None),
     }
     .insert(&auth.db)
@@ -62,6 +64,8 @@ pub async fn request(auth: &AuthContext, email: &str) -> Result<bool, DbErr> {
                 "Someone asked to reset the password of this account. If it was you, open this \
                  link within 15 minutes:\n\n{link}\n\nIf it was not, ignore this message."
             ),
+            // The link is dead after this: the message is not worth sending, and is purged.
+            expires_at,
         })
         .await?;
     Ok(true)

@@ -29,21 +29,28 @@ use super::api_keys::{self, KeyRevocation};
 use super::scopes::scopes_of_role;
 use crate::persistence::{refresh_tokens, users};
 
-/// The cookie that carries a browser's refresh token: `__Secure-` (only ever set over HTTPS),
-/// `HttpOnly` (no page script reads it), `SameSite=Strict` (no other site's request carries
-/// it) and `Path=/oauth` (sent to the token and revocation endpoints only).
-pub const REFRESH_COOKIE: &str = "__Secure-refresh_token";
+/// The cookie that carries a browser's refresh token.
+///
+/// `__Host-`: browsers accept it only from this very host, over HTTPS, with `Path=/` and no
+/// `Domain`. A `__Secure-` cookie can be set by any sibling subdomain for the parent domain
+/// (cookie tossing), and the service could then read the attacker's token before the user's.
+/// `HttpOnly` (no page script reads it), `SameSite=Strict` (no other site's request carries it).
+/// `Path=/` sends it with every request to this host, but only `POST /oauth/token` and
+/// `POST /oauth/revoke` read it, and only from an allowed `Origin`; a request carrying it twice
+/// is refused (`api::oauth`).
+pub const REFRESH_COOKIE: &str = "__Host-refresh_token";
+
+/// The attributes every refresh cookie is set with.
+const REFRESH_COOKIE_ATTRIBUTES: &str = "Path=/; HttpOnly; Secure; SameSite=Strict";
 
 /// `Set-Cookie` for a refresh token living `max_age` seconds.
 pub fn refresh_cookie(token: &str, max_age: u64) -> String {
-    format!(
-        "{REFRESH_COOKIE}={token}; Path=/oauth; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict"
-    )
+    format!("{REFRESH_COOKIE}={token}; Max-Age={max_age}; {REFRESH_COOKIE_ATTRIBUTES}")
 }
 
 /// `Set-Cookie` removing the refresh cookie.
 pub fn cleared_refresh_cookie() -> String {
-    format!("{REFRESH_COOKIE}=; Path=/oauth; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+    format!("{REFRESH_COOKIE}=; Max-Age=0; {REFRESH_COOKIE_ATTRIBUTES}")
 }
 
 /// An access token as the token endpoint returns it.

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, audit_events_for, client_with_token, json_body, login, spawn_app};
+use crate::helpers::{
+    TestApp, audit_events_for, client_with_token, json_body, login, reset_token_in, spawn_app,
+};
 
 /// A password the policy accepts.
 pub(crate) const PASSWORD: &str = "plover-quartz-lantern-9";
@@ -653,12 +655,101 @@ async fn mailed_reset_tokens(app: &TestApp, email: &str) -> Vec<String> {
         .all(&app.auth.db)
         .await
         .expect("query")
-        .into_iter()
-        .filter_map(|message| {
-            let (_, token) = message.body.split_once("#token=")?;
-            Some(token.split_whitespace().next()?.to_owned())
-        })
+        .iter()
+        .filter_map(|message| reset_token_in(&app.auth.outbox_key, message))
         .collect()
+}
+
+/// The outbox messages to `email`, as stored.
+async fn outbox_messages_to(app: &TestApp, email: &str) -> Vec<app::persistence::outbox::Model> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    app::persistence::outbox::Entity::find()
+        .filter(app::persistence::outbox::Column::Recipient.eq(email))
+        .all(&app.auth.db)
+        .await
+        .expect("query")
+}
+
+/// AUTH-1: whoever reads the outbox table (or a backup) finds no reset link; the relay, holding
+/// `auth.outbox_encryption_key`, opens it.
+#[tokio::test]
+async fn a_reset_link_is_stored_sealed_in_the_outbox() {
+    let app = spawn_app().await;
+    let (_, _) = user(&app, "sealed@example.com").await;
+    request_reset(&app, "sealed@example.com").await;
+    let token = wait_for_reset_token(&app, "sealed@example.com", 1).await;
+    let messages = outbox_messages_to(&app, "sealed@example.com").await;
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    let stored = format!("{message:?}");
+    for secret in [token.as_str(), "#token=", "reset-password"] {
+        assert!(!stored.contains(secret), "{secret} in {stored}");
+        assert!(
+            !message
+                .sealed_body
+                .windows(secret.len())
+                .any(|window| window == secret.as_bytes()),
+            "{secret} in the stored body"
+        );
+    }
+    assert_eq!(
+        message.expires_at - message.created_at,
+        chrono::Duration::minutes(15),
+        "worth sending as long as the link works"
+    );
+    assert!(message.sent_at.is_none());
+}
+
+/// AUTH-1: delivered messages and messages whose link has expired are purged; fresh ones wait
+/// for the relay.
+#[tokio::test]
+async fn delivered_and_expired_outbox_messages_are_purged_and_fresh_ones_kept() {
+    use app::persistence::outbox;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+    let app = spawn_app().await;
+    for email in ["delivered@example.com", "waiting@example.com"] {
+        let (_, _) = user(&app, email).await;
+        request_reset(&app, email).await;
+        wait_for_reset_token(&app, email, 1).await;
+    }
+    // The relay delivered one.
+    let mut delivered = outbox_messages_to(&app, "delivered@example.com")
+        .await
+        .remove(0)
+        .into_active_model();
+    delivered.sent_at = Set(Some(app.auth.now()));
+    delivered.update(&app.auth.db).await.expect("update");
+
+    let purged = outbox::delete_delivered_and_expired(&app.auth.db, app.auth.now())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1, "the delivered message");
+    assert!(
+        outbox_messages_to(&app, "delivered@example.com")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        outbox_messages_to(&app, "waiting@example.com").await.len(),
+        1,
+        "an undelivered message whose link still works is kept"
+    );
+
+    app.clock.advance(15 * 60 - 1);
+    let purged = outbox::delete_delivered_and_expired(&app.auth.db, app.auth.now())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 0, "a second before the link expires");
+    app.clock.advance(1);
+    let purged = outbox::delete_delivered_and_expired(&app.auth.db, app.auth.now())
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1, "the link has expired");
+    assert!(
+        outbox_messages_to(&app, "waiting@example.com")
+            .await
+            .is_empty()
+    );
 }
 
 /// The `count`-th reset token mailed to `email`, once the background task has written it.
@@ -769,6 +860,104 @@ fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().expect("pair").to_owned()
 }
 
+/// The attributes of a `Set-Cookie` value, after its `name=value`.
+fn cookie_attributes(set_cookie: &str) -> Vec<&str> {
+    set_cookie.split(';').skip(1).map(str::trim).collect()
+}
+
+/// A cookie-based refresh from the service's own origin, with `cookies` as `Cookie` headers.
+async fn refresh_with_cookies(app: &TestApp, path: &str, cookies: &[&str]) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(app.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", "https://localhost");
+    for cookie in cookies {
+        request = request.header("cookie", *cookie);
+    }
+    let body = if path == "/oauth/token" {
+        "grant_type=refresh_token"
+    } else {
+        ""
+    };
+    request.body(body).send().await.expect("request")
+}
+
+/// AUTH-3: a `__Host-` cookie cannot be set by a sibling subdomain (cookie tossing), and a
+/// request carrying the refresh cookie twice, which means one was planted, is refused.
+#[tokio::test]
+async fn the_refresh_cookie_is_host_only_and_a_request_carrying_two_is_refused() {
+    let app = spawn_app().await;
+    let (_, _) = user(&app, "host-cookie@example.com").await;
+    let (_, _) = user(&app, "attacker@example.com").await;
+    let cookie_login = |email: &'static str| {
+        app.client
+            .post(app.url("/v1/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD, "refresh_cookie": true}))
+            .send()
+    };
+    let response = cookie_login("host-cookie@example.com")
+        .await
+        .expect("request");
+    let cookie = set_cookie(&response);
+    let victim = cookie_pair(&cookie);
+    assert!(victim.starts_with("__Host-refresh_token="), "{cookie}");
+    let attributes = cookie_attributes(&cookie);
+    for required in ["Secure", "Path=/", "HttpOnly", "SameSite=Strict"] {
+        assert!(attributes.contains(&required), "{required} in {cookie}");
+    }
+    assert!(
+        !attributes
+            .iter()
+            .any(|attribute| attribute.to_ascii_lowercase().starts_with("domain")),
+        "no Domain: {cookie}"
+    );
+    // The attacker's own valid token, as a sibling subdomain would plant it.
+    let planted = cookie_pair(&set_cookie(
+        &cookie_login("attacker@example.com").await.expect("request"),
+    ));
+
+    for (path, cookies) in [
+        ("/oauth/token", vec![format!("{planted}; {victim}")]),
+        ("/oauth/token", vec![victim.clone(), planted.clone()]),
+        ("/oauth/revoke", vec![format!("{victim}; {planted}")]),
+    ] {
+        let cookies: Vec<&str> = cookies.iter().map(String::as_str).collect();
+        let refused = refresh_with_cookies(&app, path, &cookies).await;
+        assert_eq!(refused.status(), 400, "{path} with {cookies:?}");
+        assert!(refused.headers().get("set-cookie").is_none());
+        let id = request_id(&refused);
+        let body = json_body(refused).await;
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(
+            audit_events_for(&id).iter().any(|event| {
+                event.get("event").map(String::as_str) == Some("input.validation")
+                    && event.get("reason").map(String::as_str) == Some("duplicate_refresh_cookie")
+            }),
+            "audited: {path}"
+        );
+    }
+
+    // Nothing was rotated or revoked: the user's token still works, once.
+    let refreshed = refresh_with_cookies(&app, "/oauth/token", &[&victim]).await;
+    assert_eq!(refreshed.status(), 200);
+    let rotated = cookie_pair(&set_cookie(&refreshed));
+
+    // A cookie of the old `__Secure-` name is never read, whatever it holds.
+    let token = rotated.split_once('=').expect("pair").1;
+    let legacy = format!("__Secure-refresh_token={token}");
+    let ignored = refresh_with_cookies(&app, "/oauth/token", &[&legacy]).await;
+    assert_eq!(ignored.status(), 400);
+    assert_eq!(json_body(ignored).await["error"], "invalid_request");
+    assert_eq!(
+        refresh_with_cookies(&app, "/oauth/token", &[&rotated])
+            .await
+            .status(),
+        200,
+        "the token was not spent through the old name"
+    );
+}
+
 #[tokio::test]
 async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_allowed_origins_only()
 {
@@ -785,10 +974,13 @@ async fn a_browser_keeps_its_refresh_token_in_an_http_only_cookie_usable_from_al
         .expect("request");
     assert_eq!(response.status(), 200);
     let cookie = set_cookie(&response);
-    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/oauth"] {
-        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    for attribute in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/"] {
+        assert!(
+            cookie_attributes(&cookie).contains(&attribute),
+            "{attribute} in {cookie}"
+        );
     }
-    assert!(cookie.starts_with("__Secure-refresh_token="));
+    assert!(cookie.starts_with("__Host-refresh_token="));
     let body = json_body(response).await;
     assert!(
         body.get("refresh_token").is_none(),

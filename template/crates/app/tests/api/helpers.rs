@@ -93,6 +93,7 @@ refresh_token_absolute_seconds = 2592000
 api_key_prefix = "rmp"
 api_key_overlap_seconds = 86400
 api_key_pepper = "test-pepper-0123456789abcdef0123456789abcdef"
+outbox_encryption_key = ""
 password_hash_concurrency = 2
 key_dir = "DATA_DIR/keys"
 signing_key_path = ""
@@ -842,4 +843,16 @@ impl Drop for RunningBinary {
         let _ = self.child.wait();
         backend::release(self._dirs.1.path());
     }
+}
+
+/// The reset token in the link an outbox message carries, its body opened with `key` as the
+/// relay would.
+pub fn reset_token_in(
+    key: &app::mail::OutboxKey,
+    message: &app::persistence::outbox::Model,
+) -> Option<String> {
+    use secrecy::ExposeSecret;
+    let body = key.open(message).expect("the outbox key opens the body");
+    let (_, token) = body.expose_secret().split_once("#token=")?;
+    Some(token.split_whitespace().next()?.to_owned())
 }

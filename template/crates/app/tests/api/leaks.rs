@@ -10,7 +10,7 @@ use std::time::Duration;
 use security::logging::allowlist::{LOGGED_FIELDS, SERVICE_TARGETS};
 use serde_json::{Value, json};
 
-use crate::helpers::{BootstrapCredentials, RunningBinary, client_trusting};
+use crate::helpers::{BootstrapCredentials, RunningBinary, client_trusting, reset_token_in};
 
 /// A request id, an audit event name and its outcome, expected exactly once.
 type Expected = (String, &'static str, &'static str);
@@ -25,22 +25,25 @@ fn request_id(response: &reqwest::Response) -> String {
 }
 
 /// The reset token mailed to `email`, read from the binary's outbox once its background task
-/// wrote it.
-async fn mailed_reset_token(database: &str, email: &str) -> String {
+/// wrote it, and opened with the outbox key as the relay would.
+async fn mailed_reset_token(database: &str, outbox_key: &str, email: &str) -> String {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let db = sea_orm::Database::connect(database)
         .await
         .expect("database");
+    let outbox_key = app::mail::OutboxKey::new(
+        security::auth::key_wrapping::KeyEncryptionKey::from_base64(outbox_key).expect("a key"),
+    );
     for _ in 0..100 {
         let messages = app::persistence::outbox::Entity::find()
             .filter(app::persistence::outbox::Column::Recipient.eq(email))
             .all(&db)
             .await
             .expect("query");
-        if let Some(token) = messages.iter().find_map(|message| {
-            let (_, token) = message.body.split_once("#token=")?;
-            Some(token.split_whitespace().next()?.to_owned())
-        }) {
+        if let Some(token) = messages
+            .iter()
+            .find_map(|message| reset_token_in(&outbox_key, message))
+        {
             return token;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -57,9 +60,12 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
     let redis_password = "Redis-Passw0rd-leak-test";
     // Signing keys in the database, sealed under this key.
     let key_encryption_key = "bGVhay10ZXN0IGtleS1lbmNyeXB0aW9uIGtleSAzMiE=";
+    // Reset links sealed in the outbox under this one.
+    let outbox_key = "b29vb29vb29vb29vb29vb29vb29vb29vb29vb29vb28=";
     let binary = RunningBinary::start(&format!(
         "[log]\nlevel = \"debug\"\n[auth]\napi_key_pepper = \"{pepper}\"\n\
          signing_keys = \"database\"\nsigning_key_encryption_key = \"{key_encryption_key}\"\n\
+         outbox_encryption_key = \"{outbox_key}\"\n\
          [rate_limit]\nstore = \"memory\"\nredis_url = \"redis://:{redis_password}@127.0.0.1:6379\"\n"
     ));
     let base = format!("https://{}", binary.address("listening"));
@@ -77,6 +83,7 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         pepper.to_owned(),
         redis_password.to_owned(),
         key_encryption_key.to_owned(),
+        outbox_key.to_owned(),
     ];
     let mut expected: Vec<Expected> = Vec::new();
     let form = |pairs: &[(&str, &str)]| serde_urlencoded::to_string(pairs).expect("form");
@@ -264,7 +271,7 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         "password_reset.requested",
         "allowed",
     ));
-    let reset_token = mailed_reset_token(&binary.database_url(), &admin).await;
+    let reset_token = mailed_reset_token(&binary.database_url(), outbox_key, &admin).await;
     let new_password = "quartz-lantern-plover-8";
     secrets.extend([reset_token.clone(), new_password.to_owned()]);
     let confirmed = client

@@ -117,3 +117,54 @@ async fn replicas_starting_together_apply_the_migrations_once_without_failing() 
     db.close().await.expect("close");
     database.drop_database().await;
 }
+
+/// The outbox held reset links in plain text before its bodies were sealed: the sealing
+/// migration deletes those rows rather than keep them readable (it has no key to seal them).
+async fn plaintext_outbox_rows_do_not_survive_the_sealing_migration(url: &str) {
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let mut settings = settings(data_dir.path(), "");
+    crate::backend::release(data_dir.path());
+    settings.database.url = url.to_owned().into();
+    let db = persistence::connect(&settings.database)
+        .await
+        .expect("connect");
+    // The schema as it was before the outbox was sealed.
+    Migrator::up(&db, Some(5)).await.expect("older migrations");
+    db.execute_unprepared(
+        "INSERT INTO outbox_messages (id, recipient, subject, body, created_at) \
+         VALUES ('6f1c1a2e-0000-4000-8000-000000000002', 'a@example.com', 'Reset your password', \
+         'https://localhost/reset-password#token=plaintext', CURRENT_TIMESTAMP)",
+    )
+    .await
+    .expect("a plaintext reset link");
+
+    persistence::migrate(&db)
+        .await
+        .expect("the remaining migrations");
+    assert_eq!(
+        persistence::outbox::Entity::find()
+            .count(&db)
+            .await
+            .expect("the sealed outbox can be read"),
+        0,
+        "no plaintext reset link is left"
+    );
+    db.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn sqlite_plaintext_outbox_rows_do_not_survive_the_sealing_migration() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}/app.db?mode=rwc", dir.path().display());
+    plaintext_outbox_rows_do_not_survive_the_sealing_migration(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_plaintext_outbox_rows_do_not_survive_the_sealing_migration() {
+    let Some(admin_url) = postgres_admin_url().await else {
+        return;
+    };
+    let database = TestDatabase::create(&admin_url).await;
+    plaintext_outbox_rows_do_not_survive_the_sealing_migration(&database.url()).await;
+    database.drop_database().await;
+}
