@@ -21,6 +21,7 @@ use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use security::monitoring::anomaly::{AnomalyConfig, FailureThreshold, SpikeThreshold};
+use security::transport::client_ip::{ForwardedHeader, TrustedProxies};
 use security::transport::secure_headers::ONE_YEAR;
 use serde::{Deserialize, Serialize};
 
@@ -175,9 +176,19 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// Reuse a client's `X-Request-Id` (only behind a gateway that sets it).
     pub trust_client_request_id: bool,
-    /// Reverse proxies allowed to speak for clients (CIDRs): their `X-Forwarded-*` headers are
+    /// Reverse proxies allowed to speak for clients (CIDRs): their forwarding header is
     /// believed, nobody else's.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies write the client's address and scheme in
+    /// (`x-forwarded-for` with `X-Forwarded-Proto`, or `forwarded`); the other is never read.
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl ServerSettings {
+    /// The trusted proxies and the header they write.
+    pub fn proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(&self.trusted_proxies, self.forwarded_header)
+    }
 }
 
 /// Where the listener's TLS comes from (TLS-1, TLS-2).
@@ -189,8 +200,8 @@ pub enum TlsMode {
     SelfSigned,
     /// `cert_path` and `key_path` (PEM), reloaded when they change or on SIGHUP.
     Files,
-    /// No TLS here: plaintext is accepted only from `server.trusted_proxies` that send
-    /// `X-Forwarded-Proto: https`.
+    /// No TLS here: plaintext is accepted only from `server.trusted_proxies` that report
+    /// `https` in `server.forwarded_header` (`X-Forwarded-Proto`, or `Forwarded: proto=`).
     TerminatedByProxy,
 }
 
@@ -1263,6 +1274,7 @@ mod tests {
         shutdown_grace_seconds = 5
         trust_client_request_id = false
         trusted_proxies = []
+        forwarded_header = "x-forwarded-for"
         [tls]
         mode = "self_signed"
         dev_dir = "data/tls"
@@ -1447,6 +1459,24 @@ mod tests {
         let bad = VALID.replace("port = 0", "port = \"eighty\"");
         let error = load(&bad, Environment::Development, &[]).expect_err("refused");
         assert!(error.names("server.port"), "{error}");
+    }
+
+    #[test]
+    fn the_forwarding_header_is_one_of_the_two_a_proxy_writes() {
+        let forwarded = VALID.replace(
+            "forwarded_header = \"x-forwarded-for\"",
+            "forwarded_header = \"forwarded\"",
+        );
+        let settings = load(&forwarded, Environment::Development, &[]).expect("valid");
+        assert_eq!(settings.server.forwarded_header, ForwardedHeader::Forwarded);
+        for other in ["X-Real-IP", "cf-connecting-ip", "both"] {
+            let bad = VALID.replace(
+                "forwarded_header = \"x-forwarded-for\"",
+                &format!("forwarded_header = \"{other}\""),
+            );
+            let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+            assert!(error.names("server.forwarded_header"), "{other}: {error}");
+        }
     }
 
     /// VALID as production would run it: a real certificate from files.
