@@ -20,6 +20,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+use security::auth::jwt::AcceptedTokenTypes;
 use security::monitoring::anomaly::{AnomalyConfig, FailureThreshold, SpikeThreshold};
 use security::transport::client_ip::{ForwardedHeader, TrustedProxies};
 use security::transport::secure_headers::ONE_YEAR;
@@ -407,10 +408,22 @@ pub struct ExternalIssuerSettings {
     pub audience: String,
     /// The scopes its tokens may grant here; others in a token are ignored.
     pub allowed_scopes: Vec<String>,
+    /// The `typ` header values of its access tokens, without regard to case or an
+    /// `application/` prefix; `""` accepts a token without `typ`. The default, `["at+jwt"]`
+    /// (RFC 9068), refuses the provider's ID tokens even where their `aud` names this API.
+    /// Providers whose access tokens say `JWT` need `["JWT"]`, those that write no `typ` `[""]`
+    /// (README, provider notes). Tokens carrying `nonce`, `at_hash` or `c_hash` are refused
+    /// whatever this says.
+    #[serde(default = "default_accepted_token_types")]
+    pub accepted_token_types: Vec<String>,
 }
 
 fn default_jwks_ttl() -> u64 {
     3600
+}
+
+fn default_accepted_token_types() -> Vec<String> {
+    vec![security::auth::jwt::ACCESS_TOKEN_TYPE.to_owned()]
 }
 
 /// Where the built-in issuer's keys live (`auth.signing_keys`).
@@ -915,6 +928,15 @@ impl Settings {
                 refuse(
                     &format!("auth.external_issuers[{index}].allowed_scopes"),
                     "must list the scopes this issuer may grant",
+                );
+            }
+            if let Err(error) = AcceptedTokenTypes::new(&external.accepted_token_types) {
+                refuse(
+                    &format!("auth.external_issuers[{index}].accepted_token_types"),
+                    &format!(
+                        "{error}: list the `typ` of the provider's access tokens (\"at+jwt\", \
+                         \"JWT\", or \"\" for none)"
+                    ),
                 );
             }
         }
@@ -1633,6 +1655,42 @@ mod tests {
         let plaintext = external.replace("https://login.example.com/", "http://login.example.com/");
         let error = load(&plaintext, Environment::Development, &[]).expect_err("refused");
         assert!(error.names("auth.external_issuers[0].issuer"), "{error}");
+    }
+
+    #[test]
+    fn an_external_issuers_token_types_default_to_at_jwt_and_must_be_media_types() {
+        let issuer = |types: &str| {
+            VALID.replace(
+                "external_issuers = []",
+                &format!(
+                    "external_issuers = [{{ issuer = \"https://login.example.com/\", \
+                     allowed_scopes = [\"notes:read\"]{types} }}]"
+                ),
+            )
+        };
+        let default = load(&issuer(""), Environment::Development, &[]).expect("valid");
+        assert_eq!(
+            default.auth.external_issuers[0].accepted_token_types,
+            ["at+jwt"]
+        );
+        load(
+            &issuer(", accepted_token_types = [\"JWT\", \"\"]"),
+            Environment::Development,
+            &[],
+        )
+        .expect("JWT or untyped");
+        for bad in ["[]", "[\"at jwt\"]", "[\"JWT;q=1\"]"] {
+            let error = load(
+                &issuer(&format!(", accepted_token_types = {bad}")),
+                Environment::Development,
+                &[],
+            )
+            .expect_err("refused");
+            assert!(
+                error.names("auth.external_issuers[0].accepted_token_types"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

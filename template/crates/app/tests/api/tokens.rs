@@ -207,6 +207,11 @@ fn attacks(forger: &Forger, now: u64) -> Vec<(&'static str, String, &'static str
             "wrong_type",
         ),
         (
+            "an ID token's nonce in an at+jwt token",
+            forger.sign(&header, &with(claims.clone(), json!({"nonce": "n-0S6"}))),
+            "id_token",
+        ),
+        (
             "jku pointing at the attacker",
             Forger::sign_with(
                 &forger.attacker_key,
