@@ -20,7 +20,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
+use security::auth::jwt::AcceptedTokenTypes;
 use security::monitoring::anomaly::{AnomalyConfig, FailureThreshold, SpikeThreshold};
+use security::transport::client_ip::{ForwardedHeader, TrustedProxies};
 use security::transport::secure_headers::ONE_YEAR;
 use serde::{Deserialize, Serialize};
 
@@ -176,9 +178,19 @@ pub struct ServerSettings {
     pub shutdown_grace_seconds: u64,
     /// Reuse a client's `X-Request-Id` (only behind a gateway that sets it).
     pub trust_client_request_id: bool,
-    /// Reverse proxies allowed to speak for clients (CIDRs): their `X-Forwarded-*` headers are
+    /// Reverse proxies allowed to speak for clients (CIDRs): their forwarding header is
     /// believed, nobody else's.
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header the trusted proxies write the client's address and scheme in
+    /// (`x-forwarded-for` with `X-Forwarded-Proto`, or `forwarded`); the other is never read.
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl ServerSettings {
+    /// The trusted proxies and the header they write.
+    pub fn proxies(&self) -> TrustedProxies {
+        TrustedProxies::new(&self.trusted_proxies, self.forwarded_header)
+    }
 }
 
 /// Where the listener's TLS comes from (TLS-1, TLS-2).
@@ -190,8 +202,8 @@ pub enum TlsMode {
     SelfSigned,
     /// `cert_path` and `key_path` (PEM), reloaded when they change or on SIGHUP.
     Files,
-    /// No TLS here: plaintext is accepted only from `server.trusted_proxies` that send
-    /// `X-Forwarded-Proto: https`.
+    /// No TLS here: plaintext is accepted only from `server.trusted_proxies` that report
+    /// `https` in `server.forwarded_header` (`X-Forwarded-Proto`, or `Forwarded: proto=`).
     TerminatedByProxy,
 }
 
@@ -442,10 +454,22 @@ pub struct ExternalIssuerSettings {
     pub audience: String,
     /// The scopes its tokens may grant here; others in a token are ignored.
     pub allowed_scopes: Vec<String>,
+    /// The `typ` header values of its access tokens, without regard to case or an
+    /// `application/` prefix; `""` accepts a token without `typ`. The default, `["at+jwt"]`
+    /// (RFC 9068), refuses the provider's ID tokens even where their `aud` names this API.
+    /// Providers whose access tokens say `JWT` need `["JWT"]`, those that write no `typ` `[""]`
+    /// (README, provider notes). Tokens carrying `nonce`, `at_hash` or `c_hash` are refused
+    /// whatever this says.
+    #[serde(default = "default_accepted_token_types")]
+    pub accepted_token_types: Vec<String>,
 }
 
 fn default_jwks_ttl() -> u64 {
     3600
+}
+
+fn default_accepted_token_types() -> Vec<String> {
+    vec![security::auth::jwt::ACCESS_TOKEN_TYPE.to_owned()]
 }
 
 /// Where the built-in issuer's keys live (`auth.signing_keys`).
@@ -992,6 +1016,15 @@ impl Settings {
                     "must list the scopes this issuer may grant",
                 );
             }
+            if let Err(error) = AcceptedTokenTypes::new(&external.accepted_token_types) {
+                refuse(
+                    &format!("auth.external_issuers[{index}].accepted_token_types"),
+                    &format!(
+                        "{error}: list the `typ` of the provider's access tokens (\"at+jwt\", \
+                         \"JWT\", or \"\" for none)"
+                    ),
+                );
+            }
         }
         if !auth.built_in_issuer && auth.external_issuers.is_empty() {
             refuse(
@@ -1371,6 +1404,7 @@ mod tests {
         shutdown_grace_seconds = 5
         trust_client_request_id = false
         trusted_proxies = []
+        forwarded_header = "x-forwarded-for"
         [tls]
         mode = "self_signed"
         dev_dir = "data/tls"
@@ -1567,6 +1601,24 @@ mod tests {
         assert!(error.names("server.port"), "{error}");
     }
 
+    #[test]
+    fn the_forwarding_header_is_one_of_the_two_a_proxy_writes() {
+        let forwarded = VALID.replace(
+            "forwarded_header = \"x-forwarded-for\"",
+            "forwarded_header = \"forwarded\"",
+        );
+        let settings = load(&forwarded, Environment::Development, &[]).expect("valid");
+        assert_eq!(settings.server.forwarded_header, ForwardedHeader::Forwarded);
+        for other in ["X-Real-IP", "cf-connecting-ip", "both"] {
+            let bad = VALID.replace(
+                "forwarded_header = \"x-forwarded-for\"",
+                &format!("forwarded_header = \"{other}\""),
+            );
+            let error = load(&bad, Environment::Development, &[]).expect_err("refused");
+            assert!(error.names("server.forwarded_header"), "{other}: {error}");
+        }
+    }
+
     /// VALID as production would run it: a real certificate from files.
     fn production() -> String {
         VALID
@@ -1748,6 +1800,42 @@ mod tests {
         let plaintext = external.replace("https://login.example.com/", "http://login.example.com/");
         let error = load(&plaintext, Environment::Development, &[]).expect_err("refused");
         assert!(error.names("auth.external_issuers[0].issuer"), "{error}");
+    }
+
+    #[test]
+    fn an_external_issuers_token_types_default_to_at_jwt_and_must_be_media_types() {
+        let issuer = |types: &str| {
+            VALID.replace(
+                "external_issuers = []",
+                &format!(
+                    "external_issuers = [{{ issuer = \"https://login.example.com/\", \
+                     allowed_scopes = [\"notes:read\"]{types} }}]"
+                ),
+            )
+        };
+        let default = load(&issuer(""), Environment::Development, &[]).expect("valid");
+        assert_eq!(
+            default.auth.external_issuers[0].accepted_token_types,
+            ["at+jwt"]
+        );
+        load(
+            &issuer(", accepted_token_types = [\"JWT\", \"\"]"),
+            Environment::Development,
+            &[],
+        )
+        .expect("JWT or untyped");
+        for bad in ["[]", "[\"at jwt\"]", "[\"JWT;q=1\"]"] {
+            let error = load(
+                &issuer(&format!(", accepted_token_types = {bad}")),
+                Environment::Development,
+                &[],
+            )
+            .expect_err("refused");
+            assert!(
+                error.names("auth.external_issuers[0].accepted_token_types"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -545,7 +545,7 @@ fn connection_caps(settings: &Settings) -> Result<ConnectionCaps, StartupError> 
 
 fn plaintext_policy(settings: &Settings) -> PlaintextPolicy {
     PlaintextPolicy::new(&settings.server.public_origin, &API_KEY_HEADERS)
-        .trusting_proxies(&settings.server.trusted_proxies)
+        .trusting_proxies(settings.server.proxies())
 }
 
 /// Whether `url` is `redis://` to a host other than this one (credentials and counters would
@@ -729,8 +729,9 @@ pub fn routes(
         .with(RouteTemplates::new(&document, PLAIN_ROUTES))
         // Outside the error mapping, so error responses get the headers too.
         .with(secure_headers)
-        // The client's address, from the peer or a trusted proxy's forwarding headers.
-        .with(ClientIpLayer::new(&settings.server.trusted_proxies))
+        // The client's address, from the peer or the header the trusted proxies are declared
+        // to write.
+        .with(ClientIpLayer::new(settings.server.proxies()))
         // Outermost: the id is assigned before anything logs and returned on every response.
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,

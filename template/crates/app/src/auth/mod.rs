@@ -29,8 +29,8 @@ use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 use security::auth::issuer_keys::{self, IssuerKeyError, IssuerKeys, RetiredKey};
 use security::auth::jwt::{
-    AccessClaims, AccessTokenValidator, Clock, JwtConfigError, KeySet, SigningKey, TokenError,
-    TrustedIssuer,
+    AcceptedTokenTypes, AccessClaims, AccessTokenValidator, Clock, JwtConfigError, KeySet,
+    SigningKey, TokenError, TrustedIssuer,
 };
 use security::auth::key_wrapping::KeyEncryptionKey;
 use security::auth::oidc::{ExternalIssuer, ExternalIssuerConfig, OidcError};
@@ -80,6 +80,8 @@ pub struct TrustedExternalIssuer {
     /// The audience its tokens carry for this API, if not `auth.audience`.
     pub audience: Option<String>,
     pub allowed_scopes: Vec<String>,
+    /// The `typ` values of its access tokens.
+    pub accepted_types: AcceptedTokenTypes,
 }
 
 /// The validator for the current keys of every issuer, rebuilt when an external issuer's keys
@@ -143,6 +145,7 @@ impl AuthContext {
                     issuer: issuer.clone(),
                     audience: None,
                     keys: keys.current().key_set_at(clock.now())?,
+                    accepted_types: AcceptedTokenTypes::default(),
                     own: true,
                 })
             })
@@ -161,9 +164,10 @@ impl AuthContext {
                     issuer: ExternalIssuer::new(config, Arc::clone(&clock))?,
                     audience: (!external.audience.is_empty()).then(|| external.audience.clone()),
                     allowed_scopes: external.allowed_scopes.clone(),
+                    accepted_types: AcceptedTokenTypes::new(&external.accepted_token_types)?,
                 })
             })
-            .collect::<Result<Vec<_>, OidcError>>()?;
+            .collect::<Result<Vec<_>, AuthSetupError>>()?;
         let validator = build_validator(
             &audience,
             own.as_ref(),
@@ -336,6 +340,7 @@ fn build_validator(
             issuer: external.issuer.issuer().to_owned(),
             audience: external.audience.clone(),
             keys: key_sets.next().unwrap_or_default(),
+            accepted_types: external.accepted_types.clone(),
             own: false,
         }));
     let clock = Arc::clone(clock);

@@ -30,6 +30,7 @@ public_origin = "https://localhost"
 shutdown_grace_seconds = 10
 trust_client_request_id = false
 trusted_proxies = []
+forwarded_header = "x-forwarded-for"
 
 [tls]
 mode = "self_signed"

@@ -143,11 +143,38 @@ impl MockProvider {
         now: u64,
         scope: &str,
     ) -> String {
-        let header = json!({"alg": "EdDSA", "typ": "JWT", "kid": key.kid});
+        let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": key.kid});
         let claims = json!({
             "iss": issuer, "aud": audience, "sub": "partner-service",
             "iat": now, "exp": now + 7200, "scope": scope,
         });
+        Self::sign(key, &header, &claims)
+    }
+
+    /// A token for this API with `users:read`, its header's `typ` replaced (`None`: removed)
+    /// and `extra_claims` added: an ID token, or an access token of another type.
+    fn token_typed(
+        &self,
+        key: &ProviderKey,
+        now: u64,
+        typ: Option<&str>,
+        extra_claims: Value,
+    ) -> String {
+        let mut header = json!({"alg": "EdDSA", "kid": key.kid});
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        let mut claims = json!({
+            "iss": self.issuer, "aud": AUDIENCE, "sub": "partner-user",
+            "iat": now, "exp": now + 3600, "scope": "users:read",
+        });
+        for (name, value) in extra_claims.as_object().expect("claims") {
+            claims[name] = value.clone();
+        }
+        Self::sign(key, &header, &claims)
+    }
+
+    fn sign(key: &ProviderKey, header: &Value, claims: &Value) -> String {
         let input = format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(header.to_string()),
@@ -344,4 +371,64 @@ async fn an_external_issuer_can_name_this_api_its_own_way() {
         401,
         "its tokens must carry its audience"
     );
+}
+
+/// An app trusting `provider` for `users:read`, with `settings` added to its issuer entry.
+async fn app_trusting(provider: &MockProvider, settings: &str) -> TestApp {
+    spawn_app_with(&format!(
+        "[auth]\nexternal_issuers = [{{ issuer = \"{}\", ca_cert = \"{}\", \
+         allowed_scopes = [\"users:read\"]{settings} }}]\n",
+        provider.issuer,
+        provider.ca_cert.display()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn an_external_issuers_id_token_is_refused_even_where_its_aud_names_this_api() {
+    let provider = MockProvider::start().await;
+    let key = ProviderKey::new("k");
+    provider.publish(&[&key]);
+    let app = app_trusting(&provider, "").await;
+    let now = app.clock.now();
+    let access_token = provider.token_typed(&key, now, Some("at+jwt"), json!({}));
+    assert_eq!(list_users(&app, &access_token).await, 200);
+    // What an OpenID provider signs for a client after a login: same keys, `aud` may be this
+    // API's, `typ: JWT`. By default an external issuer's tokens must be `at+jwt`.
+    let id_token = provider.token_typed(&key, now, Some("JWT"), json!({"nonce": "n-0S6"}));
+    assert_eq!(list_users(&app, &id_token).await, 401);
+    let untyped = provider.token_typed(&key, now, None, json!({}));
+    assert_eq!(
+        list_users(&app, &untyped).await,
+        401,
+        "no typ is not at+jwt"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_whose_access_tokens_say_jwt_never_gets_an_id_token_through() {
+    let provider = MockProvider::start().await;
+    let key = ProviderKey::new("k");
+    provider.publish(&[&key]);
+    let app = app_trusting(&provider, ", accepted_token_types = [\"JWT\"]").await;
+    let now = app.clock.now();
+    let access_token = provider.token_typed(&key, now, Some("JWT"), json!({}));
+    assert_eq!(list_users(&app, &access_token).await, 200);
+    for claim in ["nonce", "at_hash", "c_hash"] {
+        let id_token = provider.token_typed(&key, now, Some("JWT"), json!({ claim: "x" }));
+        assert_eq!(list_users(&app, &id_token).await, 401, "{claim}");
+    }
+    let other_type = provider.token_typed(&key, now, Some("at+jwt"), json!({}));
+    assert_eq!(
+        list_users(&app, &other_type).await,
+        401,
+        "only the configured types"
+    );
+
+    // A provider writing no `typ` at all is configured with the empty entry.
+    let untyped_provider = app_trusting(&provider, ", accepted_token_types = [\"\"]").await;
+    let untyped = provider.token_typed(&key, now, None, json!({}));
+    assert_eq!(list_users(&untyped_provider, &untyped).await, 200);
+    let untyped_id_token = provider.token_typed(&key, now, None, json!({"at_hash": "x"}));
+    assert_eq!(list_users(&untyped_provider, &untyped_id_token).await, 401);
 }

@@ -482,16 +482,24 @@ async fn payments_have_their_own_tier_per_principal() {
 async fn statuses(app: &TestApp, forwarded: &[&str]) -> Vec<u16> {
     let mut statuses = Vec::new();
     for address in forwarded {
-        let response = app
-            .client
-            .get(app.url("/.well-known/jwks.json"))
-            .header("x-forwarded-for", *address)
-            .send()
-            .await
-            .expect("request");
-        statuses.push(response.status().as_u16());
+        statuses.push(anonymous_status(app, &[("x-forwarded-for", address.to_string())]).await);
     }
     statuses
+}
+
+/// The status of one anonymous `/.well-known/jwks.json` request carrying `headers`.
+async fn anonymous_status(app: &TestApp, headers: &[(&str, String)]) -> u16 {
+    let mut request = app.client.get(app.url("/.well-known/jwks.json"));
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    request.send().await.expect("request").status().as_u16()
+}
+
+/// An address nobody has used before, as a client inventing one per request would write it.
+fn random_address() -> IpAddr {
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
 }
 
 #[tokio::test]
@@ -520,6 +528,74 @@ async fn a_forged_forwarded_for_is_ignored_and_a_trusted_proxys_is_honoured() {
         )
         .await,
         [200, 200, 200, 200, 429]
+    );
+}
+
+/// A forwarding header naming `address`, as a proxy (or a client) writes it.
+type ForwardingHeader = fn(IpAddr) -> (&'static str, String);
+
+fn x_forwarded_for(address: IpAddr) -> (&'static str, String) {
+    ("x-forwarded-for", address.to_string())
+}
+
+fn forwarded(address: IpAddr) -> (&'static str, String) {
+    ("forwarded", format!("for={address};proto=https"))
+}
+
+/// Behind a trusted proxy declared to write `declared` (`server.forwarded_header`), every
+/// request names the same client in it and a fresh invented address in the other header: the
+/// anonymous tier trips as for one client, and another client the proxy names has its own budget
+/// (RATE-5).
+async fn assert_the_undeclared_header_changes_nothing(
+    declared: &str,
+    proxy_writes: ForwardingHeader,
+    client_writes: ForwardingHeader,
+) {
+    let app = spawn_app_with(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"{declared}\"\n{}",
+        limits(&[("anonymous", 3, 60)])
+    ))
+    .await;
+    let client = IpAddr::from([203, 0, 113, 7]);
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let headers = [proxy_writes(client), client_writes(random_address())];
+        statuses.push(anonymous_status(&app, &headers).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429], "declared {declared}");
+    let another_client = proxy_writes(IpAddr::from([203, 0, 113, 8]));
+    assert_eq!(anonymous_status(&app, &[another_client]).await, 200);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_writing_x_forwarded_for_a_clients_own_forwarded_header_changes_nothing() {
+    assert_the_undeclared_header_changes_nothing("x-forwarded-for", x_forwarded_for, forwarded)
+        .await;
+}
+
+#[tokio::test]
+async fn behind_a_proxy_writing_forwarded_a_clients_own_x_forwarded_for_changes_nothing() {
+    assert_the_undeclared_header_changes_nothing("forwarded", forwarded, x_forwarded_for).await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_request_without_the_declared_header_is_the_proxys_own() {
+    let app = spawn_app_with(&format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"forwarded\"\n{}",
+        limits(&[("anonymous", 2, 60)])
+    ))
+    .await;
+    // Only the undeclared header, a new address each time: the proxy's own requests.
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(anonymous_status(&app, &[x_forwarded_for(random_address())]).await);
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // Direct from another loopback address (not a trusted proxy): its own budget.
+    let other = client_from(app.ca_cert.as_deref(), loopback(2));
+    assert_eq!(
+        get(&other, &app, "/.well-known/jwks.json").await.status(),
+        200
     );
 }
 

@@ -207,6 +207,11 @@ fn attacks(forger: &Forger, now: u64) -> Vec<(&'static str, String, &'static str
             "wrong_type",
         ),
         (
+            "an ID token's nonce in an at+jwt token",
+            forger.sign(&header, &with(claims.clone(), json!({"nonce": "n-0S6"}))),
+            "id_token",
+        ),
+        (
             "jku pointing at the attacker",
             Forger::sign_with(
                 &forger.attacker_key,
@@ -418,15 +423,13 @@ async fn the_document_walk_proves_every_operations_scopes_are_enforced() {
     );
 }
 
-/// The client address the audit event of an unauthenticated request records.
-async fn audited_client_ip(app: &TestApp, forwarded_for: &str) -> String {
-    let response = app
-        .client
-        .get(app.url("/v1/me"))
-        .header("x-forwarded-for", forwarded_for)
-        .send()
-        .await
-        .expect("request");
+/// The client address the audit event of an unauthenticated request carrying `headers` records.
+async fn audited_client_ip(app: &TestApp, headers: &[(&str, &str)]) -> String {
+    let mut request = app.client.get(app.url("/v1/me"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
     assert_eq!(response.status(), 401);
     let request_id = response.headers()["x-request-id"]
         .to_str()
@@ -442,12 +445,48 @@ async fn audited_client_ip(app: &TestApp, forwarded_for: &str) -> String {
 #[tokio::test]
 async fn a_forged_forwarded_for_is_ignored_and_a_trusted_proxys_is_honoured() {
     let direct = spawn_app().await;
-    assert_eq!(audited_client_ip(&direct, "203.0.113.9").await, "127.0.0.1");
+    let forged = [("x-forwarded-for", "203.0.113.9")];
+    assert_eq!(audited_client_ip(&direct, &forged).await, "127.0.0.1");
     let proxied =
         crate::helpers::spawn_app_with("[server]\ntrusted_proxies = [\"127.0.0.0/8\"]\n").await;
     assert_eq!(
-        audited_client_ip(&proxied, "1.1.1.1, 203.0.113.9").await,
+        audited_client_ip(&proxied, &[("x-forwarded-for", "1.1.1.1, 203.0.113.9")]).await,
         "203.0.113.9",
         "the right-most address the trusted proxy appended"
     );
+}
+
+#[tokio::test]
+async fn the_audited_client_ip_comes_only_from_the_header_the_proxy_is_declared_to_write() {
+    let both = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("forwarded", "for=198.51.100.66"),
+    ];
+    for (declared, client, without_it) in [
+        (
+            "x-forwarded-for",
+            "203.0.113.9",
+            [("forwarded", "for=198.51.100.66")],
+        ),
+        (
+            "forwarded",
+            "198.51.100.66",
+            [("x-forwarded-for", "203.0.113.9")],
+        ),
+    ] {
+        let proxied = crate::helpers::spawn_app_with(&format!(
+            "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\nforwarded_header = \"{declared}\"\n"
+        ))
+        .await;
+        assert_eq!(
+            audited_client_ip(&proxied, &both).await,
+            client,
+            "{declared}"
+        );
+        assert_eq!(
+            audited_client_ip(&proxied, &without_it).await,
+            "127.0.0.1",
+            "{declared}: without it the request is the proxy's own"
+        );
+    }
 }

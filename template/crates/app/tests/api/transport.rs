@@ -340,6 +340,46 @@ async fn behind_a_proxy_forwarded_https_is_honoured_only_from_trusted_peers() {
     );
 }
 
+#[tokio::test]
+async fn behind_a_proxy_writing_forwarded_only_its_proto_says_https() {
+    let app = spawn_app_with(&format!(
+        "{BEHIND_PROXY}[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         forwarded_header = \"forwarded\"\n"
+    ))
+    .await;
+    let status = |headers: &'static [(&'static str, &'static str)]| {
+        let mut request = app.client.get(app.url("/health/live"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        async move { request.send().await.expect("request").status() }
+    };
+    assert_eq!(
+        status(&[(
+            "forwarded",
+            "for=1.1.1.1;proto=http, for=198.51.100.7;proto=https"
+        )])
+        .await,
+        200,
+        "the proto of the element the proxy appended"
+    );
+    for (headers, why) in [
+        (
+            &[(
+                "forwarded",
+                "for=198.51.100.7;proto=https, for=198.51.100.7;proto=http",
+            )][..],
+            "an earlier element is the client's word",
+        ),
+        (
+            &[("x-forwarded-proto", "https")][..],
+            "X-Forwarded-Proto is not the declared header",
+        ),
+    ] {
+        assert_eq!(status(headers).await, 308, "{why}");
+    }
+}
+
 #[test]
 fn a_credentialed_plaintext_request_is_audited_without_the_credential() {
     use std::io::{Read, Write};

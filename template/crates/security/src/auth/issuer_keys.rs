@@ -229,7 +229,8 @@ mod tests {
     #[test]
     fn a_retired_key_verifies_only_what_it_signed_before_retirement() {
         use crate::auth::jwt::{
-            AccessGrant, AccessTokenValidator, TokenError, TrustedIssuer, issue_access_token,
+            AcceptedTokenTypes, AccessGrant, AccessTokenValidator, TokenError, TrustedIssuer,
+            issue_access_token,
         };
         let old = key();
         let retired_at = 1_800_000_000;
@@ -248,6 +249,7 @@ mod tests {
                 issuer: "iss".to_owned(),
                 audience: None,
                 keys: keys.key_set_at(now).expect("key set"),
+                accepted_types: AcceptedTokenTypes::default(),
                 own: true,
             }],
             move || now,

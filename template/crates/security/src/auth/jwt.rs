@@ -5,7 +5,9 @@
 //! anything. `alg: none` or an HMAC algorithm keyed with the (public) verification key turns a
 //! signature check into a formality; a `jku`, `x5u` or embedded `jwk` header makes the attacker's
 //! key the trusted one; a token of another issuer, or meant for another API, or long expired,
-//! is replayed here; an ID token or a refresh token is presented as an access token.
+//! is replayed here; an ID token or a refresh token is presented as an access token (an
+//! OpenID provider signs its ID tokens with the same keys as its access tokens, and an ID
+//! token's `aud` may well be this API).
 //!
 //! Control: the token chooses nothing. The key is found by (issuer, `kid`): the unverified
 //! `iss` picks one of the configured trusted issuers, and only that issuer's keys are searched,
@@ -15,8 +17,10 @@
 //! `jwk` and `x5c` headers are refused outright, never followed. The signature is verified by
 //! `jsonwebtoken` (aws-lc-rs), then: `exp` is required and `nbf` and `iat` must not be in the
 //! future, each with a small leeway, against an injected clock; `aud` must contain this API;
-//! the built-in issuer's tokens must also say `typ: at+jwt` (RFC 9068) and live at most 15
-//! minutes. Header and payload are parsed strictly: a repeated member (two `alg`s, two `iss`es)
+//! `typ` must be one its issuer is configured to use for access tokens ([`AcceptedTokenTypes`]:
+//! `at+jwt`, RFC 9068, unless an external issuer's settings say otherwise), and a token
+//! carrying a claim only ID tokens have (`nonce`, `at_hash`, `c_hash`) is refused whatever its
+//! `typ`; the built-in issuer's tokens must also live at most 15 minutes. Header and payload are parsed strictly: a repeated member (two `alg`s, two `iss`es)
 //! makes the token malformed instead of letting two parsers read it differently.
 //!
 //! Every refusal is one [`TokenError`] with a fixed reason code for the audit event; its text
@@ -58,6 +62,65 @@ pub const MAX_LEEWAY: Duration = Duration::from_secs(5 * 60);
 
 /// The `typ` header of an access token (RFC 9068, section 2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+/// Claims of OpenID Connect ID tokens that no access token needs: a token carrying one is an ID
+/// token, whatever its `typ` says.
+pub const ID_TOKEN_CLAIMS: [&str; 3] = ["nonce", "at_hash", "c_hash"];
+
+/// The `typ` header values an issuer's access tokens may carry. Compared without regard to case
+/// and with or without the `application/` prefix (RFC 7515, section 4.1.9); the empty entry
+/// `""` accepts a token without `typ`.
+///
+/// The default, `at+jwt` only, refuses an issuer's ID tokens (`typ: JWT`) even where their
+/// `aud` names this API. Providers whose access tokens say `JWT`, or nothing, can only be
+/// trusted by accepting that, and then only [`ID_TOKEN_CLAIMS`] tell their ID tokens apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedTokenTypes(Vec<String>);
+
+impl Default for AcceptedTokenTypes {
+    fn default() -> Self {
+        Self(vec![ACCESS_TOKEN_TYPE.to_owned()])
+    }
+}
+
+impl AcceptedTokenTypes {
+    /// `types` as configured: at least one, each `""` or a media type (`at+jwt`, `JWT`,
+    /// `application/at+jwt`).
+    pub fn new<S: AsRef<str>>(types: &[S]) -> Result<Self, JwtConfigError> {
+        if types.is_empty() {
+            return Err(JwtConfigError::NoTokenType);
+        }
+        let media_type = |typ: &str| {
+            typ.bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"+-./_".contains(&byte))
+        };
+        types
+            .iter()
+            .map(|typ| {
+                let typ = typ.as_ref();
+                media_type(typ)
+                    .then(|| normalized_type(typ))
+                    .ok_or_else(|| JwtConfigError::InvalidTokenType(typ.to_owned()))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    /// Whether a token whose header says `typ` (`None`: no `typ`) is of an accepted type.
+    pub fn accepts(&self, typ: Option<&str>) -> bool {
+        let typ = normalized_type(typ.unwrap_or_default());
+        self.0.contains(&typ)
+    }
+}
+
+/// `typ` lowercased, without the optional `application/` prefix.
+fn normalized_type(typ: &str) -> String {
+    let typ = typ.to_ascii_lowercase();
+    match typ.strip_prefix("application/") {
+        Some(short) => short.to_owned(),
+        None => typ,
+    }
+}
 
 /// Tokens longer than this are refused unread.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -119,6 +182,10 @@ pub enum JwtConfigError {
     NotAJwks,
     #[error("the signing key could not be created or used")]
     Signing,
+    #[error("an issuer needs at least one accepted token type")]
+    NoTokenType,
+    #[error("token type `{0}` is neither empty nor a media type")]
+    InvalidTokenType(String),
 }
 
 /// A public key trusted to verify tokens, with the one algorithm it verifies.
@@ -311,7 +378,9 @@ pub struct TrustedIssuer {
     /// The audience this issuer's tokens must carry, when it names this API differently; `None`
     /// means the validator's audience.
     pub audience: Option<String>,
-    /// The built-in issuer: its tokens must also be `at+jwt` and live at most 15 minutes.
+    /// The `typ` values of its access tokens ([`AcceptedTokenTypes::default`]: `at+jwt`).
+    pub accepted_types: AcceptedTokenTypes,
+    /// The built-in issuer: its tokens must also live at most 15 minutes.
     pub own: bool,
 }
 
@@ -353,8 +422,10 @@ pub enum TokenError {
     UntrustedIssuer,
     #[error("the token is not meant for this API")]
     WrongAudience,
-    #[error("the token is not an access token (`typ` must be `at+jwt`)")]
+    #[error("the token is not an access token (its `typ` is not one its issuer's are)")]
     WrongType,
+    #[error("the token is an ID token (it carries `{0}`)")]
+    IdToken(&'static str),
     #[error("the token lives longer than {} seconds", MAX_OWN_LIFETIME.as_secs())]
     LifetimeTooLong,
     #[error("the token claims issuance by a retired key after its retirement")]
@@ -378,6 +449,7 @@ impl TokenError {
             Self::UntrustedIssuer => "untrusted_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::WrongType => "wrong_type",
+            Self::IdToken(_) => "id_token",
             Self::LifetimeTooLong => "lifetime_too_long",
             Self::SignedAfterRetirement => "signed_after_retirement",
             Self::MissingClaim(_) => "missing_claim",
@@ -611,14 +683,18 @@ impl AccessTokenValidator {
         if !audience_matches(audience, &claims)? {
             return Err(TokenError::WrongAudience);
         }
+        if !issuer.accepted_types.accepts(typ) {
+            return Err(TokenError::WrongType);
+        }
+        // An ID token says who logged in to a client; it was never meant to be a credential for
+        // an API, however its `typ` is spelt and whatever its `aud`.
+        if let Some(claim) = ID_TOKEN_CLAIMS
+            .into_iter()
+            .find(|claim| claims.contains_key(*claim))
+        {
+            return Err(TokenError::IdToken(claim));
+        }
         if issuer.own {
-            let access_token_type = typ.is_some_and(|typ| {
-                typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYPE)
-                    || typ.eq_ignore_ascii_case("application/at+jwt")
-            });
-            if !access_token_type {
-                return Err(TokenError::WrongType);
-            }
             let issued_at = issued_at.ok_or(TokenError::MissingClaim("iat"))?;
             if expires_at <= issued_at {
                 return Err(TokenError::Malformed);
@@ -950,12 +1026,15 @@ mod tests {
                 issuer: OWN.to_owned(),
                 keys: KeySet::new([own.verifying.clone()]).expect("own keys"),
                 audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
                 own: true,
             },
             TrustedIssuer {
                 issuer: PARTNER.to_owned(),
                 keys: KeySet::new([partner.verifying.clone()]).expect("partner keys"),
                 audience: None,
+                // A provider whose access tokens say `typ: JWT` (Keycloak, Entra ID).
+                accepted_types: AcceptedTokenTypes::new(&["JWT"]).expect("types"),
                 own: false,
             },
         ];
@@ -1012,7 +1091,7 @@ mod tests {
         claims_map.remove("scope");
         claims_map.insert("scp".to_owned(), json!(["users:read", "audit:read"]));
         claims_map.insert("aud".to_owned(), json!(["https://other.example", AUDIENCE]));
-        // External issuers need neither `typ: at+jwt` nor a 15-minute lifetime.
+        // External issuers need no 15-minute lifetime; this one's access tokens say `JWT`.
         claims_map.insert("exp".to_owned(), json!(NOW + 3600));
         let header = json!({ "alg": "ES256", "typ": "JWT", "kid": "partner-1" });
         let valid = world
@@ -1166,6 +1245,7 @@ mod tests {
                 issuer: OWN.to_owned(),
                 keys: KeySet::new([own.verifying.clone()]).expect("own keys"),
                 audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
                 own: true,
             }],
             move || clock.load(Ordering::Relaxed),
@@ -1260,6 +1340,98 @@ mod tests {
         assert_eq!(world.refused(&untyped), "wrong_type");
         let media_type = world.own_token(|header, _| header["typ"] = json!("application/AT+JWT"));
         assert!(world.validator.validate(&media_type).is_ok());
+    }
+
+    #[test]
+    fn an_external_issuers_token_must_be_of_a_type_configured_for_it() {
+        let world = world();
+        let partner_token = |typ: Option<&str>| {
+            let mut header = header(&world.partner);
+            match typ {
+                Some(typ) => header["typ"] = json!(typ),
+                None => {
+                    header.as_object_mut().expect("object").remove("typ");
+                }
+            }
+            sign(&world.partner, &header, &claims(PARTNER))
+        };
+        assert!(
+            world
+                .validator
+                .validate(&partner_token(Some("JWT")))
+                .is_ok()
+        );
+        assert!(
+            world
+                .validator
+                .validate(&partner_token(Some("application/jwt")))
+                .is_ok()
+        );
+        // Configured for `JWT` only: its `at+jwt`, or untyped, tokens are not of its kind.
+        assert_eq!(world.refused(&partner_token(Some("at+jwt"))), "wrong_type");
+        assert_eq!(world.refused(&partner_token(None)), "wrong_type");
+
+        // By default an external issuer is held to `at+jwt`, so its ID tokens (`JWT`) fail.
+        let partner = p256("partner-1");
+        let strict = AccessTokenValidator::new(
+            AUDIENCE,
+            [TrustedIssuer {
+                issuer: PARTNER.to_owned(),
+                keys: KeySet::new([partner.verifying.clone()]).expect("keys"),
+                audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
+                own: false,
+            }],
+            || NOW,
+        )
+        .expect("validator");
+        let mut typed = header(&partner);
+        let access_token = sign(&partner, &typed, &claims(PARTNER));
+        assert!(strict.validate(&access_token).is_ok());
+        typed["typ"] = json!("JWT");
+        let id_token = sign(&partner, &typed, &claims(PARTNER));
+        assert_eq!(strict.validate(&id_token), Err(TokenError::WrongType));
+    }
+
+    #[test]
+    fn accepted_types_ignore_case_and_the_media_type_prefix_and_empty_means_untyped() {
+        let types = AcceptedTokenTypes::new(&["JWT", ""]).expect("types");
+        for typ in [
+            Some("JWT"),
+            Some("jwt"),
+            Some("application/JWT"),
+            None,
+            Some(""),
+        ] {
+            assert!(types.accepts(typ), "{typ:?}");
+        }
+        assert!(!types.accepts(Some("at+jwt")));
+        let default = AcceptedTokenTypes::default();
+        assert!(default.accepts(Some("application/at+jwt")));
+        assert!(!default.accepts(None));
+        assert_eq!(
+            AcceptedTokenTypes::new::<&str>(&[]),
+            Err(JwtConfigError::NoTokenType)
+        );
+        assert_eq!(
+            AcceptedTokenTypes::new(&["at jwt"]),
+            Err(JwtConfigError::InvalidTokenType("at jwt".to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_token_carrying_an_id_token_claim_is_refused_whatever_its_type() {
+        let world = world();
+        for claim in ID_TOKEN_CLAIMS {
+            let own = world.own_token(|_, claims| claims[claim] = json!("x"));
+            assert_eq!(world.refused(&own), "id_token", "{claim} at+jwt");
+            let mut partner_claims = claims(PARTNER);
+            partner_claims[claim] = json!("x");
+            let mut jwt_header = header(&world.partner);
+            jwt_header["typ"] = json!("JWT");
+            let partner_jwt = sign(&world.partner, &jwt_header, &partner_claims);
+            assert_eq!(world.refused(&partner_jwt), "id_token", "{claim} JWT");
+        }
     }
 
     #[test]
@@ -1371,6 +1543,7 @@ mod tests {
             TokenError::UntrustedIssuer,
             TokenError::WrongAudience,
             TokenError::WrongType,
+            TokenError::IdToken("nonce"),
             TokenError::LifetimeTooLong,
             TokenError::MissingClaim("exp"),
         ];
@@ -1427,12 +1600,13 @@ mod tests {
                 issuer: PARTNER.to_owned(),
                 keys: KeySet::new([key]).expect("keys"),
                 audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
                 own: false,
             }],
             || NOW,
         )
         .expect("validator");
-        let header = json!({ "alg": "RS256", "kid": "rsa-1" });
+        let header = json!({ "alg": "RS256", "typ": "at+jwt", "kid": "rsa-1" });
         let message = format!(
             "{}.{}",
             b64(header.to_string()),
@@ -1462,6 +1636,7 @@ mod tests {
                 issuer: OWN.to_owned(),
                 keys: KeySet::new([key.verifying_key().clone()]).expect("keys"),
                 audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
                 own: true,
             }],
             || NOW,
@@ -1544,6 +1719,7 @@ mod tests {
                 issuer: OWN.to_owned(),
                 keys,
                 audience: None,
+                accepted_types: AcceptedTokenTypes::default(),
                 own: true,
             }],
             || NOW,
@@ -1586,6 +1762,7 @@ mod tests {
             issuer: OWN.to_owned(),
             keys: KeySet::new([own.verifying]).expect("keys"),
             audience: None,
+            accepted_types: AcceptedTokenTypes::default(),
             own: true,
         };
         assert_eq!(

@@ -4,8 +4,8 @@
 //! points it (poem's `ForceHttps` does exactly that). A transparent redirect of a request that
 //! carried a bearer token, an API key or a cookie hides the fact that the credential has already
 //! crossed the network in clear: the client "works" and never learns it must rotate the secret.
-//! Behind a TLS-terminating proxy, trusting `X-Forwarded-Proto` from anyone lets a client claim
-//! a plaintext request was encrypted.
+//! Behind a TLS-terminating proxy, trusting `X-Forwarded-Proto` (or `Forwarded: proto=`) from
+//! anyone lets a client claim a plaintext request was encrypted.
 //!
 //! Control:
 //! - [`RedirectToHttps`], the endpoint of the plain-HTTP listener, answers a browser navigation
@@ -15,29 +15,28 @@
 //!   query parameter) or using another method gets a JSON 403 and an audit event instead.
 //! - [`RequireHttpsBehindProxy`], for a service whose only listener is plaintext behind a
 //!   TLS-terminating proxy, lets a request through only when its peer address is one of the
-//!   trusted proxies and the proxy says `X-Forwarded-Proto: https`; anything else is handled as
+//!   trusted proxies and the proxy says `https` in the header it is declared to write
+//!   (`server.forwarded_header`: the last `X-Forwarded-Proto` value, or the `proto` of the last
+//!   `Forwarded` element; see [`TrustedProxies::forwarded_proto`]); anything else is handled as
 //!   on the plain-HTTP listener.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use ipnet::IpNet;
 use poem::http::header::{self, HeaderName, HeaderValue};
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use crate::json_error::json_error;
 use crate::logging::audit::{AuditEvent, Outcome};
-
-/// The header through which a TLS-terminating proxy reports the client's scheme.
-pub const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+use crate::transport::client_ip::TrustedProxies;
 
 /// What plain HTTP is answered with, and who may speak for a client over it.
 #[derive(Debug, Clone)]
 pub struct PlaintextPolicy {
     https_origin: String,
     credential_headers: Vec<HeaderName>,
-    trusted_proxies: Vec<IpNet>,
+    trusted_proxies: TrustedProxies,
 }
 
 impl PlaintextPolicy {
@@ -53,13 +52,13 @@ impl PlaintextPolicy {
         Self {
             https_origin: https_origin.trim_end_matches('/').to_owned(),
             credential_headers,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
-    /// The proxies whose `X-Forwarded-Proto: https` is believed.
-    pub fn trusting_proxies(mut self, proxies: &[IpNet]) -> Self {
-        self.trusted_proxies = proxies.to_vec();
+    /// The proxies whose word that a request arrived over HTTPS is believed.
+    pub fn trusting_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -68,19 +67,12 @@ impl PlaintextPolicy {
         let Some(peer) = peer_ip(request) else {
             return false;
         };
-        if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        if !self.trusted_proxies.contains(&peer) {
             return false;
         }
-        // The nearest proxy (the trusted peer) writes the last value.
-        let last = request
-            .headers()
-            .get_all(&FORWARDED_PROTO)
-            .iter()
-            .next_back()
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.rsplit(',').next())
-            .map(str::trim);
-        last.is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+        self.trusted_proxies
+            .forwarded_proto(request.headers())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
     }
 
     /// The answer to a request that arrived over plain HTTP.
@@ -225,13 +217,21 @@ mod tests {
     use poem::{Addr, RequestParts};
 
     use super::*;
+    use crate::transport::client_ip::ForwardedHeader;
 
     fn policy() -> PlaintextPolicy {
+        policy_behind(ForwardedHeader::XForwardedFor)
+    }
+
+    fn policy_behind(header: ForwardedHeader) -> PlaintextPolicy {
         PlaintextPolicy::new(
             "https://api.example.com",
             &[HeaderName::from_static("x-api-key")],
         )
-        .trusting_proxies(&["10.0.0.0/8".parse().expect("cidr")])
+        .trusting_proxies(TrustedProxies::new(
+            &["10.0.0.0/8".parse().expect("cidr")],
+            header,
+        ))
     }
 
     /// A request from `peer`, with a Host header an attacker chose.
@@ -294,5 +294,33 @@ mod tests {
         assert!(!policy().forwarded_over_https(&untrusted));
         let plaintext = request(Method::GET, "/", &proto("https, http"), "10.1.2.3:5");
         assert!(!policy().forwarded_over_https(&plaintext));
+    }
+
+    #[test]
+    fn behind_a_proxy_writing_forwarded_only_its_proto_counts() {
+        let forwarded = policy_behind(ForwardedHeader::Forwarded);
+        let appended = [(
+            "forwarded",
+            "for=1.1.1.1;proto=http, for=1.2.3.4;proto=https",
+        )];
+        let trusted = request(Method::GET, "/", &appended, "10.1.2.3:5");
+        assert!(forwarded.forwarded_over_https(&trusted));
+        let forged = [(
+            "forwarded",
+            "for=1.1.1.1;proto=https, for=1.2.3.4;proto=http",
+        )];
+        let plaintext = request(Method::GET, "/", &forged, "10.1.2.3:5");
+        assert!(!forwarded.forwarded_over_https(&plaintext));
+        let other_header = [("x-forwarded-proto", "https")];
+        let undeclared = request(Method::GET, "/", &other_header, "10.1.2.3:5");
+        assert!(
+            !forwarded.forwarded_over_https(&undeclared),
+            "X-Forwarded-Proto is not the declared header"
+        );
+        let proto_in_forwarded = request(Method::GET, "/", &appended, "10.1.2.3:5");
+        assert!(
+            !policy().forwarded_over_https(&proto_in_forwarded),
+            "Forwarded is not the declared header"
+        );
     }
 }
