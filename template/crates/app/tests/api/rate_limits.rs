@@ -667,6 +667,73 @@ async fn a_flood_of_client_addresses_stays_within_the_key_bound() {
 }
 
 #[tokio::test]
+async fn a_flood_of_invented_accounts_does_not_lift_the_limit_on_a_victims_reset_mails() {
+    let app = spawn_app_with(&format!(
+        "{}max_keys_per_tier = 1000\n",
+        limits(&[("password_reset_account", 2, 3600)])
+    ))
+    .await;
+    let security::rate_limit::Store::Memory(store) = app.rate_limits.limiter().store() else {
+        panic!("the test configuration uses the in-process store");
+    };
+    let reset = |client: &reqwest::Client, email: String| {
+        client
+            .post(app.url("/v1/auth/password-reset"))
+            .json(&json!({ "email": email }))
+            .send()
+    };
+    // The attacker fills the account map with invented addresses...
+    for batch in 0..20u32 {
+        let requests = (0..50u32).map(|n| {
+            reset(
+                &app.client,
+                format!("invented{}@example.com", batch * 50 + n),
+            )
+        });
+        for response in futures_util::future::join_all(requests).await {
+            assert_eq!(response.expect("request").status(), 202);
+        }
+    }
+    assert!(
+        store.len("password_reset_account") <= 1000,
+        "{} keys",
+        store.len("password_reset_account")
+    );
+    // ...then asks for reset mails to a victim from many addresses: still two an hour at most
+    // (the victim's budget may be shared with some invented accounts, never unlimited).
+    let mut statuses = Vec::new();
+    let mut pooled = Vec::new();
+    for last in 40..45 {
+        let response = reset(
+            &client_from(app.ca_cert.as_deref(), loopback(last)),
+            "victim@example.com".to_owned(),
+        )
+        .await
+        .expect("request");
+        statuses.push(response.status().as_u16());
+        pooled.extend(events_of(&response).into_iter().filter(|event| {
+            event.get("event").map(String::as_str) == Some("ratelimit.key_pooled")
+        }));
+    }
+    assert!(
+        statuses.iter().filter(|status| **status == 202).count() <= 2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[2..].iter().all(|status| *status == 429),
+        "{statuses:?}"
+    );
+    // Each request charged to a shared bucket is audited with its tier.
+    assert_eq!(pooled.len(), statuses.len(), "{pooled:?}");
+    assert!(
+        pooled.iter().all(
+            |event| event["policy"] == "password_reset_account" && event["reason"] == "account"
+        ),
+        "{pooled:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_published_document_declares_the_limits() {
     let app = spawn_app_with("").await;
     let document = json_body(get(&app.client, &app, "/openapi.json").await).await;
