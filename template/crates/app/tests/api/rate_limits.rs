@@ -682,7 +682,8 @@ async fn a_flood_of_invented_accounts_does_not_lift_the_limit_on_a_victims_reset
             .json(&json!({ "email": email }))
             .send()
     };
-    // The attacker fills the account map with invented addresses...
+    // The attacker fills the account map with invented addresses (the last ones already share
+    // buckets, and some of those run out)...
     for batch in 0..20u32 {
         let requests = (0..50u32).map(|n| {
             reset(
@@ -691,7 +692,8 @@ async fn a_flood_of_invented_accounts_does_not_lift_the_limit_on_a_victims_reset
             )
         });
         for response in futures_util::future::join_all(requests).await {
-            assert_eq!(response.expect("request").status(), 202);
+            let status = response.expect("request").status();
+            assert!([202, 429].contains(&status.as_u16()), "{status}");
         }
     }
     assert!(
