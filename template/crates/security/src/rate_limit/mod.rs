@@ -437,7 +437,6 @@ const RETRY_WHEN_UNAVAILABLE: Duration = Duration::from_secs(5);
 pub struct RateLimitCounters {
     exceeded: AtomicU64,
     store_failures: AtomicU64,
-    pooled: AtomicU64,
 }
 
 impl RateLimitCounters {
@@ -450,11 +449,6 @@ impl RateLimitCounters {
     /// refunds it could not give (the allowance stays spent).
     pub fn store_failures(&self) -> u64 {
         self.store_failures.load(Ordering::Relaxed)
-    }
-
-    /// Requests of keys new to a full in-process map, charged to a shared overflow bucket.
-    pub fn pooled(&self) -> u64 {
-        self.pooled.load(Ordering::Relaxed)
     }
 }
 
@@ -545,7 +539,7 @@ impl RateLimiter {
         match self.store.take(tier, &key).await {
             Ok(charge) => {
                 if charge.pooled {
-                    self.counters.pooled.fetch_add(1, Ordering::Relaxed);
+                    // Counted per tier by the store, and in metrics from this event.
                     let outcome = match charge.decision {
                         Decision::Allowed { .. } => Outcome::Allowed,
                         Decision::Limited { .. } => Outcome::Denied,
