@@ -3,7 +3,9 @@
 //! Every operation is charged to a general tier: `anonymous` per client address, `authenticated`
 //! per principal. The operations of [`crate::api::SENSITIVE_OPERATIONS`] are charged to a
 //! stricter [`SensitiveTier`] as well, and login and password reset to a per-account tier in
-//! their handlers ([`RateLimits::check_account`]), where the account named in the body is known.
+//! their handlers, where the account named in the body is known: a reset request pays one unit
+//! ([`RateLimits::check_account`]); a login reserves one before the password check and gets it
+//! back when the password was right ([`RateLimits::reserve_account`]).
 //! [`crate::api::RATE_LIMIT_EXEMPT`] is the one explicit opt-out. The mechanism (GCRA, stores,
 //! headers, middleware) is `security::rate_limit`.
 
@@ -15,7 +17,9 @@ use security::auth::secrets::KeyHasher;
 use security::rate_limit::memory::{LimiterClock, MemoryStore};
 use security::rate_limit::middleware::{PlanError, RatePlan};
 use security::rate_limit::redis_store::{RedisSetupError, RedisStore};
-use security::rate_limit::{InvalidQuota, KeyDeriver, Quota, RateLimiter, Store, Tier};
+use security::rate_limit::{
+    InvalidQuota, KeyDeriver, Quota, RateLimiter, Reservation, Store, Tier,
+};
 
 use crate::config::{QuotaSettings, RateLimitSettings, RateLimitStoreKind};
 use crate::error::ApiError;
@@ -186,30 +190,28 @@ impl RateLimits {
         )?)
     }
 
-    /// Refuses an attempt on the account `email` names while its failures are over the limit,
-    /// charging nothing: with [`RateLimits::charge_account_failure`], only failed attempts count,
-    /// so an account's owner logging in from many devices never locks themselves out.
-    pub async fn ensure_account_open(
+    /// Takes one attempt from the budget of the account `email` names (normalised, and hashed
+    /// before any store sees it), from whatever address it comes, *before* the attempt's work:
+    /// of any number of simultaneous attempts, only the budget's worth get through. Keep the
+    /// reservation when the attempt failed; [`RateLimits::refund_account`] it when it succeeded,
+    /// so only failures count and an owner signing in from many devices never locks themselves
+    /// out.
+    pub async fn reserve_account(
         &self,
         request: &Request,
         tier: AccountTier,
         email: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Reservation, ApiError> {
         let key = self.limiter.keys().account(email);
         self.limiter
-            .peek(request, self.account_tier(tier), key)
+            .reserve(request, self.account_tier(tier), key)
             .await
             .map_err(ApiError::RateLimited)
     }
 
-    /// Charges a failed attempt to the account `email` names; `Err` once over the limit.
-    pub async fn charge_account_failure(
-        &self,
-        request: &Request,
-        tier: AccountTier,
-        email: &str,
-    ) -> Result<(), ApiError> {
-        self.check_account(request, tier, email).await
+    /// Gives a successful attempt's unit back to its account.
+    pub async fn refund_account(&self, reservation: Reservation) {
+        self.limiter.refund(reservation).await;
     }
 
     fn account_tier(&self, tier: AccountTier) -> &Tier {
@@ -220,7 +222,7 @@ impl RateLimits {
     }
 
     /// Charges one attempt to the account `email` names (normalised, and hashed before any
-    /// store sees it), from whatever address it comes: a distributed guessing attack on one
+    /// store sees it), from whatever address it comes, for good: a distributed attack on one
     /// account runs out as fast as a single client would.
     pub async fn check_account(
         &self,

@@ -172,11 +172,14 @@ impl AuthApi {
             ));
         }
         // Per account as well as per address (RATE-3): failed attempts on one account from many
-        // addresses run out as fast as from one. Only failures count; while they are over the
-        // limit, every attempt waits, the right password too (else the limit would still answer
-        // guesses).
-        self.rate_limits
-            .ensure_account_open(request, AccountTier::Login, &body.email)
+        // addresses run out as fast as from one. The attempt's unit is taken *before* the
+        // password check (looking first and charging after a failure would let every attempt
+        // that looked before the first charge be checked), and given back only when the password
+        // was right: only failures count. While the budget is spent every attempt waits, the
+        // right password too (else the limit would still answer guesses).
+        let reservation = self
+            .rate_limits
+            .reserve_account(request, AccountTier::Login, &body.email)
             .await?;
         let email = body.email.to_lowercase();
         let user = users::Entity::find()
@@ -203,12 +206,12 @@ impl AuthApi {
                     event = event.subject(account);
                 }
                 event.record();
-                self.rate_limits
-                    .charge_account_failure(request, AccountTier::Login, &body.email)
-                    .await?;
+                // The reservation is kept: this failure counts.
+                drop(reservation);
                 return Err(ApiError::Unauthorized(LOGIN_FAILED));
             }
         };
+        self.rate_limits.refund_account(reservation).await;
         let subject = user.id.to_string();
         AuditEvent::for_request(request, "authn.password", Outcome::Allowed, "valid")
             .subject(&subject)

@@ -222,6 +222,24 @@ impl TestApp {
         let name = ServerName::try_from("localhost").expect("server name");
         TlsConnector::from(config).connect(name, tcp).await
     }
+
+    /// A raw HTTP/1.1 connection over TLS 1.3 leaving from `local` (any 127.0.0.x), handshake
+    /// done: many of them act as many clients, each ready to send at the same moment.
+    pub async fn tls_stream_from(&self, local: std::net::IpAddr) -> TlsStream<TcpStream> {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind((local, 0).into())
+            .expect("bind a loopback address");
+        let tcp = socket
+            .connect(([127, 0, 0, 1], self.port).into())
+            .await
+            .expect("connect");
+        let name = ServerName::try_from("localhost").expect("server name");
+        TlsConnector::from(tls_client_config(self.ca_cert.as_deref(), TLS_1_3))
+            .connect(name, tcp)
+            .await
+            .expect("TLS handshake")
+    }
 }
 
 /// The protocol versions of a client limited to TLS 1.3, or to TLS 1.2.

@@ -16,7 +16,17 @@ use crate::helpers::{
 /// store whatever the run's store: these tests move the test clock to recover, and only the
 /// in-process store follows it (the Redis store's tests below use Redis's own clock).
 fn limits(quotas: &[(&str, u32, u64)]) -> String {
-    let mut toml = String::from("[rate_limit]\nstore = \"memory\"\n");
+    rate_limit_section("store = \"memory\"\n", quotas)
+}
+
+/// [`limits`] on the run's store (in-process, or Redis with `TEST_RATE_LIMIT_STORE=redis`): for
+/// tests that never move the clock.
+fn limits_on_the_runs_store(quotas: &[(&str, u32, u64)]) -> String {
+    rate_limit_section("", quotas)
+}
+
+fn rate_limit_section(store: &str, quotas: &[(&str, u32, u64)]) -> String {
+    let mut toml = format!("[rate_limit]\n{store}");
     for (name, requests, period) in quotas {
         toml.push_str(&format!(
             "{name} = {{ requests = {requests}, period_seconds = {period} }}\n"
@@ -298,6 +308,96 @@ async fn login_is_limited_per_account_over_many_addresses() {
     for _ in 0..5 {
         assert_eq!(login(&owner, &app, &admin, &password).await.status(), 200);
     }
+}
+
+/// One response read off a raw connection: its status and its request id.
+struct RawAnswer {
+    status: u16,
+    request_id: String,
+}
+
+/// Writes `request` (a whole HTTP/1.1 request asking to close) on `stream` once `start` lets
+/// every sender go, and reads the answer to the end.
+async fn send_when_released(
+    mut stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    request: Vec<u8>,
+    start: std::sync::Arc<tokio::sync::Barrier>,
+) -> RawAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    start.wait().await;
+    stream.write_all(&request).await.expect("write");
+    stream.flush().await.expect("flush");
+    let mut answer = Vec::new();
+    // The server closes after its answer (`Connection: close`); a reset after it is no error.
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {answer:?}"));
+    let request_id = answer
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| panic!("no X-Request-Id in {answer:?}"));
+    RawAnswer { status, request_id }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_wrong_logins_for_one_account_get_no_more_password_checks_than_its_quota() {
+    const ATTEMPTS: u8 = 30;
+    let app = spawn_app_with(&limits_on_the_runs_store(&[("login_account", 3, 300)])).await;
+    let body = json!({"email": app.credentials.admin.email, "password": "wrong-guess"}).to_string();
+    let request = format!(
+        "POST /v1/auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    // Every connection is open, from an address of its own, before any request is written;
+    // then all requests leave together.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(usize::from(ATTEMPTS)));
+    let hashes_before = app.auth.passwords.hashes_computed();
+    let mut senders = Vec::new();
+    for n in 0..ATTEMPTS {
+        let stream = app.tls_stream_from(loopback(100 + n)).await;
+        senders.push(tokio::spawn(send_when_released(
+            stream,
+            request.clone(),
+            std::sync::Arc::clone(&start),
+        )));
+    }
+    let mut answers = Vec::new();
+    for sender in senders {
+        answers.push(sender.await.expect("sender"));
+    }
+    let password_checks = app.auth.passwords.hashes_computed() - hashes_before;
+    let statuses: Vec<u16> = answers.iter().map(|answer| answer.status).collect();
+    let checked_answers = answers
+        .iter()
+        .filter(|answer| {
+            audit_events_for(&answer.request_id)
+                .iter()
+                .any(|event| event.get("event").map(String::as_str) == Some("authn.password"))
+        })
+        .count();
+    // Three failures per 300 seconds: three guesses are checked (and answered 401), every other
+    // attempt is refused before any password work.
+    assert_eq!(password_checks, 3, "statuses {statuses:?}");
+    assert_eq!(checked_answers, 3, "statuses {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 401).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|status| [401, 429].contains(status)),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -639,6 +739,75 @@ async fn a_flood_of_client_addresses_stays_within_the_key_bound() {
     assert_eq!(
         get(&known, &app, "/.well-known/jwks.json").await.status(),
         200
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_invented_accounts_does_not_lift_the_limit_on_a_victims_reset_mails() {
+    let app = spawn_app_with(&format!(
+        "{}max_keys_per_tier = 1000\n",
+        limits(&[("password_reset_account", 2, 3600)])
+    ))
+    .await;
+    let security::rate_limit::Store::Memory(store) = app.rate_limits.limiter().store() else {
+        panic!("the test configuration uses the in-process store");
+    };
+    let reset = |client: &reqwest::Client, email: String| {
+        client
+            .post(app.url("/v1/auth/password-reset"))
+            .json(&json!({ "email": email }))
+            .send()
+    };
+    // The attacker fills the account map with invented addresses (the last ones already share
+    // buckets, and some of those run out)...
+    for batch in 0..20u32 {
+        let requests = (0..50u32).map(|n| {
+            reset(
+                &app.client,
+                format!("invented{}@example.com", batch * 50 + n),
+            )
+        });
+        for response in futures_util::future::join_all(requests).await {
+            let status = response.expect("request").status();
+            assert!([202, 429].contains(&status.as_u16()), "{status}");
+        }
+    }
+    assert!(
+        store.len("password_reset_account") <= 1000,
+        "{} keys",
+        store.len("password_reset_account")
+    );
+    // ...then asks for reset mails to a victim from many addresses: still two an hour at most
+    // (the victim's budget may be shared with some invented accounts, never unlimited).
+    let mut statuses = Vec::new();
+    let mut pooled = Vec::new();
+    for last in 40..45 {
+        let response = reset(
+            &client_from(app.ca_cert.as_deref(), loopback(last)),
+            "victim@example.com".to_owned(),
+        )
+        .await
+        .expect("request");
+        statuses.push(response.status().as_u16());
+        pooled.extend(events_of(&response).into_iter().filter(|event| {
+            event.get("event").map(String::as_str) == Some("ratelimit.key_pooled")
+        }));
+    }
+    assert!(
+        statuses.iter().filter(|status| **status == 202).count() <= 2,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses[2..].iter().all(|status| *status == 429),
+        "{statuses:?}"
+    );
+    // Each request charged to a shared bucket is audited with its tier.
+    assert_eq!(pooled.len(), statuses.len(), "{pooled:?}");
+    assert!(
+        pooled.iter().all(
+            |event| event["policy"] == "password_reset_account" && event["reason"] == "account"
+        ),
+        "{pooled:?}"
     );
 }
 

@@ -12,7 +12,8 @@
 //! - `auth_failures_total{reason}` (`authn.*` denied), `authz_denials_total{event,reason}`
 //!   (`authz.*` denied), `validation_failures_total{route}` (`input.validation`),
 //!   `rate_limited_total{tier}` (`ratelimit.exceeded`), `rate_limit_store_failures_total{tier}`
-//!   (`ratelimit.store_unavailable`) and `anomaly_alerts_total{detector}` (`security.anomaly`),
+//!   (`ratelimit.store_unavailable`), `rate_limit_pooled_total{tier}` (`ratelimit.key_pooled`:
+//!   a full in-process key map) and `anomaly_alerts_total{detector}` (`security.anomaly`),
 //!   from the audit events: [`ServiceMetrics`] is one of the service's [`AuditObserver`]s;
 //! - `log_fields_dropped_total`: what the allowlist-only application log refused to write (LOG-5);
 //! - `connections_open` and `connections_refused_total{cap}` (`per_address`, `total`): the
@@ -110,6 +111,10 @@ impl ServiceMetrics {
             metrics::describe_counter!(
                 "rate_limit_store_failures_total",
                 "Rate-limit decisions made without the store"
+            );
+            metrics::describe_counter!(
+                "rate_limit_pooled_total",
+                "Requests of keys new to a full in-process key map, charged to a shared bucket"
             );
             metrics::describe_counter!("anomaly_alerts_total", "Alerts of the anomaly detectors");
             metrics::describe_counter!(
@@ -255,6 +260,9 @@ impl AuditObserver for ServiceMetrics {
                 metrics::counter!("rate_limit_store_failures_total", "tier" => decided_by())
                     .increment(1);
             }
+            "ratelimit.key_pooled" => {
+                metrics::counter!("rate_limit_pooled_total", "tier" => decided_by()).increment(1);
+            }
             "security.anomaly" => {
                 metrics::counter!("anomaly_alerts_total", "detector" => decided_by()).increment(1);
             }
@@ -376,6 +384,9 @@ mod tests {
         let mut unavailable = event("ratelimit.store_unavailable", Outcome::Allowed, "client_ip");
         unavailable.policy = Some("anonymous".to_owned());
         metrics.observe(&unavailable);
+        let mut pooled = event("ratelimit.key_pooled", Outcome::Allowed, "account");
+        pooled.policy = Some("login_account".to_owned());
+        metrics.observe(&pooled);
         let mut anomaly = event("security.anomaly", Outcome::Denied, "threshold");
         anomaly.policy = Some("login_failures".to_owned());
         metrics.observe(&anomaly);
@@ -391,6 +402,7 @@ mod tests {
             (r#"validation_failures_total{route="/v1/notes/{id}"}"#, 1.0),
             (r#"rate_limited_total{tier="anonymous"}"#, 1.0),
             (r#"rate_limit_store_failures_total{tier="anonymous"}"#, 1.0),
+            (r#"rate_limit_pooled_total{tier="login_account"}"#, 1.0),
             (r#"anomaly_alerts_total{detector="login_failures"}"#, 1.0),
         ] {
             assert_eq!(value(&metrics, series), expected, "{series}");

@@ -1,30 +1,40 @@
 //! The in-process store: GCRA through the `governor` crate, one keyed limiter per tier.
 //!
 //! Threat: a flood of distinct client keys (every IPv4 address of a botnet, every /64 of an IPv6
-//! range) grows a naive per-key map until the process runs out of memory.
+//! range, invented email addresses) grows a naive per-key map until the process runs out of
+//! memory; a bound that simply stops limiting newcomers instead lets the flood switch the limits
+//! off for everybody else (unlimited reset mails to any victim, unlimited guesses at any account).
 //!
-//! Control: each tier's map is bounded. Keys whose state equals a fresh bucket are dropped by
-//! [`MemoryStore::retain_recent`] (run periodically by [`MemoryStore::spawn_housekeeping`], and at
-//! most once a second when a map is full). A new address or principal arriving at a map still
-//! full after that shares one of a few hundred overflow buckets (chosen by its key) with other
-//! newcomers, so the flood throttles itself while the clients already known keep their own
-//! budgets. A new *account* key is not pooled: pooling would let a flood of invented addresses
-//! lock every other account out of login; it is checked as a fresh bucket and not remembered
-//! (the per-address tiers still hold), and counted.
+//! Control: each tier's map is bounded (`rate_limit.max_keys_per_tier`). Keys whose state equals
+//! a fresh bucket are dropped by [`MemoryStore::retain_recent`] (run periodically by
+//! [`MemoryStore::spawn_housekeeping`], and at most once a second when a map is full). A new key
+//! arriving at a map still full after that shares one of a few hundred overflow buckets (chosen
+//! by its keyed hash, which a client cannot steer) with other newcomers: every key stays
+//! limited, at worst on a budget shared with some others, while the keys already known keep
+//! budgets of their own. Each such charge is audited (`ratelimit.key_pooled`) and counted.
+//!
+//! The same holds for accounts, a deliberate trade-off: while a flood keeps the login map full
+//! and drains the overflow buckets, accounts new to the map wait with the flood (fail closed),
+//! rather than get unlimited guesses or reset mails. Failing closed for accounts only while the
+//! map is full would do the same for every newcomer at once; sharing keeps most of them working
+//! until the flood spends their buckets. Raising `max_keys_per_tier` widens the margin.
+//!
+//! Refunds ([`MemoryStore::refund`]) move a bucket's theoretical arrival time back by one
+//! emission interval, through `governor`'s own atomic compare-and-swap on the stored state: a
+//! charge and its refund leave the bucket as if the request had never come.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use dashmap::DashMap;
 use governor::clock::Clock;
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::{NotKeyed, StateStore};
 
-use super::{Decision, KeyKind, LimitKey, Tier};
+use super::{Charge, ChargedBucket, Decision, LimitKey, Tier};
 
 /// The time the limiter reads: monotonic in production, moved by hand in tests.
 #[derive(Clone)]
@@ -65,58 +75,48 @@ fn overflow_key(key: &[u8; 16], buckets: usize) -> [u8; 16] {
     overflow
 }
 
-/// A `governor` state store with at most `max_keys` keys, overflow buckets included (plus, under
-/// concurrent inserts, the requests in flight).
-#[derive(Debug)]
-struct BoundedMap {
-    map: Arc<DashMapStateStore<[u8; 16]>>,
-    max_keys: usize,
-    overflow_buckets: usize,
-    overflowed: Arc<AtomicU64>,
-}
-
 /// Whether a map has room for a new key, the overflow buckets' slots kept free.
 fn is_full(map: &DashMapStateStore<[u8; 16]>, max_keys: usize, overflow_buckets: usize) -> bool {
     map.len() + overflow_buckets >= max_keys
 }
 
-impl StateStore for BoundedMap {
+/// A `governor` state store the tier also reads: [`MemoryStore::take`] picks each request's
+/// bucket (its own or an overflow bucket) before `governor` charges it, so the map holds at most
+/// `max_keys` keys (plus, under concurrent inserts, the requests in flight).
+#[derive(Debug)]
+struct SharedMap(Arc<DashMapStateStore<[u8; 16]>>);
+
+impl StateStore for SharedMap {
     type Key = [u8; 16];
 
     fn measure_and_replace<T, F, E>(&self, key: &Self::Key, f: F) -> Result<T, E>
     where
         F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
     {
-        if self.map.contains_key(key) || !is_full(&self.map, self.max_keys, self.overflow_buckets) {
-            StateStore::measure_and_replace(&*self.map, key, f)
-        } else {
-            self.overflowed.fetch_add(1, Ordering::Relaxed);
-            let overflow = overflow_key(key, self.overflow_buckets);
-            StateStore::measure_and_replace(&*self.map, &overflow, f)
-        }
+        StateStore::measure_and_replace(&*self.0, key, f)
     }
 }
 
-impl ShrinkableKeyedStateStore<[u8; 16]> for BoundedMap {
+impl ShrinkableKeyedStateStore<[u8; 16]> for SharedMap {
     fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&*self.map, drop_below);
+        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below);
     }
 
     fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&*self.map);
+        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
     }
 
     fn len(&self) -> usize {
-        self.map.len()
+        self.0.len()
     }
 
     fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.0.is_empty()
     }
 }
 
 type KeyedLimiter =
-    governor::RateLimiter<[u8; 16], BoundedMap, LimiterClock, StateInformationMiddleware>;
+    governor::RateLimiter<[u8; 16], SharedMap, LimiterClock, StateInformationMiddleware>;
 
 /// One tier's limiter and when its map was last cleaned.
 #[derive(Debug)]
@@ -127,11 +127,8 @@ struct TierLimiter {
     /// Shared with the limiter's store, to tell a new key from a known one.
     map: Arc<DashMapStateStore<[u8; 16]>>,
     overflow_buckets: usize,
-    /// Shared with the map: requests charged to an overflow bucket, or not remembered.
-    overflowed: Arc<AtomicU64>,
-    /// Keys refused by their last charge, and when their next request fits: what
-    /// [`MemoryStore::peek`] reads (`governor` cannot look without charging).
-    refused_until: DashMap<[u8; 16], Nanos>,
+    /// Requests charged to an overflow bucket.
+    overflowed: AtomicU64,
 }
 
 /// Per-tier GCRA limiters in this process.
@@ -169,15 +166,8 @@ impl MemoryStore {
             let quota = governor::Quota::with_period(tier.quota.emission_interval())
                 .unwrap_or_else(|| governor::Quota::per_second(tier.quota.requests))
                 .allow_burst(tier.quota.requests);
-            let overflowed = Arc::new(AtomicU64::new(0));
             let map: Arc<DashMapStateStore<[u8; 16]>> = Arc::default();
-            let overflow_buckets = (self.max_keys / 4).clamp(1, 256);
-            let state = BoundedMap {
-                map: Arc::clone(&map),
-                max_keys: self.max_keys,
-                overflow_buckets,
-                overflowed: Arc::clone(&overflowed),
-            };
+            let state = SharedMap(Arc::clone(&map));
             Arc::new(TierLimiter {
                 limiter: governor::RateLimiter::<
                     _,
@@ -189,9 +179,8 @@ impl MemoryStore {
                 quota: tier.quota,
                 last_cleanup: AtomicU64::new(0),
                 map,
-                overflow_buckets,
-                overflowed,
-                refused_until: DashMap::new(),
+                overflow_buckets: (self.max_keys / 4).clamp(1, 256),
+                overflowed: AtomicU64::new(0),
             })
         });
         Arc::clone(limiter)
@@ -199,22 +188,25 @@ impl MemoryStore {
 
     /// Charges one request to `key` under `tier`.
     pub fn check(&self, tier: &Tier, key: &LimitKey) -> Decision {
+        self.take(tier, key).decision
+    }
+
+    /// Charges one request to `key` under `tier` (atomically: `governor` swaps the bucket's state
+    /// with compare-and-swap), to its own bucket or, when the key is new to a full map, to the
+    /// overflow bucket its hash picks.
+    pub fn take(&self, tier: &Tier, key: &LimitKey) -> Charge {
         let state = self.tier(tier);
         let interval = state.quota.emission_interval();
         let limit = state.quota.requests();
-        if key.kind() == KeyKind::Account
-            && !state.map.contains_key(key.digest())
-            && is_full(&state.map, self.max_keys, state.overflow_buckets)
-        {
-            // Checked as a fresh bucket, not remembered: see the module documentation.
+        let full = || is_full(&state.map, self.max_keys, state.overflow_buckets);
+        let pooled = !state.map.contains_key(key.digest()) && full();
+        let bucket = if pooled {
             state.overflowed.fetch_add(1, Ordering::Relaxed);
-            self.cleanup_at_most_once_a_second(&state);
-            return Decision::Allowed {
-                remaining: limit - 1,
-                reset: interval,
-            };
-        }
-        let decision = match state.limiter.check_key(key.digest()) {
+            overflow_key(key.digest(), state.overflow_buckets)
+        } else {
+            *key.digest()
+        };
+        let decision = match state.limiter.check_key(&bucket) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 Decision::Allowed {
@@ -223,41 +215,34 @@ impl MemoryStore {
                 }
             }
             Err(not_until) => {
-                let now = self.clock.now();
-                let retry_after = not_until.wait_time_from(now);
-                state
-                    .refused_until
-                    .insert(*key.digest(), now + Nanos::from(retry_after));
+                let retry_after = not_until.wait_time_from(self.clock.now());
                 Decision::Limited {
                     retry_after,
                     reset: retry_after + interval * limit.saturating_sub(1),
                 }
             }
         };
-        if is_full(&state.map, self.max_keys, state.overflow_buckets) {
+        if full() {
             self.cleanup_at_most_once_a_second(&state);
         }
-        decision
+        Charge {
+            decision,
+            bucket: ChargedBucket(bucket),
+            pooled,
+        }
     }
 
-    /// Whether a request of `key` under `tier` would be admitted now, charging nothing: refused
-    /// while the key's last charge said to wait (a key charged up to its last request is seen
-    /// as open until one more charge is refused).
-    pub fn peek(&self, tier: &Tier, key: &LimitKey) -> Decision {
+    /// Gives one request's allowance back to `bucket` (a [`MemoryStore::take`] of the same
+    /// tier admitted it): its theoretical arrival time moves back one emission interval. A
+    /// bucket already dropped as full again has nothing to give back.
+    pub fn refund(&self, tier: &Tier, bucket: ChargedBucket) {
         let state = self.tier(tier);
-        let now = self.clock.now();
-        match state.refused_until.get(key.digest()).map(|until| *until) {
-            Some(until) if until > now => {
-                let retry_after = Duration::from(until.saturating_sub(now));
-                Decision::Limited {
-                    retry_after,
-                    reset: retry_after,
-                }
-            }
-            _ => Decision::Allowed {
-                remaining: state.quota.requests(),
-                reset: Duration::ZERO,
-            },
+        let interval = Nanos::from(state.quota.emission_interval());
+        if let Some(stored) = state.map.get(&bucket.0) {
+            // `Err` leaves an empty state (no charge to give back) untouched.
+            let _ = StateStore::measure_and_replace(&*stored, &NotKeyed::NonKey, |tat| {
+                tat.map(|tat| ((), tat.saturating_sub(interval))).ok_or(())
+            });
         }
     }
 
@@ -284,11 +269,9 @@ impl MemoryStore {
             .values()
             .cloned()
             .collect();
-        let now = self.clock.now();
         for state in tiers {
             state.limiter.retain_recent();
             state.limiter.shrink_to_fit();
-            state.refused_until.retain(|_, until| *until > now);
         }
     }
 
@@ -301,8 +284,7 @@ impl MemoryStore {
             .map_or(0, |state| state.limiter.len())
     }
 
-    /// Requests of new keys that `tier`'s full map pooled in an overflow bucket or did not
-    /// remember.
+    /// Requests of new keys that `tier`'s full map charged to an overflow bucket.
     pub fn overflowed(&self, tier: &str) -> u64 {
         self.tiers
             .read()
@@ -384,22 +366,71 @@ mod tests {
     }
 
     #[test]
-    fn a_peek_charges_nothing_and_sees_a_refused_key_until_it_may_retry() {
-        let (clock, millis) = manual_clock();
+    fn a_refund_gives_back_exactly_one_charge() {
+        let (clock, _millis) = manual_clock();
         let store = MemoryStore::new(100, clock);
-        let tier = tier(1, 60);
+        let tier = tier(2, 60);
         let key = keys().account("alice@example.com");
-        for _ in 0..3 {
-            assert!(matches!(store.peek(&tier, &key), Decision::Allowed { .. }));
-        }
-        assert!(matches!(store.check(&tier, &key), Decision::Allowed { .. }));
+        let first = store.take(&tier, &key);
+        let second = store.take(&tier, &key);
+        assert!(matches!(first.decision, Decision::Allowed { .. }));
+        assert!(matches!(second.decision, Decision::Allowed { .. }));
         assert!(matches!(store.check(&tier, &key), Decision::Limited { .. }));
-        let Decision::Limited { retry_after, .. } = store.peek(&tier, &key) else {
-            panic!("a refused key looked open");
+        store.refund(&tier, second.bucket);
+        let Decision::Allowed { remaining, .. } = store.check(&tier, &key) else {
+            panic!("the refunded allowance was not given back");
         };
-        assert_eq!(retry_after, Duration::from_secs(60));
-        millis.fetch_add(60_000, Ordering::SeqCst);
-        assert!(matches!(store.peek(&tier, &key), Decision::Allowed { .. }));
+        assert_eq!(remaining, 0);
+        assert!(matches!(store.check(&tier, &key), Decision::Limited { .. }));
+        // Charge and refund, again and again, never spend the budget.
+        let bob = keys().account("bob@example.com");
+        for _ in 0..10 {
+            let charge = store.take(&tier, &bob);
+            assert!(matches!(charge.decision, Decision::Allowed { .. }));
+            store.refund(&tier, charge.bucket);
+        }
+        // A refund is no gift beyond a full bucket: a fresh key still gets two.
+        let carol = keys().account("carol@example.com");
+        let charge = store.take(&tier, &carol);
+        store.refund(&tier, charge.bucket);
+        store.refund(&tier, charge.bucket);
+        assert!(matches!(
+            store.check(&tier, &carol),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            store.check(&tier, &carol),
+            Decision::Allowed { .. }
+        ));
+        assert!(matches!(
+            store.check(&tier, &carol),
+            Decision::Limited { .. }
+        ));
+    }
+
+    #[test]
+    fn concurrent_takes_admit_exactly_the_quota() {
+        let (clock, _millis) = manual_clock();
+        let store = Arc::new(MemoryStore::new(100, clock));
+        let tier = tier(3, 300);
+        let key = keys().account("alice@example.com");
+        let start = Arc::new(std::sync::Barrier::new(32));
+        let admitted: usize = (0..32)
+            .map(|_| {
+                let (store, tier, start) = (Arc::clone(&store), tier.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    start.wait();
+                    usize::from(matches!(
+                        store.take(&tier, &key).decision,
+                        Decision::Allowed { .. }
+                    ))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|thread| thread.join().expect("thread"))
+            .sum();
+        assert_eq!(admitted, 3);
     }
 
     #[test]
@@ -454,42 +485,62 @@ mod tests {
     }
 
     #[test]
-    fn accounts_are_never_pooled_when_the_map_is_full() {
+    fn accounts_new_to_a_full_map_share_overflow_buckets_and_stay_limited() {
         let (clock, _millis) = manual_clock();
         let store = MemoryStore::new(1_000, clock);
         let tier = Tier::sensitive(
-            "login_account",
-            Quota::new(2, Duration::from_secs(300)).expect("valid"),
+            "password_reset_account",
+            Quota::new(2, Duration::from_secs(3600)).expect("valid"),
         );
         let keys = keys();
-        let victim = keys.account("victim@example.com");
-        assert!(matches!(
-            store.check(&tier, &victim),
-            Decision::Allowed { .. }
-        ));
+        let known = keys.account("known@example.com");
+        assert!(!store.take(&tier, &known).pooled);
         // An attacker fills the map with invented accounts...
         for n in 0..5_000u32 {
             store.check(&tier, &keys.account(&format!("{n}@example.com")));
         }
-        assert!(store.len("login_account") <= 1_000);
-        // ...yet a real account arriving now is not locked by sharing their buckets,
-        let newcomer = keys.account("newcomer@example.com");
-        for _ in 0..5 {
-            assert!(matches!(
-                store.check(&tier, &newcomer),
-                Decision::Allowed { .. }
-            ));
-        }
-        // and an account known before the flood keeps its own, enforced budget.
+        assert!(store.len("password_reset_account") <= 1_000);
+        // ...yet an account arriving now is still limited (on a bucket shared with some of them),
+        let victim = keys.account("victim@example.com");
+        let first = store.take(&tier, &victim);
+        assert!(first.pooled);
+        let admitted = std::iter::once(first.decision)
+            .chain((0..4).map(|_| store.check(&tier, &victim)))
+            .filter(|decision| matches!(decision, Decision::Allowed { .. }))
+            .count();
+        assert!(admitted <= 2, "{admitted} admitted");
+        // and an account known before the flood keeps its own budget.
         assert!(matches!(
-            store.check(&tier, &victim),
+            store.check(&tier, &known),
             Decision::Allowed { .. }
         ));
         assert!(matches!(
-            store.check(&tier, &victim),
+            store.check(&tier, &known),
             Decision::Limited { .. }
         ));
-        assert!(store.overflowed("login_account") > 0);
+        assert!(store.overflowed("password_reset_account") > 0);
+    }
+
+    #[test]
+    fn a_refund_of_a_pooled_charge_goes_back_to_the_shared_bucket() {
+        let (clock, _millis) = manual_clock();
+        let store = MemoryStore::new(100, clock);
+        let tier = tier(100, 100);
+        let keys = keys();
+        for n in 0..100u32 {
+            store.check(&tier, &keys.principal(&n.to_string()));
+        }
+        let newcomer = keys.account("newcomer@example.com");
+        let remaining = |charge: Charge| match charge.decision {
+            Decision::Allowed { remaining, .. } => remaining,
+            limited => panic!("refused: {limited:?}"),
+        };
+        let charge = store.take(&tier, &newcomer);
+        assert!(charge.pooled);
+        let before = remaining(charge);
+        store.refund(&tier, charge.bucket);
+        assert_eq!(remaining(store.take(&tier, &newcomer)), before);
+        assert_eq!(remaining(store.take(&tier, &newcomer)), before - 1);
     }
 
     #[test]

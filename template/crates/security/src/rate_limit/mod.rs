@@ -11,8 +11,14 @@
 //! ([`RateLimiter::check`] with [`LimitKey::account`]). Keys are keyed hashes, so neither the
 //! in-process map nor Redis holds an address, an email or a principal id in clear.
 //!
+//! Limits that should count only failures (login per account) never look first and charge
+//! later: however many attempts run at once, all of them would look before the first charge.
+//! [`RateLimiter::reserve`] takes the attempt's allowance atomically before the work it guards,
+//! and [`RateLimiter::refund`] gives it back when the attempt succeeded, so the work done per
+//! window is bounded by the quota whatever the concurrency.
+//!
 //! Stores: [`memory::MemoryStore`] (the `governor` crate, one instance, bounded key map) and
-//! [`redis_store::RedisStore`] (one atomic script on Redis server time, shared by every instance).
+//! [`redis_store::RedisStore`] (atomic scripts on Redis server time, shared by every instance).
 //! When the store cannot answer, a tier [`WhenStoreFails::Refuse`]s (sensitive tiers: 503) or
 //! [`WhenStoreFails::Allow`]s (general tiers); both are audited and counted.
 
@@ -163,14 +169,18 @@ impl LimitKey {
 
     /// Lowercase hex of the digest, for store keys.
     pub fn to_hex(&self) -> String {
-        use std::fmt::Write;
-        self.digest
-            .iter()
-            .fold(String::with_capacity(32), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            })
+        lowercase_hex(&self.digest)
     }
+}
+
+fn lowercase_hex(bytes: &[u8; 16]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// Makes [`LimitKey`]s: an HMAC under a secret every instance shares, so that a store's
@@ -234,6 +244,27 @@ pub enum Decision {
     },
 }
 
+/// The bucket a request was charged to: its key's own, or (in-process, map full) an overflow
+/// bucket it shares. A refund goes back to the same bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargedBucket([u8; 16]);
+
+impl ChargedBucket {
+    /// Lowercase hex of the bucket's key, for store keys.
+    fn to_hex(self) -> String {
+        lowercase_hex(&self.0)
+    }
+}
+
+/// What a store did with one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Charge {
+    pub decision: Decision,
+    pub bucket: ChargedBucket,
+    /// Whether the key was new to a full in-process map and so shares an overflow bucket.
+    pub pooled: bool,
+}
+
 /// The store could not decide (unreachable, timed out, or answered nonsense).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the rate-limit store is unavailable: {0}")]
@@ -247,18 +278,23 @@ pub enum Store {
 }
 
 impl Store {
-    pub async fn check(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+    /// Charges one request to `key` under `tier`, atomically: of concurrent requests, only as
+    /// many as the budget holds are admitted.
+    pub async fn take(&self, tier: &Tier, key: &LimitKey) -> Result<Charge, StoreUnavailable> {
         match self {
-            Self::Memory(store) => Ok(store.check(tier, key)),
-            Self::Redis(store) => store.check(tier, key).await,
+            Self::Memory(store) => Ok(store.take(tier, key)),
+            Self::Redis(store) => store.take(tier, key).await,
         }
     }
 
-    /// Whether a request would be admitted now, charging nothing.
-    pub async fn peek(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
+    /// Gives one admitted request's allowance back to `bucket`, atomically.
+    pub async fn refund(&self, tier: &Tier, bucket: ChargedBucket) -> Result<(), StoreUnavailable> {
         match self {
-            Self::Memory(store) => Ok(store.peek(tier, key)),
-            Self::Redis(store) => store.peek(tier, key).await,
+            Self::Memory(store) => {
+                store.refund(tier, bucket);
+                Ok(())
+            }
+            Self::Redis(store) => store.refund(tier, bucket).await,
         }
     }
 
@@ -278,6 +314,17 @@ pub struct Admitted {
     quota: Quota,
     remaining: u32,
     reset: Duration,
+}
+
+/// One request's allowance, taken from its key's budget before the work it pays for
+/// ([`RateLimiter::reserve`]). Dropping it keeps the charge; [`RateLimiter::refund`] gives it
+/// back.
+#[derive(Debug)]
+#[must_use = "a reservation is either kept (dropped) or refunded: say which"]
+pub struct Reservation {
+    tier: Tier,
+    /// `None` when a failing store let the request through uncharged (a fail-open tier).
+    bucket: Option<ChargedBucket>,
 }
 
 /// Why a request was not admitted, as the response to send.
@@ -398,7 +445,8 @@ impl RateLimitCounters {
         self.exceeded.load(Ordering::Relaxed)
     }
 
-    /// Decisions the store could not make (each one failed open or closed per its tier).
+    /// Decisions the store could not make (each one failed open or closed per its tier), and
+    /// refunds it could not give (the allowance stays spent).
     pub fn store_failures(&self) -> u64 {
         self.store_failures.load(Ordering::Relaxed)
     }
@@ -436,22 +484,83 @@ impl RateLimiter {
 
     /// Charges one request of `request` to `key` under `tier`. A refusal is audited
     /// (`ratelimit.exceeded`, or `ratelimit.store_unavailable` when the store failed) with the
-    /// tier and the kind of key, never the key.
+    /// tier and the kind of key, never the key; so is a charge to a shared overflow bucket
+    /// (`ratelimit.key_pooled`).
     pub async fn check(
         &self,
         request: &Request,
         tier: &Tier,
         key: LimitKey,
     ) -> Result<Option<Admitted>, Refusal> {
-        let decision = self.store.check(tier, &key).await;
-        self.decide(request, tier, key, decision)
+        self.charge(request, tier, key)
+            .await
+            .map(|(admitted, _)| admitted)
     }
 
-    /// Refuses like [`RateLimiter::check`] without charging: for limits that count only failed
-    /// attempts, looked at before the attempt and charged after it failed.
-    pub async fn peek(&self, request: &Request, tier: &Tier, key: LimitKey) -> Result<(), Refusal> {
-        let decision = self.store.peek(tier, &key).await;
-        self.decide(request, tier, key, decision).map(|_| ())
+    /// Takes one request's allowance from `key` under `tier` before the work it guards (a
+    /// password check), refused like [`RateLimiter::check`]. Keep it when the attempt failed;
+    /// [`RateLimiter::refund`] it when the attempt should not count.
+    pub async fn reserve(
+        &self,
+        request: &Request,
+        tier: &Tier,
+        key: LimitKey,
+    ) -> Result<Reservation, Refusal> {
+        let (_, bucket) = self.charge(request, tier, key).await?;
+        Ok(Reservation {
+            tier: tier.clone(),
+            bucket,
+        })
+    }
+
+    /// Gives a reservation's allowance back. When the store cannot take it back, the allowance
+    /// stays spent (the stricter outcome), logged and counted as a store failure.
+    pub async fn refund(&self, reservation: Reservation) {
+        let Some(bucket) = reservation.bucket else {
+            return;
+        };
+        if let Err(unavailable) = self.store.refund(&reservation.tier, bucket).await {
+            self.counters.store_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                tier = reservation.tier.name,
+                error = %unavailable,
+                "a rate-limit refund failed: the allowance stays spent"
+            );
+        }
+    }
+
+    /// Charges the store and decides; returns the bucket charged when the request was.
+    async fn charge(
+        &self,
+        request: &Request,
+        tier: &Tier,
+        key: LimitKey,
+    ) -> Result<(Option<Admitted>, Option<ChargedBucket>), Refusal> {
+        match self.store.take(tier, &key).await {
+            Ok(charge) => {
+                if charge.pooled {
+                    // Counted per tier by the store, and in metrics from this event.
+                    let outcome = match charge.decision {
+                        Decision::Allowed { .. } => Outcome::Allowed,
+                        Decision::Limited { .. } => Outcome::Denied,
+                    };
+                    AuditEvent::for_request(
+                        request,
+                        "ratelimit.key_pooled",
+                        outcome,
+                        key.kind().as_str(),
+                    )
+                    .policy(tier.name)
+                    .record();
+                }
+                let admitted = self.decide(request, tier, key, Ok(charge.decision))?;
+                Ok((admitted, Some(charge.bucket)))
+            }
+            Err(unavailable) => {
+                let admitted = self.decide(request, tier, key, Err(unavailable))?;
+                Ok((admitted, None))
+            }
+        }
     }
 
     fn decide(

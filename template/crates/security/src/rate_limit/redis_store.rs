@@ -6,7 +6,8 @@
 //! outage; clocks of different instances disagree.
 //!
 //! Control: one Lua script reads and updates a key atomically on Redis's own clock (`TIME`), so
-//! concurrent instances cannot both take the last request and no instance's clock matters. Every
+//! concurrent instances cannot both take the last request and no instance's clock matters;
+//! another gives one request's allowance back the same way (a refund). Every
 //! call has a deadline; after a failure the store answers "unavailable" at once for a short
 //! back-off instead of queueing requests behind a dead connection, and the connection manager
 //! reconnects by itself. What "unavailable" means is each tier's choice
@@ -17,18 +18,17 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Decision, LimitKey, StoreUnavailable, Tier};
+use super::{Charge, ChargedBucket, Decision, LimitKey, StoreUnavailable, Tier};
 
 /// GCRA in one step. KEYS[1]: the client's key. ARGV[1]: the emission interval in microseconds;
-/// ARGV[2]: the burst (requests); ARGV[3]: `1` to only look (nothing is charged). The stored
-/// value is the theoretical arrival time (TAT), in microseconds of Redis time; the key expires
-/// when its bucket is full again. Returns {admitted (0/1), remaining, retry_after_us, reset_us}.
+/// ARGV[2]: the burst (requests). The stored value is the theoretical arrival time (TAT), in
+/// microseconds of Redis time; the key expires when its bucket is full again. Returns
+/// {admitted (0/1), remaining, retry_after_us, reset_us}.
 const GCRA_SCRIPT: &str = r"
 -- Redis 3.2 to 4: replicate the effects, so TIME may precede a write (the default from 5 on).
 if redis.replicate_commands then redis.replicate_commands() end
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
-local peek = ARGV[3] == '1'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local tat = tonumber(redis.call('GET', KEYS[1]))
@@ -38,10 +38,27 @@ local new_tat = tat + interval
 if new_tat - now > capacity then
   return {0, 0, new_tat - capacity - now, tat - now}
 end
-if not peek then
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
+return {1, math.floor((capacity - (new_tat - now)) / interval), 0, new_tat - now}
+";
+
+/// One request's allowance back, in one step. KEYS[1]: the key; ARGV[1]: the emission interval
+/// in microseconds. The TAT moves back one interval; a key whose bucket is then full again is
+/// deleted, and an absent key (already full) stays absent. Returns 1.
+const REFUND_SCRIPT: &str = r"
+if redis.replicate_commands then redis.replicate_commands() end
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 1 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local new_tat = tat - interval
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
   redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000))
 end
-return {1, math.floor((capacity - (new_tat - now)) / interval), 0, new_tat - now}
+return 1
 ";
 
 /// After a failed call, calls fail at once for this long (no request waits on a dead server).
@@ -77,7 +94,8 @@ pub struct RedisStore {
     config: ConnectionManagerConfig,
     connection: std::sync::Mutex<ConnectionManager>,
     consecutive_failures: AtomicU64,
-    script: redis::Script,
+    gcra: redis::Script,
+    refund: redis::Script,
     prefix: String,
     timeout: Duration,
     started: Instant,
@@ -131,7 +149,8 @@ impl RedisStore {
             config,
             connection: std::sync::Mutex::new(connection),
             consecutive_failures: AtomicU64::new(0),
-            script: redis::Script::new(GCRA_SCRIPT),
+            gcra: redis::Script::new(GCRA_SCRIPT),
+            refund: redis::Script::new(REFUND_SCRIPT),
             prefix: prefix.to_owned(),
             timeout,
             started: Instant::now(),
@@ -158,12 +177,49 @@ impl RedisStore {
 
     /// Charges one request to `key` under `tier`.
     pub async fn check(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
-        self.run(tier, key, false).await
+        self.take(tier, key).await.map(|charge| charge.decision)
     }
 
-    /// Whether a request of `key` under `tier` would be admitted now, charging nothing.
-    pub async fn peek(&self, tier: &Tier, key: &LimitKey) -> Result<Decision, StoreUnavailable> {
-        self.run(tier, key, true).await
+    /// Charges one request to `key` under `tier`, atomically.
+    pub async fn take(&self, tier: &Tier, key: &LimitKey) -> Result<Charge, StoreUnavailable> {
+        let bucket = ChargedBucket(*key.digest());
+        let mut invocation = self.gcra.prepare_invoke();
+        invocation
+            .key(self.redis_key(tier, bucket))
+            .arg(emission_interval_micros(tier))
+            .arg(tier.quota.requests());
+        let (admitted, remaining, retry_after, reset) =
+            self.invoke::<(i64, i64, i64, i64)>(&invocation).await?;
+        let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));
+        let decision = if admitted == 1 {
+            Decision::Allowed {
+                remaining: u32::try_from(remaining).unwrap_or(0),
+                reset: micros(reset),
+            }
+        } else {
+            Decision::Limited {
+                retry_after: micros(retry_after),
+                reset: micros(reset),
+            }
+        };
+        Ok(Charge {
+            decision,
+            bucket,
+            pooled: false,
+        })
+    }
+
+    /// Gives one admitted request's allowance back to `bucket` under `tier`, atomically.
+    pub async fn refund(&self, tier: &Tier, bucket: ChargedBucket) -> Result<(), StoreUnavailable> {
+        let mut invocation = self.refund.prepare_invoke();
+        invocation
+            .key(self.redis_key(tier, bucket))
+            .arg(emission_interval_micros(tier));
+        self.invoke::<i64>(&invocation).await.map(|_| ())
+    }
+
+    fn redis_key(&self, tier: &Tier, bucket: ChargedBucket) -> String {
+        format!("{}{}:{}", self.prefix, tier.name, bucket.to_hex())
     }
 
     /// Whether Redis answers `PING` within the timeout (for readiness). Bypasses the back-off so
@@ -204,50 +260,26 @@ impl RedisStore {
         }
     }
 
-    async fn run(
+    /// Runs a script within the deadline; after a failure, backs off and counts toward
+    /// reconnecting.
+    async fn invoke<T: redis::FromRedisValue>(
         &self,
-        tier: &Tier,
-        key: &LimitKey,
-        peek: bool,
-    ) -> Result<Decision, StoreUnavailable> {
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreUnavailable> {
         if self.elapsed_millis() < self.failing_until.load(Ordering::Relaxed) {
             return Err(StoreUnavailable("backing off after a failure".to_owned()));
         }
-        let redis_key = format!("{}{}:{}", self.prefix, tier.name, key.to_hex());
-        let interval = u64::try_from(tier.quota.emission_interval().as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
         let mut connection = self
             .connection
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let mut invocation = self.script.prepare_invoke();
-        invocation
-            .key(redis_key)
-            .arg(interval)
-            .arg(tier.quota.requests())
-            .arg(u8::from(peek));
-        let reply = tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection),
-        )
-        .await;
+        let reply =
+            tokio::time::timeout(self.timeout, invocation.invoke_async::<T>(&mut connection)).await;
         let failure = match reply {
-            Ok(Ok((admitted, remaining, retry_after, reset))) => {
+            Ok(Ok(value)) => {
                 self.consecutive_failures.store(0, Ordering::Relaxed);
-                let micros = |value: i64| Duration::from_micros(u64::try_from(value).unwrap_or(0));
-                return Ok(if admitted == 1 {
-                    Decision::Allowed {
-                        remaining: u32::try_from(remaining).unwrap_or(0),
-                        reset: micros(reset),
-                    }
-                } else {
-                    Decision::Limited {
-                        retry_after: micros(retry_after),
-                        reset: micros(reset),
-                    }
-                });
+                return Ok(value);
             }
             Ok(Err(error)) => format!("{:?}", error.kind()),
             Err(_) => format!("no answer within {:?}", self.timeout),
@@ -258,6 +290,13 @@ impl RedisStore {
         self.count_failure();
         Err(StoreUnavailable(failure))
     }
+}
+
+/// A tier's emission interval in microseconds (at least 1), as the scripts take it.
+fn emission_interval_micros(tier: &Tier) -> u64 {
+    u64::try_from(tier.quota.emission_interval().as_micros())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 #[cfg(test)]
@@ -344,26 +383,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_peek_answers_without_charging() {
+    async fn a_refund_gives_back_exactly_one_charge() {
         let Some(url) = redis_url().await else { return };
         let store =
             RedisStore::new(&url, &unique_prefix(), Duration::from_secs(2), None).expect("store");
-        let tier = tier(1, 60);
+        let tier = tier(2, 60);
         let alice = key("alice");
-        for _ in 0..3 {
-            assert!(matches!(
-                store.peek(&tier, &alice).await,
-                Ok(Decision::Allowed { .. })
-            ));
-        }
+        let first = store.take(&tier, &alice).await.expect("answered");
+        let second = store.take(&tier, &alice).await.expect("answered");
+        assert!(matches!(
+            second.decision,
+            Decision::Allowed { remaining: 0, .. }
+        ));
         assert!(matches!(
             store.check(&tier, &alice).await,
-            Ok(Decision::Allowed { .. })
-        ));
-        assert!(matches!(
-            store.peek(&tier, &alice).await,
             Ok(Decision::Limited { .. })
         ));
+        store.refund(&tier, second.bucket).await.expect("refunded");
+        assert!(matches!(
+            store.check(&tier, &alice).await,
+            Ok(Decision::Allowed { remaining: 0, .. })
+        ));
+        assert!(matches!(
+            store.check(&tier, &alice).await,
+            Ok(Decision::Limited { .. })
+        ));
+        // Refunds beyond a full bucket give nothing: the key is gone, a fresh one gets two.
+        let bob = key("bob");
+        let charge = store.take(&tier, &bob).await.expect("answered");
+        for _ in 0..3 {
+            store.refund(&tier, charge.bucket).await.expect("refunded");
+        }
+        for expected in [1, 0] {
+            assert!(matches!(
+                store.check(&tier, &bob).await,
+                Ok(Decision::Allowed { remaining, .. }) if remaining == expected
+            ));
+        }
+        assert_eq!(first.bucket, second.bucket);
+    }
+
+    #[tokio::test]
+    async fn concurrent_takes_admit_exactly_the_quota() {
+        let Some(url) = redis_url().await else { return };
+        let prefix = unique_prefix();
+        // Two stores (two instances), 16 takes each at once.
+        let stores = [
+            RedisStore::new(&url, &prefix, Duration::from_secs(2), None).expect("store"),
+            RedisStore::new(&url, &prefix, Duration::from_secs(2), None).expect("store"),
+        ];
+        let tier = tier(3, 300);
+        let alice = key("alice");
+        let takes = stores
+            .iter()
+            .flat_map(|store| (0..16).map(|_| store.take(&tier, &alice)));
+        let admitted = futures_util::future::join_all(takes)
+            .await
+            .into_iter()
+            .filter(|charge| {
+                matches!(
+                    charge.as_ref().expect("answered").decision,
+                    Decision::Allowed { .. }
+                )
+            })
+            .count();
+        assert_eq!(admitted, 3);
     }
 
     #[tokio::test]
