@@ -268,11 +268,15 @@ impl App {
                     "metrics are served in plain HTTP beyond this host"
                 );
             }
-            Some(
-                bind(address, None)
-                    .await?
-                    .sharing_caps(Arc::clone(&connections)),
-            )
+            // Caps of its own, within the descriptors the total leaves free: metrics stay
+            // scrapeable while the public listeners are at their cap.
+            let admin_caps = ConnectionCaps {
+                per_address: ADMIN_CONNECTIONS,
+                per_trusted_proxy: ADMIN_CONNECTIONS,
+                total: ADMIN_CONNECTIONS,
+            };
+            let admin_connections = ConnectionLimiter::new(admin_caps, &[]);
+            Some(bind(address, None).await?.sharing_caps(admin_connections))
         } else {
             tracing::warn!("metrics are not served: admin.enabled = false");
             None
@@ -524,6 +528,10 @@ pub(crate) fn listener_limits(settings: &Settings) -> ListenerLimits {
         ..ListenerLimits::default()
     }
 }
+
+/// Connections the admin listener holds at most, all addresses together (taken from the
+/// descriptors `connection_limits::RESERVED_DESCRIPTORS` keeps free).
+const ADMIN_CONNECTIONS: u32 = 16;
 
 /// The connection caps; the total below the process's file-descriptor limit.
 fn connection_caps(settings: &Settings) -> Result<ConnectionCaps, StartupError> {

@@ -215,6 +215,25 @@ async fn the_total_cap_refuses_at_once_and_the_service_recovers() {
         "past the total cap a new connection is closed at once"
     );
 
+    // The admin listener has caps of its own: metrics stay scrapeable while the public
+    // listeners are full, and show the refusal.
+    let metrics = reqwest::get(format!(
+        "{}/metrics",
+        app.admin_address.as_deref().expect("admin listener")
+    ))
+    .await
+    .expect("scrape while the cap is full")
+    .text()
+    .await
+    .expect("metrics");
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("connections_refused_total{cap=\"total\"}")
+                && !line.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+
     held.clear();
     let client = client_from(app.ca_cert.as_deref(), local(5));
     let response = tokio::time::timeout(PATIENCE, async {
@@ -228,21 +247,33 @@ async fn the_total_cap_refuses_at_once_and_the_service_recovers() {
     .await
     .expect("served again once connections closed");
     assert_eq!(response.status(), 200);
-    let metrics = reqwest::get(format!(
-        "{}/metrics",
-        app.admin_address.as_deref().expect("admin listener")
-    ))
-    .await
-    .expect("scrape")
-    .text()
-    .await
-    .expect("metrics");
+}
+
+#[tokio::test]
+async fn a_client_that_never_takes_its_response_is_cut_after_the_idle_bound() {
+    // An HTTP/2 client whose flow-control window stays at zero: its response can never be
+    // written, so the request would stay in flight, and the connection open, forever.
+    let app = spawn_app_with("[connections]\nidle_timeout_ms = 300\n").await;
+    let stream = connect(&app, local(1), b"h2").await.expect("handshake");
+    let (send, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(stream)
+        .await
+        .expect("HTTP/2 preface");
+    let connection = tokio::spawn(connection);
+    let mut send = send.ready().await.expect("ready");
+    let (response, _) = send
+        .send_request(get("/openapi.json"), true)
+        .expect("stream opened");
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .expect("headers arrive")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let ended = tokio::time::timeout(PATIENCE, connection).await;
     assert!(
-        metrics.lines().any(
-            |line| line.starts_with("connections_refused_total{cap=\"total\"}")
-                && !line.ends_with(" 0")
-        ),
-        "{metrics}"
+        ended.is_ok(),
+        "a response the client never takes must not hold its connection"
     );
 }
 

@@ -9,7 +9,7 @@
 //! anything else happens (before the TLS handshake), and counted until it closes:
 //! - at most [`ConnectionCaps::per_address`] open connections per peer address (IPv6 per /64,
 //!   the block one subscriber usually holds); a peer in `server.trusted_proxies` speaks for many
-//!   clients and has [`ConnectionCaps::per_trusted_proxy`] instead;
+//!   clients and has [`ConnectionCaps::per_trusted_proxy`] instead, counted per exact address;
 //! - at most [`ConnectionCaps::total`] over every listener of the process, kept below the file
 //!   descriptor limit ([`total_below_descriptor_limit`]) so the database pool, Redis and files
 //!   always find a descriptor.
@@ -69,11 +69,13 @@ impl Refusal {
     }
 }
 
-/// What the connections are counted under: an IPv4 address, or an IPv6 /64.
+/// What the connections are counted under: an IPv4 address, an IPv6 /64, or a trusted proxy's
+/// exact address (each proxy node has its own cap, and no client shares it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum PeerKey {
     V4(u32),
     V6Prefix(u64),
+    TrustedProxy(IpAddr),
 }
 
 impl PeerKey {
@@ -127,11 +129,10 @@ impl ConnectionLimiter {
     /// counted until the returned guard is dropped.
     pub fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<AdmittedConnection, Refusal> {
         let peer = peer.to_canonical();
-        let key = PeerKey::of(peer);
-        let cap = if self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
-            self.caps.per_trusted_proxy
+        let (key, cap) = if self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+            (PeerKey::TrustedProxy(peer), self.caps.per_trusted_proxy)
         } else {
-            self.caps.per_address
+            (PeerKey::of(peer), self.caps.per_address)
         };
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let refusal = if open.total >= self.caps.total {
@@ -272,7 +273,30 @@ mod tests {
             limiter.admit(ip("10.1.2.3")).err(),
             Some(Refusal::AddressFull)
         );
+        assert!(
+            limiter.admit(ip("10.1.2.4")).is_ok(),
+            "another proxy node has its own cap"
+        );
         drop(held);
+    }
+
+    #[test]
+    fn a_trusted_proxy_and_a_client_in_its_64_do_not_share_a_count() {
+        let limiter = ConnectionLimiter::new(
+            ConnectionCaps {
+                per_address: 1,
+                per_trusted_proxy: 3,
+                total: 100,
+            },
+            &["2001:db8::10/128".parse().expect("net")],
+        );
+        let _proxy: Vec<_> = (0..3)
+            .map(|_| limiter.admit(ip("2001:db8::10")).expect("the proxy's cap"))
+            .collect();
+        assert!(
+            limiter.admit(ip("2001:db8::99")).is_ok(),
+            "a client in the proxy's /64 is counted on its own"
+        );
     }
 
     #[test]
@@ -286,7 +310,7 @@ mod tests {
         );
         assert_eq!(limiter.counts().refused_total.load(Ordering::Relaxed), 1);
         drop(first);
-        assert!(limiter.admit(ip("192.0.2.3")).is_ok());
+        let _third = limiter.admit(ip("192.0.2.3")).expect("room again");
         assert_eq!(limiter.counts().open.load(Ordering::Relaxed), 2);
     }
 

@@ -18,7 +18,9 @@
 //! - every connection, HTTP/1.1 and HTTP/2 alike, has [`ListenerLimits::first_request_timeout`]
 //!   from the end of its handshake to its first complete request head, and is closed after
 //!   [`ListenerLimits::idle_timeout`] with no request in flight (HTTP/2: GOAWAY first, so a
-//!   request racing the close is still answered);
+//!   request racing the close is still answered) or with answers the client does not take
+//!   (nothing of them written for as long: an HTTP/2 flow-control window left at zero, an
+//!   HTTP/1.1 client that stopped reading);
 //! - HTTP/1.1 headers must arrive within [`ListenerLimits::header_read_timeout`] (also the
 //!   longest wait between keep-alive requests), fit in [`ListenerLimits::max_header_bytes`] and
 //!   number at most [`ListenerLimits::max_headers`] (431, or the connection is closed);
@@ -335,7 +337,7 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
         let tracker = Arc::clone(&activity);
         let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             // The head is complete: hyper calls the service with nothing less.
-            let in_flight = tracker.request_started();
+            let mut in_flight = tracker.request_started();
             let request = Request::from((
                 request,
                 local_addr.clone(),
@@ -345,11 +347,12 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
             let endpoint = Arc::clone(&endpoint);
             async move {
                 let response: hyper::Response<_> = endpoint.get_response(request).await.into();
-                // In flight until its body is written (or the request is abandoned).
-                Ok::<_, std::convert::Infallible>(response.map(|body| InFlightBody {
-                    body,
-                    _in_flight: in_flight,
-                }))
+                // In flight until its body is written (or the request is abandoned); from now on
+                // the client must take it.
+                in_flight.response_ready();
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| InFlightBody { body, in_flight }),
+                )
             }
         });
         let io = TokioIo::new(stream);
@@ -395,8 +398,8 @@ async fn watch_deadlines<C>(
                 }
                 shutting_down = true;
             }
-            () = activity.became_idle.notified(), if !shutting_down && !closing_idle => {
-                deadline = Instant::now() + limits.idle_timeout;
+            () = activity.changed.notified(), if !shutting_down && !closing_idle => {
+                deadline = activity.next_check(limits);
             }
             () = tokio::time::sleep_until(deadline), if !shutting_down => {
                 match activity.next_deadline(limits) {
@@ -419,18 +422,24 @@ async fn watch_deadlines<C>(
 /// What a connection is doing, as its requests start and finish.
 struct Activity {
     state: Mutex<ActivityState>,
-    /// Woken when the last request in flight ends: the idle time starts.
-    became_idle: Notify,
+    /// Woken when a response is handed over or the last request in flight ends: a time to
+    /// watch starts.
+    changed: Notify,
 }
 
 struct ActivityState {
     requests_started: u64,
     in_flight: u64,
     idle_since: Instant,
+    /// Responses handed to hyper and not yet written to the end.
+    responses_unwritten: u64,
+    /// When a response was last handed over or a frame of one taken for writing.
+    last_write: Instant,
 }
 
 enum Deadline {
-    /// No request head arrived in time: close without a word.
+    /// No request head arrived in time, or the client stopped taking its responses (HTTP/2
+    /// with a closed flow-control window, HTTP/1.1 not reading): close without a word.
     Cut,
     /// Idle past the limit: close gracefully.
     Idle,
@@ -445,8 +454,10 @@ impl Activity {
                 requests_started: 0,
                 in_flight: 0,
                 idle_since: Instant::now(),
+                responses_unwritten: 0,
+                last_write: Instant::now(),
             }),
-            became_idle: Notify::new(),
+            changed: Notify::new(),
         }
     }
 
@@ -458,7 +469,23 @@ impl Activity {
         let mut state = self.lock();
         state.requests_started += 1;
         state.in_flight += 1;
-        RequestInFlight(Arc::clone(self))
+        RequestInFlight {
+            activity: Arc::clone(self),
+            response_ready: false,
+        }
+    }
+
+    /// When to look again, after a change: once the response handed over could have been taken,
+    /// or the connection has been idle for its limit.
+    fn next_check(&self, limits: &ListenerLimits) -> Instant {
+        let state = self.lock();
+        if state.in_flight == 0 {
+            state.idle_since + limits.idle_timeout
+        } else if state.responses_unwritten > 0 {
+            state.last_write + limits.idle_timeout
+        } else {
+            Instant::now() + limits.idle_timeout
+        }
     }
 
     /// Called when a deadline passed: what to do now.
@@ -468,6 +495,15 @@ impl Activity {
             return Deadline::Cut;
         }
         if state.in_flight > 0 {
+            // A handler's own time is bounded by its timeouts; a written response by the client
+            // taking it: nothing written for the idle time is a client that stopped reading.
+            if state.responses_unwritten > 0 {
+                let stalled_at = state.last_write + limits.idle_timeout;
+                if stalled_at <= Instant::now() {
+                    return Deadline::Cut;
+                }
+                return Deadline::At(stalled_at.min(Instant::now() + limits.idle_timeout));
+            }
             return Deadline::At(Instant::now() + limits.idle_timeout);
         }
         let idle_until = state.idle_since + limits.idle_timeout;
@@ -480,15 +516,35 @@ impl Activity {
 }
 
 /// A request between its head and the end of its response.
-struct RequestInFlight(Arc<Activity>);
+struct RequestInFlight {
+    activity: Arc<Activity>,
+    response_ready: bool,
+}
+
+impl RequestInFlight {
+    fn response_ready(&mut self) {
+        let mut state = self.activity.lock();
+        state.responses_unwritten += 1;
+        state.last_write = Instant::now();
+        self.response_ready = true;
+        self.activity.changed.notify_one();
+    }
+
+    fn wrote(&self) {
+        self.activity.lock().last_write = Instant::now();
+    }
+}
 
 impl Drop for RequestInFlight {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
+        let mut state = self.activity.lock();
         state.in_flight -= 1;
+        if self.response_ready {
+            state.responses_unwritten -= 1;
+        }
         if state.in_flight == 0 {
             state.idle_since = Instant::now();
-            self.0.became_idle.notify_one();
+            self.activity.changed.notify_one();
         }
     }
 }
@@ -496,7 +552,7 @@ impl Drop for RequestInFlight {
 /// A response body that keeps its request in flight until it is written or dropped.
 struct InFlightBody<B> {
     body: B,
-    _in_flight: RequestInFlight,
+    in_flight: RequestInFlight,
 }
 
 impl<B: Body + Unpin> Body for InFlightBody<B> {
@@ -507,7 +563,11 @@ impl<B: Body + Unpin> Body for InFlightBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(_)) = frame {
+            self.in_flight.wrote();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {
