@@ -6,20 +6,25 @@
 //! A key records what created it ([`Provenance`]): the sign-in session (refresh-token family,
 //! the `sid` of the access token) or the key (as `X-API-Key`, or the `client_id` of its
 //! `client_credentials` token). A credential that ends takes what was derived from it along
-//! ([`revoke`], [`revoke_created_in_session`], [`revoke_all_of_owner`]):
-//! - revoking a key revokes every key created with it, transitively, and the keys it replaced
-//!   in rotations (still in their overlap, they are the same credential);
+//! ([`revoke`], [`revoke_made_in_session`], [`revoke_all_of_owner`]):
+//! - revoking a key revokes every key created or rotated with it, transitively, and the keys it
+//!   replaced in rotations (still in their overlap, they are the same credential);
 //! - a rotation's successor is no child: it replaces the old key and keeps its provenance, and
 //!   the keys created with the old key follow the successor (revoking the successor, or the old
-//!   key itself, revokes them);
-//! - a refresh token presented twice (a copied session) revokes the keys made in that session;
-//!   a logout does not (ending a browser session must not stop the automation keys made in it);
+//!   key itself, revokes them). It also records the credential that rotated it
+//!   (`rotated_in_session`, `rotated_by_key`), which read its secret: a stolen session or a
+//!   leaked key that rotates the owner's keys takes the successors along when it ends;
+//! - a refresh token presented twice (a copied session) revokes the keys made or rotated in
+//!   that session; a logout does not (ending a browser session must not stop the automation
+//!   keys made in it);
 //! - a password reset revokes every key of the account (see [`revoke_all_of_owner`]).
 //!
 //! Nothing may be derived from a credential that has ended: a key created (or rotated) by a
-//! session that was revoked, or by a key that is no longer active, is refused, even with an
-//! access token still inside its 15 minutes; the check runs after the insert, so a cascade
-//! running at the same time sees the new key or the creation sees the cascade.
+//! session that was revoked (a logout too), or by a key that is no longer active, is refused,
+//! even with an access token still inside its 15 minutes. A rotation is also refused when the
+//! session the old key was made in was compromised (reuse, password reset; not a logout) or its
+//! parent key ended. The checks run after the commit, so a cascade running at the same time
+//! sees the new key or the check sees the cascade; a refused rotation is undone.
 //!
 //! Access tokens already issued (by a login, or by `client_credentials` with a revoked key) are
 //! not looked up per request: they stay valid until they expire, at most 15 minutes (and the
@@ -67,7 +72,8 @@ impl Provenance {
     pub fn of(principal: &Principal) -> Self {
         let parse = |value: Option<&str>| value.and_then(|value| value.parse::<Uuid>().ok());
         Self {
-            // Only built-in tokens carry a `sid` (the verifier drops an external issuer's).
+            // Only built-in tokens carry a `sid` or a `client_id` (the verifier drops an external
+            // issuer's: they name the provider's sessions and clients, not ours).
             session: match principal.method {
                 AuthMethod::AccessToken => parse(principal.session_id.as_deref()),
                 AuthMethod::ApiKey => None,
@@ -114,6 +120,7 @@ pub async fn issue(
         scopes,
         expires_at,
         provenance,
+        Provenance::default(),
     )
     .await?;
     refuse_if_provenance_ended(auth, &issued.key, provenance).await?;
@@ -130,6 +137,7 @@ async fn issue_as(
     scopes: &[String],
     expires_at: Option<DateTime<Utc>>,
     provenance: Provenance,
+    rotated_by: Provenance,
 ) -> Result<IssuedKey, DbErr> {
     let secret = ApiKeySecret::generate(&auth.key_prefix);
     let key = api_keys::ActiveModel {
@@ -146,6 +154,8 @@ async fn issue_as(
         valid_until: Set(None),
         created_in_session: Set(provenance.session),
         created_by_key: Set(provenance.parent_key),
+        rotated_in_session: Set(rotated_by.session),
+        rotated_by_key: Set(rotated_by.parent_key),
     }
     .insert(db)
     .await?;
@@ -161,17 +171,33 @@ async fn refuse_if_provenance_ended(
     key: &api_keys::Model,
     provenance: Provenance,
 ) -> Result<(), IssueError> {
-    if !has_ended(auth, provenance).await? {
+    if !has_ended(auth, provenance, SessionEnds::Any).await? {
         return Ok(());
     }
     revoke_row(auth, key.id).await?;
     Err(IssueError::ProvenanceEnded)
 }
 
+/// Which ends of a session [`has_ended`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionEnds {
+    /// Any, a logout too: for the credential deriving a key now (a signed-out session's access
+    /// token, still inside its 15 minutes, makes nothing new).
+    Any,
+    /// Only a compromise (reuse, password reset): for the session an existing key was made in,
+    /// which a logout leaves working, rotations included.
+    Compromise,
+}
+
 /// Whether the session or the key of `provenance` no longer yields anything.
-async fn has_ended(auth: &AuthContext, provenance: Provenance) -> Result<bool, DbErr> {
+async fn has_ended(
+    auth: &AuthContext,
+    provenance: Provenance,
+    session_ends: SessionEnds,
+) -> Result<bool, DbErr> {
     if let Some(session) = provenance.session
-        && tokens::family_is_revoked(&auth.db, session).await?
+        && let Some(end) = tokens::family_end(&auth.db, session).await?
+        && (session_ends == SessionEnds::Any || end.is_compromise())
     {
         return Ok(true);
     }
@@ -196,16 +222,17 @@ async fn has_ended(auth: &AuthContext, provenance: Provenance) -> Result<bool, D
 const MAX_ROTATIONS_FOLLOWED: usize = 64;
 
 /// Issues the successor of `old` (same owner, name, scopes, expiry and provenance: it replaces
-/// `old`, it is not derived from it) and ends `old` after the overlap, in one transaction.
-/// `Ok(None)` when `old` was rotated or revoked meanwhile: the conditional update lets one of
-/// two concurrent rotations win. Refused when `creator` (the rotating credential) or `old`'s
-/// own provenance has ended.
+/// `old`, it is not derived from it; and `rotator`, the credential that reads its secret) and
+/// ends `old` after the overlap, in one transaction. `Ok(None)` when `old` was rotated or
+/// revoked meanwhile: the conditional update lets one of two concurrent rotations win. Refused
+/// when `rotator` has ended, or `old`'s session was compromised or its parent key ended.
 pub async fn rotate(
     auth: &AuthContext,
     old: api_keys::Model,
-    creator: Provenance,
+    rotator: Provenance,
 ) -> Result<Option<IssuedKey>, IssueError> {
-    if has_ended(auth, creator).await? {
+    let inherited = Provenance::of_key(&old);
+    if rotation_refused(auth, rotator, inherited).await? {
         return Err(IssueError::ProvenanceEnded);
     }
     let overlap = chrono::Duration::seconds(
@@ -228,7 +255,6 @@ pub async fn rotate(
         transaction.rollback().await?;
         return Ok(None);
     }
-    let inherited = Provenance::of_key(&old);
     let successor = issue_as(
         auth,
         &transaction,
@@ -238,13 +264,42 @@ pub async fn rotate(
         &old.scope_list(),
         old.expires_at,
         inherited,
+        rotator,
     )
     .await?;
     transaction.commit().await?;
-    // After the commit, as for a new key: a cascade through `old`'s parent or session that ran
-    // meanwhile must not miss the successor.
-    refuse_if_provenance_ended(auth, &successor.key, inherited).await?;
+    // Again after the commit, as for a new key: a cascade through the rotator or `old`'s origin
+    // that ran meanwhile must not miss the successor. Refused, the rotation is undone: the
+    // successor is revoked and `old` keeps working past the overlap (unless that cascade
+    // revoked it), so a retry can rotate it.
+    if rotation_refused(auth, rotator, inherited).await? {
+        revoke_row(auth, successor_id).await?;
+        api_keys::Entity::update_many()
+            .col_expr(
+                api_keys::Column::ReplacedBy,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .col_expr(
+                api_keys::Column::ValidUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .filter(api_keys::Column::Id.eq(old.id))
+            .filter(api_keys::Column::ReplacedBy.eq(successor_id))
+            .exec(&auth.db)
+            .await?;
+        return Err(IssueError::ProvenanceEnded);
+    }
     Ok(Some(successor))
+}
+
+/// Whether a rotation by `rotator` of a key of provenance `inherited` must be refused.
+async fn rotation_refused(
+    auth: &AuthContext,
+    rotator: Provenance,
+    inherited: Provenance,
+) -> Result<bool, DbErr> {
+    Ok(has_ended(auth, rotator, SessionEnds::Any).await?
+        || has_ended(auth, inherited, SessionEnds::Compromise).await?)
 }
 
 /// Why a key was revoked.
@@ -254,9 +309,11 @@ pub enum RevocationCause {
     Requested,
     /// Created with this key, now revoked.
     ParentRevoked(Uuid),
+    /// A rotation's successor, issued to this key (which rotated the old one), now revoked.
+    RotatorRevoked(Uuid),
     /// Replaced in a rotation by this key, now revoked.
     SuccessorRevoked(Uuid),
-    /// Created in this session, whose refresh token came back after use (copied).
+    /// Created or rotated in this session, whose refresh token came back after use (copied).
     SessionReused(Uuid),
     /// Its owner's password was reset.
     PasswordReset,
@@ -267,6 +324,7 @@ impl RevocationCause {
         match self {
             Self::Requested => "revoked",
             Self::ParentRevoked(_) => "parent_revoked",
+            Self::RotatorRevoked(_) => "rotator_revoked",
             Self::SuccessorRevoked(_) => "successor_revoked",
             Self::SessionReused(_) => "session_reused",
             Self::PasswordReset => "password_reset",
@@ -290,7 +348,9 @@ impl KeyRevocation {
         let owner = self.owner_id.to_string();
         let policy = match self.cause {
             RevocationCause::Requested | RevocationCause::PasswordReset => self.key_id.to_string(),
-            RevocationCause::ParentRevoked(from) | RevocationCause::SuccessorRevoked(from) => {
+            RevocationCause::ParentRevoked(from)
+            | RevocationCause::RotatorRevoked(from)
+            | RevocationCause::SuccessorRevoked(from) => {
                 format!("{} cascade_from {from}", self.key_id)
             }
             RevocationCause::SessionReused(session) => {
@@ -322,14 +382,18 @@ pub async fn revoke(
     revoke_with_descendants(auth, vec![(key.clone(), RevocationCause::Requested)]).await
 }
 
-/// Revokes the keys created in the session `family_id`, and what derives from them (a
-/// refresh token of that session was reused, so it was copied).
-pub async fn revoke_created_in_session(
+/// Revokes the keys created or rotated in the session `family_id`, and what derives from them
+/// (a refresh token of that session was reused, so it was copied).
+pub async fn revoke_made_in_session(
     auth: &AuthContext,
     family_id: Uuid,
 ) -> Result<Vec<KeyRevocation>, DbErr> {
     let roots = api_keys::Entity::find()
-        .filter(api_keys::Column::CreatedInSession.eq(family_id))
+        .filter(
+            Condition::any()
+                .add(api_keys::Column::CreatedInSession.eq(family_id))
+                .add(api_keys::Column::RotatedInSession.eq(family_id)),
+        )
         .all(&auth.db)
         .await?;
     let cause = RevocationCause::SessionReused(family_id);
@@ -345,20 +409,35 @@ pub async fn revoke_created_in_session(
 /// session, and their descendants" would be every key anyway, save exceptions an attacker could
 /// hide in. The owner creates the keys their automation needs again; the listing shows which
 /// ended and when, and the audit trail says why (`password_reset`).
+///
+/// Repeated until a pass finds no active key: a key a rotation (or a key) committed after a
+/// pass read the owner's keys is found by the next pass; one committed after the last pass's
+/// read was made with a key already revoked, or in a session already revoked, and its own check
+/// refuses it.
 pub async fn revoke_all_of_owner(
     auth: &AuthContext,
     owner_id: Uuid,
 ) -> Result<Vec<KeyRevocation>, DbErr> {
-    let roots = api_keys::Entity::find()
-        .filter(api_keys::Column::OwnerId.eq(owner_id))
-        .all(&auth.db)
-        .await?;
+    const MAX_PASSES: usize = 16;
     let cause = RevocationCause::PasswordReset;
-    revoke_with_descendants(auth, roots.into_iter().map(|key| (key, cause)).collect()).await
+    let mut revoked = Vec::new();
+    for _ in 0..MAX_PASSES {
+        let roots = api_keys::Entity::find()
+            .filter(api_keys::Column::OwnerId.eq(owner_id))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .all(&auth.db)
+            .await?;
+        if roots.is_empty() {
+            break;
+        }
+        let roots = roots.into_iter().map(|key| (key, cause)).collect();
+        revoked.extend(revoke_with_descendants(auth, roots).await?);
+    }
+    Ok(revoked)
 }
 
-/// Revokes `roots` and, generation by generation, the keys created with any key reached and the
-/// keys any key reached replaced in a rotation (not its successors: revoking an old key ends
+/// Revokes `roots` and, generation by generation, the keys created or rotated with any key
+/// reached and the keys any key reached replaced in a rotation (not its successors: revoking an old key ends
 /// the overlap early and leaves its successor working). Keys revoked already are passed
 /// through, not recorded again, so a tree revoked in part before is finished.
 async fn revoke_with_descendants(
@@ -383,6 +462,7 @@ async fn revoke_with_descendants(
             .filter(
                 Condition::any()
                     .add(api_keys::Column::CreatedByKey.is_in(ids.clone()))
+                    .add(api_keys::Column::RotatedByKey.is_in(ids.clone()))
                     .add(api_keys::Column::ReplacedBy.is_in(ids.clone())),
             )
             .all(&auth.db)
@@ -391,10 +471,14 @@ async fn revoke_with_descendants(
             .into_iter()
             .filter(|key| seen.insert(key.id))
             .map(|key| {
-                let cause = match key.created_by_key.filter(|parent| ids.contains(parent)) {
-                    Some(parent) => RevocationCause::ParentRevoked(parent),
+                let reached = |through: Option<Uuid>| through.filter(|id| ids.contains(id));
+                let cause = if let Some(parent) = reached(key.created_by_key) {
+                    RevocationCause::ParentRevoked(parent)
+                } else if let Some(rotator) = reached(key.rotated_by_key) {
+                    RevocationCause::RotatorRevoked(rotator)
+                } else {
                     // Found through `replaced_by`, so it is set.
-                    None => RevocationCause::SuccessorRevoked(key.replaced_by.unwrap_or_default()),
+                    RevocationCause::SuccessorRevoked(key.replaced_by.unwrap_or_default())
                 };
                 (key, cause)
             })

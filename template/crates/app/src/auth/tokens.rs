@@ -9,15 +9,18 @@
 //! (per token) and an absolute one (per family, never extended by rotation).
 //!
 //! A family is a sign-in session: every access token it yields names it in its `sid` claim, and
-//! an API key created with such a token records it (`api_keys.created_in_session`). Reuse
-//! detection therefore also revokes the keys made in the stolen session (and the keys made with
-//! those); a logout does not, as ending a browser session must not end the automation keys made
-//! in it. Access tokens already issued are not revoked: they end within their 15 minutes.
+//! an API key created (or rotated) with such a token records it (`api_keys.created_in_session`,
+//! `api_keys.rotated_in_session`). Reuse detection therefore also revokes the keys made in the
+//! stolen session (and the keys made with those); a logout does not, as ending a browser session
+//! must not end the automation keys made in it. So a family records why it ended
+//! ([`FamilyEnd`]), and a used token presented again is reuse even after its family was logged
+//! out (a thief who logs out first is still caught). Access tokens already issued are not
+//! revoked: they end within their 15 minutes.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, Condition, DbErr, EntityTrait, QueryFilter, QuerySelect, Set,
     TransactionTrait,
 };
 use security::auth::jwt::{AccessGrant, issue_access_token};
@@ -51,6 +54,43 @@ pub fn refresh_cookie(token: &str, max_age: u64) -> String {
 /// `Set-Cookie` removing the refresh cookie.
 pub fn cleared_refresh_cookie() -> String {
     format!("{REFRESH_COOKIE}=; Max-Age=0; {REFRESH_COOKIE_ATTRIBUTES}")
+}
+
+/// Why a sign-in session (refresh-token family) ended, stored as
+/// `refresh_tokens.revocation_reason`; ordered from the mildest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FamilyEnd {
+    /// The user signed out (`/v1/auth/logout`, `/oauth/revoke`): the keys made in the session
+    /// keep working, and may still be rotated.
+    Logout,
+    /// A used refresh token came back: the session was copied.
+    Reuse,
+    /// The account's password was reset: any of its sessions may have been an attacker's.
+    PasswordReset,
+}
+
+impl FamilyEnd {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Reuse => "reuse",
+            Self::PasswordReset => "password_reset",
+        }
+    }
+
+    /// A stored reason; a row revoked without one counts as the mildest end.
+    fn from_code(code: Option<&str>) -> Self {
+        match code {
+            Some("reuse") => Self::Reuse,
+            Some("password_reset") => Self::PasswordReset,
+            _ => Self::Logout,
+        }
+    }
+
+    /// Whether the session may have been an attacker's, so what was derived from it ends too.
+    pub fn is_compromise(self) -> bool {
+        self != Self::Logout
+    }
 }
 
 /// An access token as the token endpoint returns it.
@@ -195,6 +235,7 @@ async fn insert_token(
         expires_at: Set(idle_end.min(family_expires_at)),
         used_at: Set(None),
         revoked_at: Set(None),
+        revocation_reason: Set(None),
     }
     .insert(db)
     .await
@@ -226,19 +267,22 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
     };
     if claimed.rows_affected != 1 {
         transaction.rollback().await?;
-        if stored.revoked_at.is_some() {
+        // Not claimed and never used: revoked, the current token of an ended session.
+        if stored.used_at.is_none() {
             return Err(RefreshError::Refused(RefreshRefusal::Revoked));
         }
-        revoke_family(auth, stored.family_id).await?;
+        // Used already, so copied: reuse even if the family was logged out meanwhile (a thief
+        // who logs out first must not turn the owner's replay into a plain "revoked").
+        revoke_family(auth, stored.family_id, FamilyEnd::Reuse).await?;
         // The session was copied: the keys made in it may be the thief's.
-        let revoked_keys = api_keys::revoke_created_in_session(auth, stored.family_id).await?;
+        let revoked_keys = api_keys::revoke_made_in_session(auth, stored.family_id).await?;
         return Err(RefreshError::Reused(revoked_keys));
     }
     // A revocation of the family may have started before this token was claimed: any revoked
-    // member revokes the whole family for good.
-    if family_is_revoked(&transaction, stored.family_id).await? {
+    // member revokes the whole family for good, for the same reason.
+    if let Some(end) = family_end(&transaction, stored.family_id).await? {
         transaction.rollback().await?;
-        revoke_family(auth, stored.family_id).await?;
+        revoke_family(auth, stored.family_id, end).await?;
         return Err(RefreshError::Refused(RefreshRefusal::Revoked));
     }
     if now >= stored.expires_at || now >= stored.family_expires_at {
@@ -287,41 +331,80 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
     })
 }
 
-/// Whether the session `family_id` has ended (a logout, reuse or a password reset revoked it).
-pub async fn family_is_revoked(
+/// Whether and why the session `family_id` has ended: the gravest reason any of its tokens was
+/// revoked for (a compromise found after a logout outweighs it).
+pub async fn family_end(
     db: &impl sea_orm::ConnectionTrait,
     family_id: Uuid,
-) -> Result<bool, DbErr> {
-    Ok(refresh_tokens::Entity::find()
+) -> Result<Option<FamilyEnd>, DbErr> {
+    let reasons: Vec<Option<String>> = refresh_tokens::Entity::find()
+        .select_only()
+        .column(refresh_tokens::Column::RevocationReason)
+        .distinct()
         .filter(refresh_tokens::Column::FamilyId.eq(family_id))
         .filter(refresh_tokens::Column::RevokedAt.is_not_null())
-        .count(db)
-        .await?
-        > 0)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(reasons
+        .iter()
+        .map(|reason| FamilyEnd::from_code(reason.as_deref()))
+        .max())
 }
 
-/// Revokes every token of a family.
-pub async fn revoke_family(auth: &AuthContext, family_id: Uuid) -> Result<(), DbErr> {
-    revoke_where(auth, refresh_tokens::Column::FamilyId.eq(family_id)).await
+/// Revokes every token of a family, for `end`.
+pub async fn revoke_family(
+    auth: &AuthContext,
+    family_id: Uuid,
+    end: FamilyEnd,
+) -> Result<(), DbErr> {
+    revoke_where(auth, refresh_tokens::Column::FamilyId.eq(family_id), end).await
 }
 
 /// Revokes every token of `user_id`'s families (a password reset).
 pub async fn revoke_all_of_user(auth: &AuthContext, user_id: Uuid) -> Result<(), DbErr> {
-    revoke_where(auth, refresh_tokens::Column::UserId.eq(user_id)).await
+    revoke_where(
+        auth,
+        refresh_tokens::Column::UserId.eq(user_id),
+        FamilyEnd::PasswordReset,
+    )
+    .await
 }
 
-/// Revokes the unrevoked tokens matching `condition`, repeating until none is left: under
-/// PostgreSQL's READ COMMITTED an UPDATE does not see a successor that a concurrent refresh
-/// inserts while the UPDATE waits on its lock; the next statement does, and a refresh that
-/// starts afterwards finds its family revoked (see [`refresh`]).
+/// Revokes the unrevoked tokens matching `condition` for `end`, repeating until none is left:
+/// under PostgreSQL's READ COMMITTED an UPDATE does not see a successor that a concurrent
+/// refresh inserts while the UPDATE waits on its lock; the next statement does, and a refresh
+/// that starts afterwards finds its family revoked (see [`refresh`]). A compromise also
+/// overwrites an earlier logout's reason: a session logged out, then found copied, was copied.
 async fn revoke_where(
     auth: &AuthContext,
     condition: sea_orm::sea_query::SimpleExpr,
+    end: FamilyEnd,
 ) -> Result<(), DbErr> {
     const MAX_PASSES: usize = 16;
+    if end.is_compromise() {
+        refresh_tokens::Entity::update_many()
+            .col_expr(
+                refresh_tokens::Column::RevocationReason,
+                Expr::value(end.code()),
+            )
+            .filter(condition.clone())
+            .filter(refresh_tokens::Column::RevokedAt.is_not_null())
+            .filter(
+                Condition::any()
+                    .add(refresh_tokens::Column::RevocationReason.is_null())
+                    .add(refresh_tokens::Column::RevocationReason.eq(FamilyEnd::Logout.code())),
+            )
+            .exec(&auth.db)
+            .await?;
+    }
     for _ in 0..MAX_PASSES {
         let revoked = refresh_tokens::Entity::update_many()
             .col_expr(refresh_tokens::Column::RevokedAt, Expr::value(auth.now()))
+            .col_expr(
+                refresh_tokens::Column::RevocationReason,
+                Expr::value(end.code()),
+            )
             .filter(condition.clone())
             .filter(refresh_tokens::Column::RevokedAt.is_null())
             .exec(&auth.db)
@@ -346,6 +429,6 @@ pub async fn revoke_family_of(auth: &AuthContext, presented: &str) -> Result<boo
     else {
         return Ok(false);
     };
-    revoke_family(auth, stored.family_id).await?;
+    revoke_family(auth, stored.family_id, FamilyEnd::Logout).await?;
     Ok(true)
 }

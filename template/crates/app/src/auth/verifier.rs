@@ -42,29 +42,33 @@ impl CredentialVerifier for ServiceVerifier {
                 // An external issuer grants only the scopes it is allowed here, and its subjects
                 // live in its own namespace: `<issuer>#<sub>` is never a local user id, so an
                 // external token can never act as (or collide with) a local account.
-                // Its `sid` names a session of the external provider, not one of ours: dropped.
-                let (subject, scopes, session_id) = match self.auth.external_issuer(&claims.issuer)
-                {
-                    Some(external) => (
-                        format!("{}#{}", claims.issuer, claims.subject),
-                        claims
-                            .scopes
-                            .into_iter()
-                            .filter(|scope| external.allowed_scopes.contains(scope))
-                            .collect(),
-                        None,
-                    ),
-                    None => (
-                        claims.subject,
-                        claims.scopes.into_iter().collect(),
-                        claims.session_id,
-                    ),
-                };
+                // Its `sid` and `client_id` name a session and a client of the external provider,
+                // not a session or an API key of ours: dropped (a key records both as its
+                // provenance).
+                let (subject, scopes, session_id, client_id) =
+                    match self.auth.external_issuer(&claims.issuer) {
+                        Some(external) => (
+                            format!("{}#{}", claims.issuer, claims.subject),
+                            claims
+                                .scopes
+                                .into_iter()
+                                .filter(|scope| external.allowed_scopes.contains(scope))
+                                .collect(),
+                            None,
+                            None,
+                        ),
+                        None => (
+                            claims.subject,
+                            claims.scopes.into_iter().collect(),
+                            claims.session_id,
+                            claims.client_id,
+                        ),
+                    };
                 Ok(Principal {
                     subject,
                     scopes,
                     method: AuthMethod::AccessToken,
-                    client_id: claims.client_id,
+                    client_id,
                     session_id,
                 })
             }

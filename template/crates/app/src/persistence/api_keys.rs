@@ -30,6 +30,12 @@ pub struct Model {
     /// The key that created this one (as `X-API-Key` or through its `client_credentials`
     /// token); kept by the key's rotation successors.
     pub created_by_key: Option<Uuid>,
+    /// For a rotation's successor: the sign-in session whose access token rotated the old key
+    /// (and so read this key's secret).
+    pub rotated_in_session: Option<Uuid>,
+    /// For a rotation's successor: the key that rotated the old key (as `X-API-Key` or through
+    /// its `client_credentials` token).
+    pub rotated_by_key: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,9 @@ pub struct Model {
     /// Set when the token was exchanged: presenting it again is reuse.
     pub used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// Why the family ended (`crate::auth::tokens::FamilyEnd`): `logout`, `reuse` or
+    /// `password_reset`.
+    pub revocation_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

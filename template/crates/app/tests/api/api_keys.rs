@@ -104,6 +104,18 @@ fn id_of(key: &Value) -> &str {
     key["id"].as_str().expect("id")
 }
 
+/// `POST /v1/auth/logout` with the session's refresh token: 204.
+async fn logout(app: &TestApp, tokens: &Value) {
+    let response = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 204, "logout");
+}
+
 #[tokio::test]
 async fn an_administrator_cannot_rotate_another_users_key_but_may_list_and_revoke_it() {
     let app = spawn_app().await;
@@ -420,4 +432,133 @@ async fn a_reused_refresh_token_revokes_the_keys_made_in_its_session_and_a_logou
         .expect("request");
     assert_eq!(logout.status(), 204);
     assert_eq!(key_status(&app, &kept).await, 200);
+}
+
+#[tokio::test]
+async fn a_key_made_in_a_session_since_logged_out_rotates_and_its_successor_outlives_the_overlap() {
+    let app = spawn_app().await;
+    let (_, first) = user(&app, "signed-out@example.com").await;
+    let key = created_key(&app, &bearer_client(&app, &first), &["profile"]).await;
+    logout(&app, &first).await;
+
+    let second = login(
+        &app.client,
+        &app.address,
+        "signed-out@example.com",
+        PASSWORD,
+    )
+    .await;
+    let rotated = rotate(&app, &bearer_client(&app, &second), None, id_of(&key)).await;
+    assert_eq!(rotated.status(), 201, "a logout is no compromise");
+    let successor = json_body(rotated).await;
+    assert_eq!(key_status(&app, &successor).await, 200);
+
+    app.clock.advance(86_400);
+    assert_eq!(
+        key_status(&app, &key).await,
+        401,
+        "the old key after the overlap"
+    );
+    assert_eq!(
+        key_status(&app, &successor).await,
+        200,
+        "its successor lives on"
+    );
+}
+
+#[tokio::test]
+async fn a_successor_ends_with_the_copied_session_or_the_revoked_key_that_rotated_it() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "rotated-by-thief@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let key = created_key(&app, &owner, &["profile", "notes:read"]).await;
+
+    // A second session (a stolen password) rotates the owner's key and reads the new secret.
+    let stolen = login(
+        &app.client,
+        &app.address,
+        "rotated-by-thief@example.com",
+        PASSWORD,
+    )
+    .await;
+    let rotated = rotate(&app, &bearer_client(&app, &stolen), None, id_of(&key)).await;
+    assert_eq!(rotated.status(), 201);
+    let successor = json_body(rotated).await;
+    // That session's refresh token comes back after use: it was copied.
+    let stolen_refresh = stolen["refresh_token"].as_str().expect("refresh token");
+    assert_eq!(refresh(&app, stolen_refresh).await.status(), 200);
+    let reused = refresh(&app, stolen_refresh).await;
+    assert_eq!(reused.status(), 400);
+    assert_refused(&app, &successor, "the successor the copied session rotated").await;
+    let trail = revocations(&request_id(&reused));
+    let cascade = format!("{} cascade_from session ", id_of(&successor));
+    assert!(
+        trail
+            .iter()
+            .any(|(reason, policy)| reason == "session_reused" && policy.starts_with(&cascade)),
+        "{trail:?}"
+    );
+
+    // A leaked key rotates another of the owner's keys; revoking the leaked key ends the successor.
+    let leaked = created_key(&app, &owner, &["profile", "api_keys:write"]).await;
+    let other = created_key(&app, &owner, &["profile"]).await;
+    let rotated = rotate(
+        &app,
+        &app.client,
+        Some(leaked["secret"].as_str().expect("secret")),
+        id_of(&other),
+    )
+    .await;
+    assert_eq!(rotated.status(), 201);
+    let other_successor = json_body(rotated).await;
+    let revoked = owner
+        .delete(app.url(&format!("/v1/api-keys/{}", id_of(&leaked))))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(revoked.status(), 204);
+    assert_refused(
+        &app,
+        &other_successor,
+        "the successor the leaked key rotated",
+    )
+    .await;
+    assert!(
+        revocations(&request_id(&revoked)).contains(&(
+            "rotator_revoked".to_owned(),
+            format!(
+                "{} cascade_from {}",
+                id_of(&other_successor),
+                id_of(&leaked)
+            )
+        )),
+        "the audit trail names the rotating key"
+    );
+}
+
+#[tokio::test]
+async fn a_used_refresh_token_presented_after_a_logout_is_still_reuse() {
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "thief-logs-out@example.com").await;
+    // The thief refreshes with the stolen token, makes a key, and logs out to hide the session.
+    let stolen = tokens["refresh_token"].as_str().expect("refresh token");
+    let refreshed = refresh(&app, stolen).await;
+    assert_eq!(refreshed.status(), 200);
+    let refreshed = json_body(refreshed).await;
+    let planted = created_key(&app, &bearer_client(&app, &refreshed), &["profile"]).await;
+    logout(&app, &refreshed).await;
+    assert_eq!(key_status(&app, &planted).await, 200, "a logout keeps keys");
+
+    // The owner's copy of the used token comes back: the session was copied.
+    let reused = refresh(&app, stolen).await;
+    assert_eq!(reused.status(), 400);
+    assert_refused(&app, &planted, "the key made in the copied session").await;
+    let id = request_id(&reused);
+    assert!(
+        audit_events_for(&id)
+            .iter()
+            .any(|event| event["event"] == "token.refresh_reuse"),
+        "the reuse is audited"
+    );
+    assert_eq!(revocations(&id).len(), 1);
 }
