@@ -271,7 +271,7 @@ impl App {
             // Caps of its own, within the descriptors the total leaves free: metrics stay
             // scrapeable while the public listeners are at their cap.
             let admin_caps = ConnectionCaps {
-                per_address: ADMIN_CONNECTIONS,
+                per_address: ADMIN_CONNECTIONS / 4,
                 per_trusted_proxy: ADMIN_CONNECTIONS,
                 total: ADMIN_CONNECTIONS,
             };

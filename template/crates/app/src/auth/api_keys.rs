@@ -255,6 +255,12 @@ pub async fn rotate(
         transaction.rollback().await?;
         return Ok(None);
     }
+    // A key rotating itself hands its place on, it does not become the successor's rotator:
+    // revoking it afterwards (ending the overlap early) must leave the successor working.
+    let recorded_rotator = Provenance {
+        parent_key: rotator.parent_key.filter(|key| *key != old.id),
+        ..rotator
+    };
     let successor = issue_as(
         auth,
         &transaction,
@@ -264,7 +270,7 @@ pub async fn rotate(
         &old.scope_list(),
         old.expires_at,
         inherited,
-        rotator,
+        recorded_rotator,
     )
     .await?;
     transaction.commit().await?;

@@ -286,7 +286,9 @@ pub async fn refresh(auth: &AuthContext, presented: &str) -> Result<Refreshed, R
         return Err(RefreshError::Refused(RefreshRefusal::Revoked));
     }
     if now >= stored.expires_at || now >= stored.family_expires_at {
-        transaction.commit().await?;
+        // Not claimed: an expired token sent twice (two tabs) is no theft, and must not be
+        // taken for reuse and revoke the session's keys.
+        transaction.rollback().await?;
         return Err(RefreshError::Refused(RefreshRefusal::Expired));
     }
     let Some(user) = users::Entity::find_by_id(stored.user_id)

@@ -562,3 +562,53 @@ async fn a_used_refresh_token_presented_after_a_logout_is_still_reuse() {
     );
     assert_eq!(revocations(&id).len(), 1);
 }
+
+#[tokio::test]
+async fn a_key_that_rotated_itself_can_be_revoked_and_its_successor_keeps_working() {
+    // Automation's usual rotation: the key rotates itself, the new secret is deployed, and the
+    // old key is revoked to end the overlap early.
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "self-rotation@example.com").await;
+    let owner = bearer_client(&app, &tokens);
+    let key = created_key(&app, &owner, &["profile", "api_keys:write"]).await;
+    let rotated = rotate(
+        &app,
+        &app.client,
+        Some(key["secret"].as_str().expect("secret")),
+        id_of(&key),
+    )
+    .await;
+    assert_eq!(rotated.status(), 201);
+    let successor = json_body(rotated).await;
+    let revoked = owner
+        .delete(app.url(&format!("/v1/api-keys/{}", id_of(&key))))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(key_status(&app, &key).await, 401, "the old key ended");
+    assert_eq!(
+        key_status(&app, &successor).await,
+        200,
+        "the successor is not the old key's child"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_refresh_token_sent_twice_is_no_reuse_and_revokes_nothing() {
+    // Two tabs waking after a day both send the same expired token: not a theft signal.
+    let app = spawn_app().await;
+    let (_, tokens) = user(&app, "two-tabs@example.com").await;
+    let key = created_key(&app, &bearer_client(&app, &tokens), &["profile"]).await;
+    app.clock.advance(86_401);
+    let expired = tokens["refresh_token"].as_str().expect("refresh token");
+    for attempt in ["first", "second"] {
+        let response = refresh(&app, expired).await;
+        assert_eq!(response.status(), 400, "{attempt} presentation");
+    }
+    assert_eq!(
+        key_status(&app, &key).await,
+        200,
+        "the session's key is not revoked as if the session had been copied"
+    );
+}
