@@ -54,6 +54,17 @@ async fn token_of_key(app: &TestApp, key: &Value) -> String {
         .to_owned()
 }
 
+/// The status of `GET /v1/me` sent by `client`.
+async fn me_status(app: &TestApp, client: &reqwest::Client) -> u16 {
+    client
+        .get(app.url("/v1/me"))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
 /// The status of `GET /v1/me` with `key` as `X-API-Key`.
 async fn key_status(app: &TestApp, key: &Value) -> u16 {
     with_key(app, key["secret"].as_str().expect("secret"), "/v1/me")
@@ -279,27 +290,11 @@ async fn revoking_a_key_revokes_its_children_and_grandchildren_and_their_tokens_
 
     // A token the child minted before stays valid until it expires (15 minutes at most), but
     // nothing can be derived from it any more.
-    assert_eq!(
-        through_token
-            .get(app.url("/v1/me"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        200
-    );
+    assert_eq!(me_status(&app, &through_token).await, 200);
     let derived = create_key(&app, &through_token, &["profile"]).await;
     assert_eq!(derived.status(), 401, "a key derived from a revoked key");
     past_access_token_lifetime(&app);
-    assert_eq!(
-        through_token
-            .get(app.url("/v1/me"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        401
-    );
+    assert_eq!(me_status(&app, &through_token).await, 401);
 }
 
 #[tokio::test]
@@ -374,26 +369,10 @@ async fn a_password_reset_revokes_the_keys_made_with_a_stolen_session() {
     // The stolen access token lives out its 15 minutes, but makes no key any more...
     let after = create_key(&app, &attacker, &["profile"]).await;
     assert_eq!(after.status(), 401, "a key from a session the reset ended");
-    assert_eq!(
-        attacker
-            .get(app.url("/v1/me"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        200
-    );
+    assert_eq!(me_status(&app, &attacker).await, 200);
     // ...and then ends.
     past_access_token_lifetime(&app);
-    assert_eq!(
-        attacker
-            .get(app.url("/v1/me"))
-            .send()
-            .await
-            .expect("request")
-            .status(),
-        401
-    );
+    assert_eq!(me_status(&app, &attacker).await, 401);
 }
 
 #[tokio::test]
