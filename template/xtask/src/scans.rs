@@ -89,7 +89,7 @@ fn tool(dir: &Path, name: &str) -> Command {
 /// The environment of the instance the third-party scanners run against: every rate-limit tier
 /// raised, so the fuzzer reaches the logic behind the limits instead of a wall of 429s. The
 /// limits themselves are checked by the checklist scanner on an instance with the defaults.
-pub const RAISED_RATE_LIMITS: [(&str, &str); 10] = [
+pub const RAISED_RATE_LIMITS: [(&str, &str); 11] = [
     ("APP_RATE_LIMIT__ANONYMOUS__REQUESTS", "50000"),
     ("APP_RATE_LIMIT__AUTHENTICATED__REQUESTS", "50000"),
     ("APP_RATE_LIMIT__LOGIN__REQUESTS", "50000"),
@@ -100,6 +100,9 @@ pub const RAISED_RATE_LIMITS: [(&str, &str); 10] = [
     ("APP_RATE_LIMIT__TOKEN__REQUESTS", "50000"),
     ("APP_RATE_LIMIT__API_KEY_MANAGEMENT__REQUESTS", "50000"),
     ("APP_RATE_LIMIT__PAYMENT__REQUESTS", "50000"),
+    // The scanners are one client opening connections as fast as they send: the per-address
+    // connection cap (TLS-1) is raised with the rate limits, as for a trusted proxy.
+    ("APP_CONNECTIONS__MAX_PER_ADDRESS", "4096"),
 ];
 
 /// sslyze, drheader and schemathesis against `service` (started with [`RAISED_RATE_LIMITS`]),
