@@ -395,13 +395,7 @@ impl ApiKeysApi {
         // A weaker credential of the same owner (a key with only `api_keys:write`) must not
         // revoke a stronger key; an administrator may (revoking yields no secret).
         if !is_key_admin(principal) {
-            require_scopes_held(
-                request,
-                principal,
-                &key.scope_list(),
-                "a key is managed only by a credential holding all its scopes",
-                "Managing this key needs every scope it holds",
-            )?;
+            require_every_scope_of(request, principal, &key)?;
         }
         Ok(key)
     }
@@ -430,13 +424,23 @@ impl ApiKeysApi {
                 "Only the key's owner can rotate it; an administrator can revoke it",
             ));
         }
-        require_scopes_held(
-            request,
-            principal,
-            &key.scope_list(),
-            "a key is managed only by a credential holding all its scopes",
-            "Managing this key needs every scope it holds",
-        )?;
+        require_every_scope_of(request, principal, &key)?;
         Ok(key)
     }
+}
+
+/// A key is managed only by a credential holding every scope the key holds: a narrower
+/// credential must not revoke or rotate a stronger key.
+fn require_every_scope_of(
+    request: &Request,
+    principal: &Principal,
+    key: &stored::Model,
+) -> Result<(), ApiError> {
+    require_scopes_held(
+        request,
+        principal,
+        &key.scope_list(),
+        "a key is managed only by a credential holding all its scopes",
+        "Managing this key needs every scope it holds",
+    )
 }
