@@ -2,9 +2,10 @@
 //!
 //! Given a base URL, its OpenAPI document and optionally credentials, [`scan`] checks the API
 //! from outside, the way an attacker or an auditor would, and tags every check with the control
-//! id of the checklist (`CONTROLS.md`): TLS versions and certificate, plain-HTTP handling, HSTS
-//! and security headers, CORS, credentials and scopes on every documented operation, forged and
-//! mutated JWTs, strict input, rate limits, and error bodies free of internals.
+//! id of the checklist (`template/docs/controls.md`): TLS versions and certificate, plain-HTTP
+//! handling, HSTS and security headers, CORS, credentials and scopes on every documented
+//! operation, forged and mutated JWTs, strict input, rate limits, and error bodies free of
+//! internals.
 //!
 //! It assumes only the standards (TLS, HTTP, OpenAPI 3, OAuth 2.0 bearer tokens, JWT/JWKS,
 //! RFC 8414 metadata), so it runs against any API, not only those built from this template; a
@@ -12,6 +13,18 @@
 //!
 //! Reading order: [`ScanConfig`] (what it is given), [`scan`] (the order of the checks), then one
 //! module per group of checks under [`checks`], and [`report`] for the table, JSON and SARIF.
+//!
+//! In CI (OPS-2): Rampart's `cargo xtask ci` starts every rendered variant's service as a real
+//! process (its own database and Redis prefix) and scans it (`xtask/src/scan.rs`); a check that
+//! fails or does not run fails CI, except the four signed-claim checks where the signing keys live
+//! in the database. Reports go to `target/scan/<variant>/` and the SARIF to code scanning. Test
+//! builds that turn one control off at a time must each fail the matching check
+//! (`xtask/tests/weakened_builds.rs`, decision 0013), so a check that cannot fail is caught. Then, on a fresh instance with the rate limits raised so fuzzing reaches
+//! the logic behind them, the generated project's `cargo xtask scan` runs the third-party
+//! scanners (sslyze, Mozilla "modern"; drheader; schemathesis, every check, anonymous and with a
+//! token), a CycloneDX SBOM of every crate, and detect-secrets against the reviewed
+//! `.secrets.baseline`, with a planted secret it must catch. A generated project's own workflow
+//! runs `cargo xtask scan` after its `cargo xtask ci`.
 
 use std::path::PathBuf;
 
@@ -89,7 +102,7 @@ impl Status {
 pub struct Finding {
     /// Stable check id, e.g. `tls.legacy-versions-refused`.
     pub id: &'static str,
-    /// The control id of the checklist (`CONTROLS.md`), e.g. `TLS-2`.
+    /// The control id of the checklist (`template/docs/controls.md`), e.g. `TLS-2`.
     pub control: &'static str,
     /// What the check expects, in a sentence.
     pub title: &'static str,

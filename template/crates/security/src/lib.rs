@@ -1,5 +1,5 @@
 //! The security controls of the service, one module per control, grouped by the sections of the
-//! API security checklist (see `CONTROLS.md` at the root of the project for control ids).
+//! API security checklist (control ids as defined in the project's `docs/controls.md`).
 //!
 //! Every module here is free of application types: it holds its configuration, its poem
 //! middleware and its unit tests, so it can be read, tested and reused on its own.
