@@ -7,7 +7,14 @@
 //! (`[security_txt]`): at least one `Contact` (`mailto:`, `https:` or `tel:`), the `Expires` the
 //! RFC requires (so stale contacts stop being trusted), the `Canonical` URL on the public origin,
 //! and optionally a policy, acknowledgments page, encryption key and preferred languages. The
-//! file is plain text and public; with no contact configured it is not served (404).
+//! file is plain text and public; with no contact configured it is not served (404). Start-up
+//! refuses other links than `https:` and any value with a line break (which would forge fields);
+//! the service warns at production start-up when no contact is set, and at any start-up once the
+//! file has expired.
+//!
+//! The rest of OPS-3 is outside the service: `SECURITY.md` says how to report a vulnerability,
+//! and the project's CI workflow runs weekly on a schedule (its full CI and `cargo xtask scan`),
+//! so new advisories and scanner findings surface without a commit.
 
 use poem::http::{Method, StatusCode};
 use poem::{Endpoint, Request, Response};

@@ -12,6 +12,24 @@
 //!   cookie, also clears it.
 //! - `GET /.well-known/jwks.json`: the public keys tokens are verified with (RFC 7517).
 //! - `GET /.well-known/oauth-authorization-server`: the metadata (RFC 8414).
+//!
+//! Threat (AUTH-1): a home-made authentication scheme or home-made crypto fails in ways no
+//! reviewer or client library anticipates; a token endpoint that reads a parameter twice, or
+//! answers cacheably, lets two components disagree on a grant or leaves tokens in caches.
+//!
+//! Control: standards only. The endpoints follow their RFCs; parameters come form-encoded in the
+//! body, each at most once (a repeated one is `invalid_request`); access tokens are RFC 9068 JWTs
+//! presented as RFC 6750 bearer tokens. Passwords are hashed with argon2id (`argon2`), keys and
+//! signatures are Ed25519 and HMAC through aws-lc-rs, JWTs go through `jsonwebtoken`: nothing is
+//! hand-rolled. The rest of AUTH-1 lives beside this module:
+//! - external OpenID Connect issuers (`auth.external_issuers`): `security::auth::oidc`;
+//! - the issuer's signing keys, from files or shared sealed through the database:
+//!   `crate::auth::signing_keys`;
+//! - password reset, mailed through the sealed outbox: `crate::auth::password_reset`,
+//!   `crate::mail`.
+//!
+//! Default: the built-in issuer is on. `auth.built_in_issuer = false` trusts only the external
+//! issuers (start-up refuses it with none configured): this issuer's tokens are then refused.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,7 +11,12 @@
 //! - the same key with a different request is refused (422): a key names one request;
 //! - concurrent duplicates meet on the key's unique index: one charges, the others wait for it
 //!   to commit and replay its answer;
-//! - once expired, the key is forgotten and makes a new payment.
+//! - once expired, the key is forgotten and makes a new payment; expired keys are deleted
+//!   hourly, so callers who never return leave nothing behind;
+//! - a missing or malformed key is a 400 and charges nothing.
+//!
+//! Without the key, a retry after a lost answer charges twice: the header is required, not
+//! optional, for every payment-like write.
 
 use std::sync::Arc;
 

@@ -2,6 +2,24 @@
 //! keyed hash; rotation issues a successor and keeps the old key valid for the configured
 //! overlap, so clients can switch without downtime.
 //!
+//! Threat: a long-lived secret that cannot be replaced without an outage is never replaced; one
+//! that can be copied, broadened or outlive what created it turns one leak into lasting access.
+//!
+//! Control: the key's format (`rmp_`, 43 random characters, a CRC32 checksum that secret
+//! scanners and an offline check read) and its HMAC-SHA256 under the server pepper are
+//! `security::auth::secrets`; production refuses a missing or placeholder pepper. The secret is
+//! in the creation or rotation response only (`Cache-Control: no-store`). A key's scopes are
+//! narrowed to its owner's role at every use, so a demoted owner's keys lose what the role lost
+//! ([`crate::auth::verifier`]). A key is presented as `X-API-Key` or as the client secret of
+//! `client_credentials`; its last use is recorded (`last_used_at`); it may expire, and a key
+//! created with a key expires no later than its parent. Rotating or revoking needs a credential
+//! holding all of the key's scopes; of two concurrent rotations one wins. Creation, rotation,
+//! revocation and every use are audited.
+//!
+//! Default: a rotated key stays valid for `auth.api_key_overlap_seconds` (24 hours) beside its
+//! successor. A longer overlap keeps a leaked key alive longer after its rotation; none at all
+//! breaks every client that has not switched yet.
+//!
 //! # Provenance and revocation cascades
 //! A key records what created it ([`Provenance`]): the sign-in session (refresh-token family,
 //! the `sid` of the access token) or the key (as `X-API-Key`, or the `client_id` of its

@@ -14,6 +14,16 @@
 //! interval plus the clock leeway after its retirement ([`DatabaseKeys::new`]'s `grace`). The
 //! first instance to start on an empty table creates the first key; two instances starting (or
 //! rotating) together cannot both win, as each key's sequence number is the primary key.
+//! `"database"` is the default of the postgres variant, the one meant for several instances.
+//!
+//! Threat: a signing key copied by hand to every instance, or stored in clear in the shared
+//! database, leaks with any backup; a rotation that reaches only some instances makes the others
+//! refuse valid tokens. Hence the sealing (AES-256-GCM, bound to the key's `kid`, under a
+//! key-encryption key from the environment that the database never holds), and a rotation that
+//! refuses a key-encryption key unable to open the current key, so a typo cannot start a second,
+//! unreadable chain of keys. `app rotate-signing-key --revoke-previous` deletes the older keys
+//! instead of retiring them: for a key that leaked, whose tokens must stop verifying as soon as
+//! every instance has re-read the keys.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -16,6 +16,17 @@
 //! ([`FamilyEnd`]), and a used token presented again is reuse even after its family was logged
 //! out (a thief who logs out first is still caught). Access tokens already issued are not
 //! revoked: they end within their 15 minutes.
+//!
+//! A family ends at a logout or `POST /oauth/revoke`, when reuse is detected, and, for every
+//! family of the account, at a password reset. Browsers keep their refresh token in an
+//! `HttpOnly` cookie ([`REFRESH_COOKIE`]), never in storage a page script can read; mobile and
+//! server clients keep it as the generated README describes.
+//!
+//! Defaults: access tokens live `auth.access_token_seconds` (900; start-up refuses more, and the
+//! validator refuses a built-in token living longer), refresh tokens 1 day idle
+//! (`refresh_token_idle_seconds`) and 30 days in all (`refresh_token_absolute_seconds`). Longer
+//! lifetimes keep a stolen token useful for longer; there is no setting to stop rotation or
+//! reuse detection.
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use sea_orm::sea_query::Expr;

@@ -12,7 +12,8 @@
 //! Control, in this order, before any handler or typed parsing sees the body:
 //! 1. the body is parsed by a strict reader ([`parse_strict`]) that rejects invalid JSON (a form
 //!    error with line and column, never the content), nesting deeper than the configured maximum,
-//!    and any object key that appears twice (a field error under the key's path);
+//!    and any object key that appears twice (a field error under the key's path), and notes any
+//!    string holding U+0000, which no API text needs and PostgreSQL cannot store;
 //! 2. the value is checked against the operation's request schema taken from the service's own
 //!    OpenAPI document, with the `jsonschema` crate: types without coercion, lengths, patterns,
 //!    enums, ranges, formats, required fields; unknown fields too, because
@@ -24,6 +25,10 @@
 //!    (`email`, `address.city`, `items[0].name`). Messages are built from the kind of failure
 //!    ("must be a string", "must be at most 254 characters"), never from the rejected value;
 //!    `jsonschema`'s own messages quote the value and are never used.
+//!
+//! Path, query and header parameters are typed and validated by poem-openapi from the same
+//! declarations that publish them, so they too have one source. Schemathesis fuzzes every
+//! variant's service against the published document in CI (OPS-2).
 //!
 //! Default: on for every operation whose request body is JSON; maximum depth
 //! [`DEFAULT_MAX_JSON_DEPTH`]. Validators are compiled once, at start-up. Requests with another

@@ -10,10 +10,18 @@
 //! other field is dropped and counted
 //! ([`AllowlistLayer::dropped_fields`]), never printed. Values are escaped (JSON escaping, or
 //! `escape_debug` for the terminal format), so a client cannot forge log lines with newlines or
-//! control characters. No header is ever a field: the access log records method, route template,
-//! status and latency only, so `Authorization`, `Cookie`, `Set-Cookie` and API-key headers cannot
-//! appear. Secrets are typed (`secrecy`, or their own redacting `Debug`) as a second line of
-//! defence.
+//! control characters. No header is ever logged whole: the service's access log records method,
+//! route template (never the raw path or query), status, latency and an allowlist of request
+//! headers (user agent, content type and length), so `Authorization`, `Cookie`, `Set-Cookie` and
+//! API-key headers cannot appear. Secrets are typed (`secrecy`'s `SecretString`, `ApiKeySecret`,
+//! `OpaqueToken`, and a redacting `Debug` on every request type holding a password or token) as a
+//! second line of defence. The service logs a server error by its message chain, never `Debug`;
+//! a configuration error names the setting, never its value; `app check-config` prints the
+//! effective settings with every secret redacted. Audit events go to their own sink, never here.
+//!
+//! Default: this layer writes every log line of the service; there is no switch. Replacing it
+//! with `tracing-subscriber`'s JSON formatter, logging the raw URI or every header, or
+//! serialising a secret each makes the leak scenario test (`tests/api/leaks.rs`) fail.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -1,8 +1,33 @@
 //! Audit events (LOG-1, LOG-2, LOG-3): security decisions as structured records on their own
 //! `tracing` target, `audit`, so they can be routed to a dedicated sink.
 //!
-//! An event names what happened, its outcome and a reason code, the client address and the
-//! request id; it never carries a credential, a body or a header value.
+//! Threat: an attack that leaves no trace cannot be noticed, investigated or proven; an audit
+//! trail mixed into the application log is lost with its noise, and one that records credentials
+//! or bodies becomes a target of its own.
+//!
+//! Control: an event names what happened, its outcome and a reason code, the principal, the
+//! client address, the route template and the request id, and the policy it was decided by; it
+//! never carries a credential, a body, a header value or an email. The schema and every event
+//! name are in `docs/audit-events.md`. Who records what:
+//! - LOG-1, every authentication attempt, allowed or denied: `authn.access_token`,
+//!   `authn.api_key`, `authn.password`, `authn.client`, `authn.missing`, `authn.ambiguous`
+//!   (access control and the login and token endpoints), the token and key lifecycle
+//!   (`token.issued`, `token.refresh_reuse`, `api_key.created`, ...), and credentials sent over
+//!   plain HTTP;
+//! - LOG-2, every authorization decision: `authz.scope` for every protected request (its
+//!   `policy` the operation and its scopes), `authz.object` (another principal's object),
+//!   `authz.api_key_scopes`, `authz.api_keys_of_other`, and the rate limiter's
+//!   `ratelimit.exceeded` and `ratelimit.store_unavailable`;
+//! - LOG-3, every refused input, once, from the service's one error mapping:
+//!   `input.validation` with `body_schema`, `request_malformed`, `business_rule`,
+//!   `body_too_large` or `unsupported_media_type`, and the route template, never the value.
+//!
+//! Records reach the service's [`AuditHub`], which hands each to its [`AuditObserver`]s: the
+//! sink that writes them as JSON lines apart from the application log (off the request path,
+//! from its own thread), the metrics and the anomaly detectors.
+//!
+//! Default: every event is recorded; there is no switch per event. The sink (`[audit] sink`:
+//! stdout marked `"log": "audit"`, or a file) may be `off` outside production only.
 
 use std::net::IpAddr;
 use std::sync::Arc;

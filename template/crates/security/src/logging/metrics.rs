@@ -27,6 +27,12 @@
 //! Each service instance records into its own recorder, never the process-wide one, so instances
 //! sharing a process (tests) count apart. The counters have no switch: `admin.enabled = false`
 //! only stops serving them.
+//!
+//! Default: the admin listener on `127.0.0.1:9091` (`[admin]`), plain HTTP on loopback, serving
+//! `GET /metrics` and nothing else; the public port answers 404 there. Start-up refuses an admin
+//! port equal to the public one and, in production, a non-loopback `admin.host` unless
+//! `admin.allow_non_loopback = true`: metrics beyond loopback show anyone who can reach them how
+//! an attack is going.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

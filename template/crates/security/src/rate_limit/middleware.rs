@@ -1,11 +1,21 @@
 //! The rate-limit middleware: every request is charged to a general tier, and a sensitive
-//! operation's request to its own tier too, before the request is authorized or its body read.
+//! operation's request to its own tier too, before the request is authorized or its body read
+//! (RATE-1, RATE-2, RATE-3).
+//!
+//! Threat (RATE-2): a principal spreading its requests over many addresses escapes per-address
+//! limits; a principal sharing an address (an office, a NAT) with others spends their budget.
+//!
+//! Control: it sits between the two halves of access control, `Authenticate` -> `RateLimit` ->
+//! `Authorize`, so it sees a verified principal, and only a verified one.
 //!
 //! Who is charged: the principal when [`crate::auth::access_control::Authenticate`] verified a
 //! credential (whatever address it comes from), else the client address from
 //! [`crate::transport::client_ip`] (a refused credential counts as anonymous, so guessing tokens
 //! spends the address's budget). Which tiers apply comes from one [`RatePlan`]: an operation is
-//! limited unless the plan lists it as exempt, explicitly.
+//! limited unless the plan lists it as exempt, explicitly. A sensitive operation's own tier is
+//! checked first, so its refusals do not also drain the general budget, and is not charged when
+//! the credential lacks the operation's scopes: a leaked read-only key cannot spend its owner's
+//! key-rotation budget.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};

@@ -21,6 +21,24 @@
 //! [`redis_store::RedisStore`] (atomic scripts on Redis server time, shared by every instance).
 //! When the store cannot answer, a tier [`WhenStoreFails::Refuse`]s (sensitive tiers: 503) or
 //! [`WhenStoreFails::Allow`]s (general tiers); both are audited and counted.
+//!
+//! Anonymous requests (RATE-1), a refused credential's included, are keyed by client address
+//! ([`crate::transport::client_ip`]; IPv6 per /64, the block one subscriber holds), so a client
+//! cannot escape its budget by presenting garbage tokens. A limited request is refused before its
+//! body is read (why a poem middleware over `governor`: decision 0010).
+//!
+//! A refusal (RATE-6) is a 429 in the service's uniform error body, with `Retry-After` in whole
+//! seconds rounded up and the IETF draft's `RateLimit-Policy` and `RateLimit`, which every
+//! admitted response carries too (error responses included); each is audited
+//! (`ratelimit.exceeded`, with the tier and the kind of key, never the key). The published
+//! document declares the 429, and a sensitive operation's 503, with these headers
+//! ([`middleware::RatePlan::document`]), so clients can back off instead of hammering.
+//!
+//! Defaults (`[rate_limit]`): 120 requests a minute per address, 600 per principal, a stricter
+//! tier for each sensitive operation, at most 100,000 keys per tier in process. Every operation
+//! is limited unless the service lists it as exempt (its health probes; `HEAD` follows `GET`),
+//! and an exemption naming no operation stops start-up. There is no setting that turns limiting off: raising a quota is
+//! the only lever, and it raises what one client can cost everybody else.
 
 pub mod memory;
 pub mod middleware;

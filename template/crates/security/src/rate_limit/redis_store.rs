@@ -11,7 +11,20 @@
 //! call has a deadline; after a failure the store answers "unavailable" at once for a short
 //! back-off instead of queueing requests behind a dead connection, and the connection manager
 //! reconnects by itself. What "unavailable" means is each tier's choice
-//! ([`super::WhenStoreFails`]).
+//! ([`super::WhenStoreFails`]): general tiers fail open, sensitive tiers closed (503 with
+//! `Retry-After`), each audited (`ratelimit.store_unavailable`) and counted.
+//!
+//! Keys are the limiter's keyed hashes (never an address, an email or a principal id in clear)
+//! and expire once their bucket is full again, so Redis holds only clients limited right now.
+//! A `rediss://` URL speaks TLS (rustls on aws-lc-rs, certificate and host name verified against
+//! the system's roots or only `rate_limit.redis_ca_cert`); the service warns at production
+//! start-up when a `redis://` URL leaves this host.
+//!
+//! Default: the in-process store; `rate_limit.store = "redis"` (set by the template's
+//! `rate_limit_store = redis`) for several instances. Calls get `rate_limit.redis_timeout_ms`
+//! (250 ms), then [`BACK_OFF`]; after [`FAILURES_BEFORE_RECONNECT`] failures in a row the
+//! connection is made anew. Readiness reports the store without leaving rotation for it: every
+//! instance shares it, so none would be better placed to serve.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

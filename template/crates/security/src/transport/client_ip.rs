@@ -18,7 +18,9 @@
 //!
 //! Default: no trusted proxy (every client is its TCP peer) and `x-forwarded-for`, the header
 //! most proxies write. Declaring a header the proxy does not overwrite or append to hands every
-//! client its choice of address.
+//! client its choice of address: `docs/deployment.md` names the header of each common proxy
+//! (decision 0015). IPv4-mapped IPv6 peers are compared as IPv4, so a proxy listed by its IPv4
+//! address is recognised on a dual-stack socket.
 
 use std::net::IpAddr;
 

@@ -10,8 +10,11 @@
 //! is not allowed, gets a JSON 403 without CORS headers, so the browser blocks the call. A
 //! request from a foreign origin is still served, without CORS headers: the browser withholds
 //! the response from the calling page, and same-origin and non-browser clients are unaffected.
-//! A wildcard (`*`) or `null` in the list refuses start-up: every route here accepts
-//! credentials, and browsers never send them to a wildcard anyway.
+//! A wildcard (`*`), `null` or a malformed origin in the list refuses start-up: every route here
+//! accepts credentials, and browsers never send them to a wildcard anyway.
+//!
+//! Default: an empty list (`cors.allowed_origins`), so no other origin's page can read an answer.
+//! Listing an origin trusts every script it serves with its users' credentials here.
 //!
 //! poem's own `Cors` is not used: with an empty list it allows every origin, it answers foreign
 //! origins with 403 even on simple requests, and it sets `Vary` only for pattern matches

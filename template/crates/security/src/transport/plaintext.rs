@@ -19,6 +19,18 @@
 //!   (`server.forwarded_header`: the last `X-Forwarded-Proto` value, or the `proto` of the last
 //!   `Forwarded` element; see [`TrustedProxies::forwarded_proto`]); anything else is handled as
 //!   on the plain-HTTP listener.
+//!
+//! The rest of TLS-1: the service listens with HTTPS by default, on a certificate from a local
+//! development CA created on first run ([`super::dev_ca`]) or the configured one, replaced without
+//! a restart ([`super::tls`]); a plaintext public origin refuses start-up in every environment;
+//! HSTS of at least a year with `includeSubDomains` is on every response
+//! ([`super::secure_headers`]; production refuses less).
+//!
+//! Default: `tls.mode = "self_signed"` (the development CA) and the plain-HTTP listener on port
+//! 8080 (`[http_redirect]`), which only redirects and refuses; `tls.mode = "terminated_by_proxy"`
+//! serves plaintext through [`RequireHttpsBehindProxy`] only. Serving the API in plaintext, or
+//! redirecting credentialed requests, would teach clients that plaintext works while their
+//! credentials cross the network in clear.
 
 use std::net::IpAddr;
 use std::sync::Arc;

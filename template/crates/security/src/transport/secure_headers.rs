@@ -12,7 +12,8 @@
 //! - `X-Frame-Options: DENY` and `X-XSS-Protection: 0` for browsers that predate CSP's
 //!   `frame-ancestors` or still run the XSS auditor;
 //! - `Content-Security-Policy: default-src 'none'; frame-ancestors 'none'` (API responses) or the
-//!   documentation page's own policy under its path prefix;
+//!   documentation page's own policy under its path prefix, which allows its inline script and
+//!   style by SHA-256 hash only, never `'unsafe-inline'` ([`hashed_page_policy`]);
 //! - `Referrer-Policy: no-referrer`, `Cross-Origin-Opener-Policy: same-origin`,
 //!   `Cross-Origin-Resource-Policy: same-origin`;
 //!

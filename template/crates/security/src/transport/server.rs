@@ -30,9 +30,16 @@
 //! - at shutdown the listener stops accepting, open connections finish their requests within the
 //!   grace period (HTTP/2: GOAWAY), and whatever is left is cut.
 //!
-//! Defaults (`config/default.toml`, `[connections]`): 10 s to the first request, 60 s idle,
-//! 100 concurrent streams, 20 pending resets, pings every 20 s. Longer bounds hold descriptors
-//! longer for every idle or hostile client; there is no setting that removes them.
+//! Defaults (`config/default.toml`): 10 s to the first request, 60 s idle, 100 concurrent
+//! streams, 20 pending resets, pings every 20 s (`[connections]`); 10 s for a handshake
+//! (`tls.handshake_timeout_seconds`) and for the headers, at most 16 KiB of headers and 64 of
+//! them (`[limits]`). Longer bounds hold descriptors longer for every idle or hostile client;
+//! there is no setting that removes them.
+//!
+//! The rest of INPUT-4 sits with what it bounds: body size (413) and read time (408) in
+//! [`crate::input::body_limit`], JSON nesting depth in [`crate::input::strict_json`], the
+//! content type (415) in the service's typed payloads, page sizes in each list operation's
+//! declared maximum (400 above it), and database waits in the service's connection pool.
 
 use std::future::Future;
 use std::net::SocketAddr;
