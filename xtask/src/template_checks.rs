@@ -1,8 +1,9 @@
 //! Checks that the template and this repository agree: one policy, one set of dependency
-//! versions, one lockfile. A drift here would let the template test something other than what
-//! it ships.
+//! versions, one lockfile, one control catalogue. A drift here would let the template test
+//! something other than what it ships.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -12,8 +13,16 @@ use xtask::cmd;
 /// Dependencies only this repository uses (its own tooling), absent from the template.
 const ROOT_ONLY_DEPENDENCIES: &[&str] = &["cargo-generate", "xtask"];
 
+/// The control catalogue every generated project ships: the one definition of the control ids.
+pub const CONTROL_CATALOGUE: &str = "template/docs/controls.md";
+
+/// The catalogue Rampart is built against, kept beside the checkout where CI has it (users' clones
+/// do not, and skip that comparison).
+const CHECKLIST_CATALOGUE: &str = "../shared/controls.md";
+
 /// Runs every check.
 pub fn check_all(root: &Path, scratch: &Path) -> Result<()> {
+    control_ids_catalogued(root)?;
     deny_policies_match(root)?;
     workspace_tables_match(root)?;
     template_lockfile_in_sync(root, scratch)
@@ -114,9 +123,119 @@ pub fn resolve(project: &Path) -> Result<()> {
     )
 }
 
+/// The shipped catalogue defines the checklist's ids (when the checklist's catalogue is beside the
+/// checkout), `CONTROLS.md` has exactly one row per id, and every control id cited in the
+/// template, in this repository's crates (the scanner tags its checks) or in `CONTROLS.md` is
+/// defined in the shipped catalogue.
+pub fn control_ids_catalogued(root: &Path) -> Result<()> {
+    let catalogue = defined_ids(&read_text(&root.join(CONTROL_CATALOGUE))?)
+        .with_context(|| format!("in {CONTROL_CATALOGUE}"))?;
+    if let Ok(checklist) = std::fs::read_to_string(root.join(CHECKLIST_CATALOGUE)) {
+        let checklist = defined_ids(&checklist).context("in the checklist's catalogue")?;
+        if checklist != catalogue {
+            bail!(
+                "{CONTROL_CATALOGUE} and {CHECKLIST_CATALOGUE} define different control ids: \
+                 only in the shipped one {:?}, only in the checklist's {:?}",
+                catalogue.difference(&checklist).collect::<Vec<_>>(),
+                checklist.difference(&catalogue).collect::<Vec<_>>(),
+            );
+        }
+    }
+    let controls_md = read_text(&root.join("CONTROLS.md"))?;
+    let rows = defined_ids(&controls_md).context("in CONTROLS.md")?;
+    if rows != catalogue {
+        bail!(
+            "CONTROLS.md needs one row per catalogued control: rows without a control {:?}, \
+             controls without a row {:?}",
+            rows.difference(&catalogue).collect::<Vec<_>>(),
+            catalogue.difference(&rows).collect::<Vec<_>>(),
+        );
+    }
+    let families: BTreeSet<&str> = catalogue.iter().filter_map(|id| id_family(id)).collect();
+    let mut uncatalogued = Vec::new();
+    let mut files = vec![root.join("CONTROLS.md")];
+    for dir in ["template", "crates"] {
+        text_files(&root.join(dir), &mut files)?;
+    }
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue; // Not text: no citations.
+        };
+        for id in cited_ids(&text, &families) {
+            if !catalogue.contains(&id) {
+                let file = file.strip_prefix(root).unwrap_or(&file).display();
+                uncatalogued.push(format!("{file}: {id}"));
+            }
+        }
+    }
+    if !uncatalogued.is_empty() {
+        bail!(
+            "control ids cited but not defined in {CONTROL_CATALOGUE}:\n{}",
+            uncatalogued.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The ids a catalogue's tables define: the first cell of each row, when it reads as an id.
+fn defined_ids(markdown: &str) -> Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    for line in markdown.lines() {
+        let first_cell = line.strip_prefix('|').and_then(|row| row.split('|').next());
+        let Some(id) = first_cell
+            .map(str::trim)
+            .filter(|cell| id_family(cell).is_some())
+        else {
+            continue;
+        };
+        if !ids.insert(id.to_owned()) {
+            bail!("{id} has more than one row");
+        }
+    }
+    if ids.is_empty() {
+        bail!("no control ids found");
+    }
+    Ok(ids)
+}
+
+/// The family of a control id (`AUTH` of `AUTH-3`), or `None` when `word` is not one.
+fn id_family(word: &str) -> Option<&str> {
+    let (family, number) = word.split_once('-')?;
+    let is_family = !family.is_empty() && family.bytes().all(|b| b.is_ascii_uppercase());
+    let is_number = !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit());
+    (is_family && is_number).then_some(family)
+}
+
+/// The control ids of the given families cited in `text`. A version such as `TLS-1.3` is not one.
+fn cited_ids(text: &str, families: &BTreeSet<&str>) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
+        .map(|word| word.trim_end_matches(['.', '-']))
+        .filter(|word| id_family(word).is_some_and(|family| families.contains(family)))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every file under `dir`, build output excepted, appended to `files`.
+fn text_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|name| name != "target") {
+                text_files(&path, files)?;
+            }
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 fn read_toml(path: &Path) -> Result<toml::Table> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
+    read_text(path)?
         .parse()
         .with_context(|| format!("{} is not valid TOML", path.display()))
 }
@@ -138,4 +257,88 @@ fn lock_versions(path: &Path) -> Result<Vec<(String, String)>> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOGUE: &str = "| id | control |\n|---|---|\n| AUTH-1 | a |\n| TLS-1 | b |\n";
+
+    /// A checkout with the given catalogue, `CONTROLS.md` and template source, and the
+    /// checklist's catalogue beside it when given.
+    fn checkout(
+        catalogue: &str,
+        controls_md: &str,
+        source: &str,
+        checklist: Option<&str>,
+    ) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rampart");
+        std::fs::create_dir_all(root.join("template/docs")).unwrap();
+        std::fs::create_dir_all(root.join("crates")).unwrap();
+        std::fs::write(root.join(CONTROL_CATALOGUE), catalogue).unwrap();
+        std::fs::write(root.join("CONTROLS.md"), controls_md).unwrap();
+        std::fs::write(root.join("template/lib.rs"), source).unwrap();
+        if let Some(checklist) = checklist {
+            std::fs::create_dir_all(dir.path().join("shared")).unwrap();
+            std::fs::write(dir.path().join("shared/controls.md"), checklist).unwrap();
+        }
+        dir
+    }
+
+    fn check(dir: &tempfile::TempDir) -> Result<()> {
+        control_ids_catalogued(&dir.path().join("rampart"))
+    }
+
+    #[test]
+    fn this_repository_cites_only_catalogued_control_ids() {
+        control_ids_catalogued(&crate::repository_root()).unwrap();
+    }
+
+    #[test]
+    fn a_checkout_citing_catalogued_ids_passes() {
+        let source = "//! TLS 1.3 only (TLS-1, AUTH-1.), SHA-256, TLS-1.2 refused";
+        check(&checkout(CATALOGUE, CATALOGUE, source, Some(CATALOGUE))).unwrap();
+    }
+
+    #[test]
+    fn an_id_cited_in_the_template_but_not_catalogued_fails() {
+        let error = check(&checkout(CATALOGUE, CATALOGUE, "//! (AUTH-7)", None)).unwrap_err();
+        assert!(
+            error.to_string().contains("template/lib.rs: AUTH-7"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_id_cited_in_controls_md_but_not_catalogued_fails() {
+        let controls_md = format!("{CATALOGUE}\nSee also TLS-9.\n");
+        let error = check(&checkout(CATALOGUE, &controls_md, "", None)).unwrap_err();
+        assert!(error.to_string().contains("CONTROLS.md: TLS-9"), "{error}");
+    }
+
+    #[test]
+    fn controls_md_missing_a_row_or_repeating_one_fails() {
+        let missing = "| AUTH-1 | a |\n";
+        let error = check(&checkout(CATALOGUE, missing, "", None)).unwrap_err();
+        assert!(
+            error.to_string().contains("without a row [\"TLS-1\"]"),
+            "{error}"
+        );
+        let repeated = format!("{CATALOGUE}| TLS-1 | again |\n");
+        assert!(check(&checkout(CATALOGUE, &repeated, "", None)).is_err());
+    }
+
+    #[test]
+    fn a_shipped_catalogue_differing_from_the_checklists_fails() {
+        let checklist = format!("{CATALOGUE}| LOG-1 | c |\n");
+        let error = check(&checkout(CATALOGUE, CATALOGUE, "", Some(&checklist))).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("only in the checklist's [\"LOG-1\"]"),
+            "{error}"
+        );
+    }
 }

@@ -22,7 +22,7 @@
 //!
 //! Default: the in-process store; `rate_limit.store = "redis"` (set by the template's
 //! `rate_limit_store = redis`) for several instances. Calls get `rate_limit.redis_timeout_ms`
-//! (250 ms), then [`BACK_OFF`]; after [`FAILURES_BEFORE_RECONNECT`] failures in a row the
+//! (250 ms), then `BACK_OFF`; after `FAILURES_BEFORE_RECONNECT` failures in a row the
 //! connection is made anew. Readiness reports the store without leaving rotation for it: every
 //! instance shares it, so none would be better placed to serve.
 
