@@ -265,6 +265,11 @@ mod tests {
 
     const CATALOGUE: &str = "| id | control |\n|---|---|\n| AUTH-1 | a |\n| TLS-1 | b |\n";
 
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().expect("a file in a folder")).expect("create folder");
+        std::fs::write(path, text).expect("write file");
+    }
+
     /// A checkout with the given catalogue, `CONTROLS.md` and template source, and the
     /// checklist's catalogue beside it when given.
     fn checkout(
@@ -273,71 +278,65 @@ mod tests {
         source: &str,
         checklist: Option<&str>,
     ) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path().join("rampart");
-        std::fs::create_dir_all(root.join("template/docs")).unwrap();
-        std::fs::create_dir_all(root.join("crates")).unwrap();
-        std::fs::write(root.join(CONTROL_CATALOGUE), catalogue).unwrap();
-        std::fs::write(root.join("CONTROLS.md"), controls_md).unwrap();
-        std::fs::write(root.join("template/lib.rs"), source).unwrap();
+        write(&root.join(CONTROL_CATALOGUE), catalogue);
+        write(&root.join("CONTROLS.md"), controls_md);
+        write(&root.join("template/lib.rs"), source);
+        write(&root.join("crates/scanner.rs"), "control: \"TLS-1\"");
         if let Some(checklist) = checklist {
-            std::fs::create_dir_all(dir.path().join("shared")).unwrap();
-            std::fs::write(dir.path().join("shared/controls.md"), checklist).unwrap();
+            write(&dir.path().join("shared/controls.md"), checklist);
         }
         dir
     }
 
-    fn check(dir: &tempfile::TempDir) -> Result<()> {
-        control_ids_catalogued(&dir.path().join("rampart"))
+    /// The check's error on `dir`'s checkout, which must fail, with its context.
+    fn failure(dir: &tempfile::TempDir) -> String {
+        let error =
+            control_ids_catalogued(&dir.path().join("rampart")).expect_err("the check fails");
+        format!("{error:#}")
     }
 
     #[test]
     fn this_repository_cites_only_catalogued_control_ids() {
-        control_ids_catalogued(&crate::repository_root()).unwrap();
+        control_ids_catalogued(&crate::repository_root()).expect("every id catalogued");
     }
 
     #[test]
     fn a_checkout_citing_catalogued_ids_passes() {
         let source = "//! TLS 1.3 only (TLS-1, AUTH-1.), SHA-256, TLS-1.2 refused";
-        check(&checkout(CATALOGUE, CATALOGUE, source, Some(CATALOGUE))).unwrap();
+        let dir = checkout(CATALOGUE, CATALOGUE, source, Some(CATALOGUE));
+        control_ids_catalogued(&dir.path().join("rampart")).expect("every id catalogued");
     }
 
     #[test]
     fn an_id_cited_in_the_template_but_not_catalogued_fails() {
-        let error = check(&checkout(CATALOGUE, CATALOGUE, "//! (AUTH-7)", None)).unwrap_err();
-        assert!(
-            error.to_string().contains("template/lib.rs: AUTH-7"),
-            "{error}"
-        );
+        let error = failure(&checkout(CATALOGUE, CATALOGUE, "//! (AUTH-7)", None));
+        assert!(error.contains("template/lib.rs: AUTH-7"), "{error}");
     }
 
     #[test]
     fn an_id_cited_in_controls_md_but_not_catalogued_fails() {
         let controls_md = format!("{CATALOGUE}\nSee also TLS-9.\n");
-        let error = check(&checkout(CATALOGUE, &controls_md, "", None)).unwrap_err();
-        assert!(error.to_string().contains("CONTROLS.md: TLS-9"), "{error}");
+        let error = failure(&checkout(CATALOGUE, &controls_md, "", None));
+        assert!(error.contains("CONTROLS.md: TLS-9"), "{error}");
     }
 
     #[test]
     fn controls_md_missing_a_row_or_repeating_one_fails() {
-        let missing = "| AUTH-1 | a |\n";
-        let error = check(&checkout(CATALOGUE, missing, "", None)).unwrap_err();
-        assert!(
-            error.to_string().contains("without a row [\"TLS-1\"]"),
-            "{error}"
-        );
+        let error = failure(&checkout(CATALOGUE, "| AUTH-1 | a |\n", "", None));
+        assert!(error.contains("without a row [\"TLS-1\"]"), "{error}");
         let repeated = format!("{CATALOGUE}| TLS-1 | again |\n");
-        assert!(check(&checkout(CATALOGUE, &repeated, "", None)).is_err());
+        let error = failure(&checkout(CATALOGUE, &repeated, "", None));
+        assert!(error.contains("TLS-1 has more than one row"), "{error}");
     }
 
     #[test]
     fn a_shipped_catalogue_differing_from_the_checklists_fails() {
         let checklist = format!("{CATALOGUE}| LOG-1 | c |\n");
-        let error = check(&checkout(CATALOGUE, CATALOGUE, "", Some(&checklist))).unwrap_err();
+        let error = failure(&checkout(CATALOGUE, CATALOGUE, "", Some(&checklist)));
         assert!(
-            error
-                .to_string()
-                .contains("only in the checklist's [\"LOG-1\"]"),
+            error.contains("only in the checklist's [\"LOG-1\"]"),
             "{error}"
         );
     }
