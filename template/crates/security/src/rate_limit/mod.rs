@@ -8,7 +8,7 @@
 //! Control: the generic cell rate algorithm (GCRA, a leaky bucket that stores one timestamp per
 //! key) decides every request against a [`Tier`]'s [`Quota`]. [`middleware::RateLimit`] applies
 //! the tiers of each operation; handlers add per-account checks where the account is in the body
-//! ([`RateLimiter::check`] with [`LimitKey::account`]). Keys are keyed hashes, so neither the
+//! ([`RateLimiter::check`] with [`KeyDeriver::account`]). Keys are keyed hashes, so neither the
 //! in-process map nor Redis holds an address, an email or a principal id in clear.
 //!
 //! Limits that should count only failures (login per account) never look first and charge
