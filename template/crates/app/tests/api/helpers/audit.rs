@@ -47,26 +47,23 @@ pub fn capture_audit_events() {
 /// The audit events named `name` recorded so far by every service of this process (detached
 /// events, such as `security.anomaly`, carry no request id).
 pub fn audit_events_named(name: &str) -> Vec<std::collections::BTreeMap<String, String>> {
-    let capture = AUDIT.get().expect("capture_audit_events() was called");
-    capture
-        .events
-        .lock()
-        .expect("audit lock")
-        .iter()
-        .filter(|event| event.get("event").map(String::as_str) == Some(name))
-        .cloned()
-        .collect()
+    audit_events_where("event", name)
 }
 
 /// The audit events recorded for the request whose response carried `request_id`.
 pub fn audit_events_for(request_id: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    audit_events_where("request_id", request_id)
+}
+
+/// The captured events whose `field` is `value`.
+fn audit_events_where(field: &str, value: &str) -> Vec<std::collections::BTreeMap<String, String>> {
     let capture = AUDIT.get().expect("capture_audit_events() was called");
     capture
         .events
         .lock()
         .expect("audit lock")
         .iter()
-        .filter(|event| event.get("request_id").map(String::as_str) == Some(request_id))
+        .filter(|event| event.get(field).map(String::as_str) == Some(value))
         .cloned()
         .collect()
 }

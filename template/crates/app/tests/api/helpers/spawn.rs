@@ -1,6 +1,6 @@
 //! Boots the real service in-process for a test: a fresh SQLite file (or PostgreSQL database)
-//! and free ports, through the same `App::build_with_clock` and `run_until_stopped` as `main`,
-//! with a clock the test moves instead of sleeping.
+//! and free ports, built as `main` builds it but on a clock the test moves instead of sleeping
+//! (`App::build_with_clock`), and served by the same `run_until_stopped`.
 
 use std::path::Path;
 use std::sync::Arc;
