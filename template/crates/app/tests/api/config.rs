@@ -3,14 +3,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::BASE_CONFIG;
+use crate::backend;
+use crate::helpers::test_config;
 
 /// Runs the service binary with `vars`, expecting it to exit on its own; returns its exit code
 /// and standard error.
 fn run_binary(vars: &[(&str, &str)]) -> (Option<i32>, String) {
     let config_dir = tempfile::tempdir().expect("config dir");
     let data_dir = tempfile::tempdir().expect("data dir");
-    let config = BASE_CONFIG.replace("DATA_DIR", &data_dir.path().display().to_string());
+    let config = test_config(data_dir.path());
     std::fs::write(config_dir.path().join("default.toml"), config).expect("write config");
 
     let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
@@ -43,6 +44,7 @@ fn run_binary(vars: &[(&str, &str)]) -> (Option<i32>, String) {
         .expect("stderr")
         .read_to_string(&mut stderr)
         .expect("read stderr");
+    backend::release(data_dir.path());
     (status.code(), stderr)
 }
 
