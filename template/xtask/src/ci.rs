@@ -55,18 +55,15 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     )?;
 
     cmd::step("lint");
-    // The whole workspace, then the benchmark build's code (`app/src/bench.rs`), which only
-    // compiles with its feature.
-    let bench_feature = ["--package", "app", "--features", "bench"];
-    for selection in [&["--workspace"][..], &bench_feature] {
-        cmd::run(
-            cmd::cargo()
-                .current_dir(root)
-                .arg("clippy")
-                .args(selection)
-                .args(["--all-targets", "--locked", "--", "-D", "warnings"]),
-        )?;
-    }
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     cmd::step("test servers");
     let reachable = services::check(options.require_services)?;
