@@ -79,6 +79,24 @@ impl Drop for Process {
     }
 }
 
+/// What every process is started from: the `bench-service` binary, the project whose
+/// configuration it loads, and the data folder all of them share (keys, certificate, database,
+/// logs).
+#[derive(Debug, Clone, Copy)]
+pub struct Setup<'a> {
+    pub binary: &'a Path,
+    pub project: &'a Path,
+    pub data: &'a Path,
+}
+
+/// One process to start: its `bench-service` subcommand, its environment on top of the raised
+/// rate limits, and its log file in the data folder.
+struct Launch<'a> {
+    subcommand: &'a str,
+    env: &'a [(&'a str, String)],
+    log_name: &'a str,
+}
+
 /// Every measured process.
 pub struct Instances {
     pub baseline: Process,
@@ -90,46 +108,33 @@ pub struct Instances {
 
 impl Instances {
     /// Starts every process; returns them and the service's time from spawn to ready.
-    pub fn start(binary: &Path, root: &Path, data: &Path) -> Result<(Self, Duration)> {
-        let (baseline, _) = start(
-            binary,
-            root,
-            data,
-            &["baseline"],
-            &[],
-            "baseline.log",
-            "/health/ready",
-        )?;
-        let (memory, startup) = start(
-            binary,
-            root,
-            data,
-            &["serve"],
-            &[("APP_RATE_LIMIT__STORE", "memory".to_owned())],
-            "service.log",
-            "/health/ready",
-        )?;
+    pub fn start(setup: Setup) -> Result<(Self, Duration)> {
+        let (baseline, _) = setup.start(&Launch {
+            subcommand: "baseline",
+            env: &[],
+            log_name: "baseline.log",
+        })?;
+        let (memory, startup) = setup.start(&Launch {
+            subcommand: "serve",
+            env: &[("APP_RATE_LIMIT__STORE", "memory".to_owned())],
+            log_name: "service.log",
+        })?;
         let redis_reachable = crate::services::REDIS.reachable();
         let redis = if redis_reachable {
             let prefix = format!("bench-{}:", std::process::id());
-            Some(
-                start(
-                    binary,
-                    root,
-                    data,
-                    &["serve"],
-                    &[
-                        // A second replica of the same service: same origin, keys and issuer.
-                        ("APP_SERVER__PUBLIC_ORIGIN", memory.base_url.clone()),
-                        ("APP_RATE_LIMIT__STORE", "redis".to_owned()),
-                        ("APP_RATE_LIMIT__REDIS_URL", crate::services::REDIS.url()),
-                        ("APP_RATE_LIMIT__REDIS_KEY_PREFIX", prefix),
-                    ],
-                    "service-redis.log",
-                    "/health/ready",
-                )?
-                .0,
-            )
+            let env = [
+                // A second replica of the same service: same origin, keys and issuer.
+                ("APP_SERVER__PUBLIC_ORIGIN", memory.base_url.clone()),
+                ("APP_RATE_LIMIT__STORE", "redis".to_owned()),
+                ("APP_RATE_LIMIT__REDIS_URL", crate::services::REDIS.url()),
+                ("APP_RATE_LIMIT__REDIS_KEY_PREFIX", prefix),
+            ];
+            let launch = Launch {
+                subcommand: "serve",
+                env: &env,
+                log_name: "service-redis.log",
+            };
+            Some(setup.start(&launch)?.0)
         } else {
             eprintln!("Redis cannot be reached: (c) is not measured");
             None
@@ -163,51 +168,36 @@ impl Instances {
     }
 }
 
-/// Prepares the data folder as start-up does (database, migrations, development certificate and
-/// administrator): `bench-service serve` started once and stopped as soon as it listens, so that
-/// the baseline finds its certificate and the start-up measured is that of a prepared service.
-pub fn prepare(binary: &Path, root: &Path, data: &Path) -> Result<()> {
-    let log_name = "prepare.log";
-    let (mut first_start, _) = spawn(
-        binary,
-        root,
-        data,
-        &["serve"],
-        &[("APP_RATE_LIMIT__STORE", "memory".to_owned())],
-        log_name,
-    )?;
-    // Start-up binds its listener last, once everything above is ready. A TCP connection is the
-    // sign: no HTTPS client can trust the development CA before it exists.
-    let address = ("127.0.0.1", first_start.port);
-    // A debug build hashes the administrator's password slowly.
-    let limit = Duration::from_secs(300);
-    wait_until(&mut first_start, data, log_name, limit, || {
-        TcpStream::connect(address).is_ok()
-    })?;
-    Ok(())
-}
+impl Setup<'_> {
+    /// Prepares the data folder as start-up does (database, migrations, development certificate
+    /// and administrator): `bench-service serve` started once and stopped as soon as it listens,
+    /// so that the baseline finds its certificate and the start-up measured is that of a prepared
+    /// service.
+    pub fn prepare(&self) -> Result<()> {
+        let (mut first_start, _) = self.spawn(&Launch {
+            subcommand: "serve",
+            env: &[("APP_RATE_LIMIT__STORE", "memory".to_owned())],
+            log_name: "prepare.log",
+        })?;
+        // Start-up binds its listener last, once everything above is ready. A TCP connection is
+        // the sign: no HTTPS client can trust the development CA before it exists.
+        let address = ("127.0.0.1", first_start.port);
+        // A debug build hashes the administrator's password slowly.
+        let limit = Duration::from_secs(300);
+        self.wait_until(&mut first_start, "prepare.log", limit, || {
+            TcpStream::connect(address).is_ok()
+        })
+    }
 
-/// Starts `binary` (with `args`) and waits until `ready_path` answers 200; returns the process
-/// and the time from spawn to ready.
-fn start(
-    binary: &Path,
-    root: &Path,
-    data: &Path,
-    args: &[&str],
-    env: &[(&str, String)],
-    log_name: &str,
-    ready_path: &str,
-) -> Result<(Process, Duration)> {
-    let (mut process, started) = spawn(binary, root, data, args, env, log_name)?;
-    let client = client(data)?;
-    let runtime = runtime()?;
-    let url = format!("{}{ready_path}", process.base_url);
-    wait_until(
-        &mut process,
-        data,
-        log_name,
-        Duration::from_secs(60),
-        || {
+    /// Starts a process and waits until `/health/ready` answers 200; returns the process and the
+    /// time from spawn to ready.
+    fn start(&self, launch: &Launch) -> Result<(Process, Duration)> {
+        let (mut process, started) = self.spawn(launch)?;
+        let client = client(self.data)?;
+        let runtime = runtime()?;
+        let url = format!("{}/health/ready", process.base_url);
+        let limit = Duration::from_secs(60);
+        self.wait_until(&mut process, launch.log_name, limit, || {
             runtime.block_on(async {
                 client
                     .get(&url)
@@ -215,70 +205,61 @@ fn start(
                     .await
                     .is_ok_and(|response| response.status() == 200)
             })
-        },
-    )?;
-    Ok((process, started.elapsed()))
-}
-
-/// Spawns `binary` (with `args`) on free ports, with the raised rate limits and `env`, logging
-/// to `log_name` in `data`; returns the process and when it was spawned.
-fn spawn(
-    binary: &Path,
-    root: &Path,
-    data: &Path,
-    args: &[&str],
-    env: &[(&str, String)],
-    log_name: &str,
-) -> Result<(Process, Instant)> {
-    let port = free_port()?;
-    let mut command = service_command(binary, root, data, (port, free_port()?), None);
-    command.envs(raised_rate_limits());
-    command.env("APP_LOG__LEVEL", "warn");
-    for (name, value) in env {
-        command.env(name, value);
+        })?;
+        Ok((process, started.elapsed()))
     }
-    let log = std::fs::File::create(data.join(log_name))?;
-    let started = Instant::now();
-    let child = command
-        .args(args)
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("cannot start {}", binary.display()))?;
-    let process = Process {
-        child,
-        port,
-        base_url: format!("https://localhost:{port}"),
-    };
-    Ok((process, started))
-}
 
-/// Polls `ready` until it holds; fails, with the process's log, when the process exits first or
-/// `limit` passes.
-fn wait_until(
-    process: &mut Process,
-    data: &Path,
-    log_name: &str,
-    limit: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<()> {
-    let started = Instant::now();
-    let log = || std::fs::read_to_string(data.join(log_name)).unwrap_or_default();
-    loop {
-        if let Some(status) = process.child.try_wait()? {
-            bail!(
-                "the service exited ({status}) before it was ready:\n{}",
-                log()
-            );
+    /// Spawns a process on free ports; returns it and when it was spawned.
+    fn spawn(&self, launch: &Launch) -> Result<(Process, Instant)> {
+        let port = free_port()?;
+        let ports = (port, free_port()?);
+        let mut command = service_command(self.binary, self.project, self.data, ports, None);
+        command.envs(raised_rate_limits());
+        command.env("APP_LOG__LEVEL", "warn");
+        for (name, value) in launch.env {
+            command.env(name, value);
         }
-        if ready() {
-            return Ok(());
+        let log = std::fs::File::create(self.data.join(launch.log_name))?;
+        let started = Instant::now();
+        let child = command
+            .arg(launch.subcommand)
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.binary.display()))?;
+        let process = Process {
+            child,
+            port,
+            base_url: format!("https://localhost:{port}"),
+        };
+        Ok((process, started))
+    }
+
+    /// Polls `ready` until it holds; fails, with the process's log, when the process exits first
+    /// or `limit` passes.
+    fn wait_until(
+        &self,
+        process: &mut Process,
+        log_name: &str,
+        limit: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let log = || std::fs::read_to_string(self.data.join(log_name)).unwrap_or_default();
+        let binary = self.binary.display();
+        loop {
+            if let Some(status) = process.child.try_wait()? {
+                bail!("{binary} exited ({status}) before it was ready:\n{}", log());
+            }
+            if ready() {
+                return Ok(());
+            }
+            if started.elapsed() > limit {
+                bail!("{binary} never became ready:\n{}", log());
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        if started.elapsed() > limit {
-            bail!("the service never became ready:\n{}", log());
-        }
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

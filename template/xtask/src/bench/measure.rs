@@ -2,7 +2,6 @@
 //! parameters read, the instances started (start-up time) and left idle (memory at idle), every
 //! configuration measured round by round, then the key flood on the service alone.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,7 +10,7 @@ use serde_json::Value;
 use super::budgets;
 use super::configurations;
 use super::credentials::Credentials;
-use super::instances::{self, Instances};
+use super::instances::{Instances, Setup};
 use super::isolation;
 use super::login;
 use super::memory::{self, Idle};
@@ -40,21 +39,15 @@ pub struct Measurements {
     pub budgets: Vec<Value>,
 }
 
-/// Measures the `bench-service` at `binary` on the configuration of the project at `root`, its
-/// data in `data`, with the wrk `scripts`.
-pub fn run(
-    root: &Path,
-    binary: &Path,
-    data: &Path,
-    scripts: &Scripts,
-    options: &BenchOptions,
-) -> Result<Measurements> {
+/// Measures the benchmark service of `setup` with the wrk `scripts`.
+pub fn run(setup: Setup, scripts: &Scripts, options: &BenchOptions) -> Result<Measurements> {
+    let data = setup.data;
     cmd::step("bench: preparing the service (started once, stopped when it listens)");
-    instances::prepare(binary, root, data)?;
-    let password_hashing = login::password_hashing_params(binary, root, data)?;
+    setup.prepare()?;
+    let password_hashing = login::password_hashing_params(setup)?;
 
     cmd::step("bench: starting the baseline and the service");
-    let (instances, startup) = Instances::start(binary, root, data)?;
+    let (instances, startup) = Instances::start(setup)?;
     let ticks = clock_ticks_per_second();
     let idle = Idle::measure(&instances, ticks);
     let credentials = Credentials::obtain(&instances.memory, data)?;

@@ -50,6 +50,7 @@ mod wrk_scripts;
 use std::path::Path;
 
 use anyhow::{Result, bail};
+use instances::Setup;
 
 pub use budgets::{BUDGETS, Budget};
 pub use instances::raised_rate_limits;
@@ -71,6 +72,11 @@ pub fn run(root: &Path, options: &BenchOptions) -> Result<()> {
     std::fs::create_dir_all(&data)?;
     let scripts = wrk_scripts::write(out)?;
 
-    let measurements = measure::run(root, &binary, &data, &scripts, options)?;
+    let setup = Setup {
+        binary: &binary,
+        project: root,
+        data: &data,
+    };
+    let measurements = measure::run(setup, &scripts, options)?;
     report::write(out, &report::json(options, &binary, builds, measurements))
 }
