@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::{advisory_db, cmd, services, supply_chain};
+use crate::{advisory_db, cmd, project, services, supply_chain};
 
 /// Options of a CI run.
 #[derive(Debug, Clone, Default)]
@@ -55,18 +55,15 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     )?;
 
     cmd::step("lint");
-    // The whole workspace, then the benchmark build's code (`app/src/bench.rs`), which only
-    // compiles with its feature.
-    let bench_feature = ["--package", "app", "--features", "bench"];
-    for selection in [&["--workspace"][..], &bench_feature] {
-        cmd::run(
-            cmd::cargo()
-                .current_dir(root)
-                .arg("clippy")
-                .args(selection)
-                .args(["--all-targets", "--locked", "--", "-D", "warnings"]),
-        )?;
-    }
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
 
     cmd::step("test servers");
     let reachable = services::check(options.require_services)?;
@@ -80,7 +77,7 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     }
     // The suite runs on the project's own database and rate-limit store (or on the embedded
     // ones, said plainly, when that server is missing here). A variable already set wins.
-    let (database, store) = project_backend(root)?;
+    let (database, store) = project::backend(root)?;
     for (variable, wanted, server, fallback) in [
         ("TEST_DATABASE", database, services::POSTGRES, "sqlite"),
         ("TEST_RATE_LIMIT_STORE", store, services::REDIS, "memory"),
@@ -102,38 +99,6 @@ pub fn format_lint_test(root: &Path, options: &CiOptions) -> Result<()> {
     cmd::run(&mut test)
 }
 
-/// The database (`sqlite`, `postgres`) and rate-limit store (`memory`, `redis`) the project at
-/// `root` is configured with in `config/default.toml`; the embedded ones when it has none or it
-/// is not TOML yet (the template itself, before rendering).
-pub fn project_backend(root: &Path) -> Result<(&'static str, &'static str)> {
-    let Ok(text) = std::fs::read_to_string(root.join("config").join("default.toml")) else {
-        return Ok(("sqlite", "memory"));
-    };
-    // The template's own file is Liquid, not TOML, until it is rendered.
-    let Ok(config) = text.parse::<toml::Table>() else {
-        return Ok(("sqlite", "memory"));
-    };
-    let setting = |section: &str, key: &str| {
-        config
-            .get(section)
-            .and_then(|section| section.get(key))
-            .and_then(toml::Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let database = if setting("database", "url").starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
-    let store = if setting("rate_limit", "store") == "redis" {
-        "redis"
-    } else {
-        "memory"
-    };
-    Ok((database, store))
-}
-
 /// cargo-audit and cargo-deny, with the local advisory database when one is given.
 pub fn supply_chain_checks(root: &Path, options: &CiOptions) -> Result<()> {
     let scratch = scratch_dir(root);
@@ -147,29 +112,4 @@ pub fn supply_chain_checks(root: &Path, options: &CiOptions) -> Result<()> {
 /// Where the tasks keep their working files.
 pub fn scratch_dir(root: &Path) -> PathBuf {
     root.join("target").join("xtask")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_suite_follows_the_projects_database_and_store() {
-        let project = tempfile::tempdir().expect("project");
-        assert_eq!(
-            project_backend(project.path()).expect("no config"),
-            ("sqlite", "memory")
-        );
-        std::fs::create_dir(project.path().join("config")).expect("config dir");
-        std::fs::write(
-            project.path().join("config").join("default.toml"),
-            "[database]\nurl = \"postgres://postgres@127.0.0.1:5432/svc\"\n\
-             [rate_limit]\nstore = \"redis\"\n",
-        )
-        .expect("write");
-        assert_eq!(
-            project_backend(project.path()).expect("config"),
-            ("postgres", "redis")
-        );
-    }
 }

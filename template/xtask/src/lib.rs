@@ -5,6 +5,7 @@
 //! - [`supply_chain`]: cargo-audit and cargo-deny (OPS-1), online or with a local advisory DB;
 //! - [`advisory_db`]: prepares a local copy of the RustSec advisory database;
 //! - [`pins`]: SPKI pins of the serving and backup keys for mobile clients (TLS-3);
+//! - [`project`]: what the project is configured with (its database and rate-limit store);
 //! - [`service`]: the service started as a real process, with the tokens a client obtains;
 //! - [`bench`]: the security stack's cost against a bare handler, and the footprint;
 //! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
@@ -18,6 +19,7 @@ pub mod ci;
 pub mod cli;
 pub mod cmd;
 pub mod pins;
+pub mod project;
 pub mod scans;
 pub mod service;
 pub mod services;

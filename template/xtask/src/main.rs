@@ -48,7 +48,7 @@ struct BenchArgs {
     /// A few seconds on a debug build, to prove the bench works (its numbers mean nothing).
     #[arg(long)]
     smoke: bool,
-    /// Measure this `bench` build instead of building one (no build times are reported).
+    /// Measure this `bench-service` binary instead of building one (no build times are reported).
     #[arg(long)]
     binary: Option<PathBuf>,
     /// Where bench.md and bench.json go [default: target/bench].

@@ -62,7 +62,7 @@ impl RunningService {
     ) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let ports = (free_port()?, free_port()?);
-        let (database, store) = crate::ci::project_backend(project)?;
+        let (database, store) = crate::project::backend(project)?;
         // On the project's own servers when they are there; otherwise, as the test suite does,
         // on the embedded ones, said plainly (`cargo xtask ci --require-services` has already
         // failed by then where a server must be there).
