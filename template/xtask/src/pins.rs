@@ -7,6 +7,10 @@
 //! Two pins always ship together: the serving key's, and a backup key's that is generated now,
 //! kept offline and used for nothing until the serving key must be replaced. An app that pins
 //! only the current key cannot follow a key change: its users are locked out until they update.
+//!
+//! `cargo xtask pins` prints both pins and creates the backup key once (mode 0600, beside the
+//! serving key); later runs print the same pins. The generated README ("Certificate pinning")
+//! explains rotation and why the backup pin ships in the app before it is needed.
 
 use std::path::{Path, PathBuf};
 

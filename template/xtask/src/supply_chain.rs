@@ -2,6 +2,13 @@
 //!
 //! Both are installed with `cargo install --locked` at pinned versions when missing. With a
 //! [`LocalAdvisoryDb`] they run with no network access at all.
+//!
+//! Threat: a dependency with a published vulnerability, a yanked version, an unwanted licence or
+//! an unknown source ships unnoticed. Both tools run in every `cargo xtask ci` (Rampart's and
+//! each generated project's) against `deny.toml` (Rampart's and the template's are the same
+//! file, checked by Rampart's CI), and Rampart's CI proves they can fail: a known-vulnerable
+//! crate added on purpose must fail both advisory checks. There is no switch; an advisory is
+//! accepted only by naming it in `deny.toml` with the reason.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

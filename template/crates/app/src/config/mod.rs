@@ -11,6 +11,15 @@
 //! an unsafe production setting all stop start-up with a message naming the key: a typo such as
 //! `APP_SERVER__PROT` must never be silently ignored while the service runs on a default.
 //!
+//! Unsafe production settings (OPS-4) refuse start-up naming the key, and the binary exits 78
+//! (`EX_CONFIG`): among them a missing or placeholder API-key pepper, no outbox or signing-key
+//! encryption key, no signing key file, the development CA, HSTS under a year, the audit sink
+//! off, metrics beyond loopback without `admin.allow_non_loopback`, an in-memory database, and
+//! client request ids trusted without trusted proxies. Some settings are unsafe everywhere and
+//! refused in every environment: a plaintext public origin, a wildcard CORS origin, access
+//! tokens over 15 minutes. Each section validates its own settings; an error names the setting
+//! and never repeats its value (it may be a secret).
+//!
 //! One module per section of `config/default.toml`, each holding its settings, what they mean
 //! and its own rules, and refusing unsafe production values by name; [`Settings::validate`] runs
 //! every section's rules. Every type is re-exported here: `app::config::TlsMode` and the like are
