@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: the default variant generated into `target/bench/project` and measured
-//! by the generated project's own bench (`template/xtask/src/bench.rs`), which builds it in
+//! by the generated project's own bench (`template/xtask/src/bench/`), which builds it in
 //! release from clean; reports in `target/bench/`.
 
 use std::path::Path;
