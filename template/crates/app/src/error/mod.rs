@@ -9,6 +9,15 @@
 //! - the detail of a server-side failure (SQL, paths, driver messages): it helps an attacker map
 //!   the system and helps no client; it is logged server-side with the request id instead;
 //! - the internal message of poem's own errors: only a fixed text per status is sent.
+//!
+//! poem-openapi's messages are read in one place, [`poem_openapi_messages`]; the documented names
+//! of path parameters come from [`PathParameterNames`].
+
+mod path_parameters;
+mod poem_openapi_messages;
+
+pub use path_parameters::PathParameterNames;
+use poem_openapi_messages::{RefusedParameter, refused_parameter};
 
 use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
@@ -272,32 +281,19 @@ fn error_response(
     response
 }
 
-/// What a 400 from poem-openapi's own parsing tells the client. Its messages can quote the
-/// rejected value ("found ..."), which may be a password, so only two things are taken from
-/// them: the parameter's name, translated to the name the API documents, and the expected
-/// type's name.
+/// What a 400 from poem-openapi's own parsing tells the client: the refused parameter under the
+/// name the API documents, with the message [`poem_openapi_messages`] words for it (never
+/// poem-openapi's own text, which can quote the rejected value), or else one form error.
 fn validation_details(
     error: &poem::Error,
     request_path: &str,
     path_parameters: &PathParameterNames,
 ) -> ValidationDetails {
-    use poem_openapi::error::{ParseParamError, ParsePathError};
-    let parameter = error
-        .downcast_ref::<ParseParamError>()
-        .map(|e| (e.name, e.reason.as_str()))
-        .or_else(|| {
-            error
-                .downcast_ref::<ParsePathError>()
-                .map(|e| (e.name, e.reason.as_str()))
-        });
-    match parameter {
-        Some((name, reason)) => {
+    match refused_parameter(error) {
+        Some(RefusedParameter { name, message }) => {
             let name = path_parameters
                 .documented_name(request_path, name)
                 .unwrap_or(name);
-            let message = verification_message(reason)
-                .or_else(|| missing_message(reason))
-                .unwrap_or_else(|| expected_type_message(reason));
             ValidationDetails {
                 form_errors: Vec::new(),
                 field_errors: [(name.to_owned(), vec![message])].into(),
@@ -308,133 +304,6 @@ fn validation_details(
             field_errors: Default::default(),
         },
     }
-}
-
-/// The documented names of path parameters. poem-openapi renames them internally to `param0`,
-/// `param1`... in path order; errors must use the names clients see in the OpenAPI document.
-#[derive(Debug, Clone, Default)]
-pub struct PathParameterNames {
-    templates: Vec<Vec<TemplateSegment>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TemplateSegment {
-    Literal(String),
-    Parameter(String),
-}
-
-impl PathParameterNames {
-    /// Reads every path template (`/v1/users/{id}`) of an OpenAPI document.
-    pub fn from_openapi(document: &serde_json::Value) -> Self {
-        let templates = document["paths"]
-            .as_object()
-            .map(|paths| {
-                paths
-                    .keys()
-                    .map(|template| {
-                        template
-                            .split('/')
-                            .filter(|segment| !segment.is_empty())
-                            .map(|segment| {
-                                match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                                    Some(name) => TemplateSegment::Parameter(name.to_owned()),
-                                    None => TemplateSegment::Literal(segment.to_owned()),
-                                }
-                            })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        Self { templates }
-    }
-
-    /// The documented name of poem-openapi's `paramN` for a request to `path`.
-    fn documented_name(&self, path: &str, internal: &str) -> Option<&str> {
-        let index: usize = internal.strip_prefix("param")?.parse().ok()?;
-        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-        self.templates
-            .iter()
-            .filter(|template| {
-                template.len() == segments.len()
-                    && template
-                        .iter()
-                        .zip(&segments)
-                        .all(|(part, segment)| match part {
-                            TemplateSegment::Literal(literal) => literal == segment,
-                            TemplateSegment::Parameter(_) => true,
-                        })
-            })
-            // The most specific template wins (`/users/me` over `/users/{id}`).
-            .max_by_key(|template| {
-                template
-                    .iter()
-                    .filter(|part| matches!(part, TemplateSegment::Literal(_)))
-                    .count()
-            })?
-            .iter()
-            .filter_map(|part| match part {
-                TemplateSegment::Parameter(name) => Some(name.as_str()),
-                TemplateSegment::Literal(_) => None,
-            })
-            .nth(index)
-    }
-}
-
-/// `verification failed. maximum(100, exclusive: false)` becomes `must be at most 100`. The rule
-/// poem-openapi names is the declared schema, never the rejected value.
-fn verification_message(reason: &str) -> Option<String> {
-    let rule = reason.strip_prefix("verification failed. ")?;
-    let (name, arguments) = rule.strip_suffix(')')?.split_once('(')?;
-    let number = |text: &str| text.parse::<f64>().is_ok().then(|| text.to_owned());
-    Some(match name {
-        "maximum" | "minimum" => {
-            let (limit, exclusive) = arguments.split_once(", exclusive: ")?;
-            let limit = number(limit)?;
-            match (name, exclusive) {
-                ("maximum", "true") => format!("must be less than {limit}"),
-                ("maximum", _) => format!("must be at most {limit}"),
-                ("minimum", "true") => format!("must be greater than {limit}"),
-                _ => format!("must be at least {limit}"),
-            }
-        }
-        "maxLength" => format!("must be at most {} characters", number(arguments)?),
-        "minLength" => format!("must be at least {} characters", number(arguments)?),
-        "maxItems" => format!("must have at most {} items", number(arguments)?),
-        "minItems" => format!("must have at least {} items", number(arguments)?),
-        "multipleOf" => format!("must be a multiple of {}", number(arguments)?),
-        "pattern" => format!(
-            "must match the pattern {}",
-            arguments.strip_prefix('"')?.strip_suffix('"')?
-        ),
-        "uniqueItems" => "must not contain duplicate items".to_owned(),
-        _ => return None,
-    })
-}
-
-/// `Type "string" expects an input value.`, poem-openapi's text for a required parameter that
-/// was not sent (a header such as `Idempotency-Key`), becomes `is required`.
-fn missing_message(reason: &str) -> Option<String> {
-    reason
-        .ends_with("expects an input value.")
-        .then(|| "is required".to_owned())
-}
-
-/// `failed to parse "uuid": ...` becomes `expected uuid`; anything else a fixed text.
-fn expected_type_message(reason: &str) -> String {
-    reason
-        .strip_prefix("failed to parse \"")
-        .and_then(|rest| rest.split_once('"'))
-        .map(|(type_name, _)| type_name)
-        .filter(|type_name| {
-            type_name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "()_-<>, ".contains(c))
-        })
-        .map_or_else(
-            || "invalid value".to_owned(),
-            |type_name| format!("expected {type_name}"),
-        )
 }
 
 /// Middleware turning every error into the uniform JSON body, with the request id.
@@ -544,71 +413,5 @@ impl<E: Endpoint> Endpoint for JsonErrorsEndpoint<E> {
                 .record();
         }
         Ok(response)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn internal_path_parameter_names_map_to_documented_ones() {
-        let names = PathParameterNames::from_openapi(&serde_json::json!({
-            "paths": {
-                "/v1/users/{id}": {},
-                "/v1/users/me": {},
-                "/v1/orgs/{org}/members/{member}": {}
-            }
-        }));
-        assert_eq!(names.documented_name("/v1/users/abc", "param0"), Some("id"));
-        assert_eq!(
-            names.documented_name("/v1/orgs/a/members/b", "param1"),
-            Some("member")
-        );
-        assert_eq!(
-            names.documented_name("/v1/users/me", "param0"),
-            None,
-            "no parameter there"
-        );
-        assert_eq!(names.documented_name("/v1/other/x", "param0"), None);
-        assert_eq!(
-            names.documented_name("/v1/users/abc", "limit"),
-            None,
-            "not internal"
-        );
-    }
-
-    #[test]
-    fn a_parameter_outside_its_declared_range_is_told_the_range() {
-        assert_eq!(
-            verification_message("verification failed. maximum(100, exclusive: false)").as_deref(),
-            Some("must be at most 100")
-        );
-        assert_eq!(
-            verification_message("verification failed. minimum(1, exclusive: false)").as_deref(),
-            Some("must be at least 1")
-        );
-        assert_eq!(
-            verification_message("verification failed. maxLength(8)").as_deref(),
-            Some("must be at most 8 characters")
-        );
-        assert_eq!(verification_message("failed to parse \"x\": secret"), None);
-    }
-
-    #[test]
-    fn the_expected_type_is_named_without_the_rejected_value() {
-        assert_eq!(
-            expected_type_message(r#"failed to parse "string_uuid": invalid character: found `x`"#),
-            "expected string_uuid"
-        );
-        assert_eq!(
-            expected_type_message("anything else: secret"),
-            "invalid value"
-        );
-        assert_eq!(
-            missing_message(r#"Type "string" expects an input value."#).as_deref(),
-            Some("is required")
-        );
-        assert_eq!(missing_message("failed to parse \"x\": secret"), None);
     }
 }
