@@ -1,6 +1,6 @@
 //! `cargo xtask ci` for this repository, and `cargo xtask variants`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use xtask::ci::CiOptions;
@@ -32,6 +32,18 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
         "--ignored",
     ]))?;
 
+    cmd::step("an upgraded project keeps its owners' changes, builds and passes its tests");
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "test",
+        "--locked",
+        "--package",
+        "rampart-xtask",
+        "--test",
+        "upgrade",
+        "--",
+        "--ignored",
+    ]))?;
+
     match third_party::tools_dir() {
         Some(dir) => third_party::secret_scan(&dir, root)?,
         None => third_party::tools_missing("the secret scan")?,
@@ -53,6 +65,15 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
     }
     Ok(())
 }
+
+/// The project the upgrade test leaves behind, generated, changed by its owners and upgraded
+/// (`target/ownership/owned-service`): later steps reuse it rather than render another.
+pub fn owned_project_dir(root: &Path) -> PathBuf {
+    root.join("target").join("ownership").join(OWNED_PROJECT)
+}
+
+/// The name the upgrade test generates its project under.
+pub const OWNED_PROJECT: &str = "owned-service";
 
 /// The crate and version the canary adds: tar 0.4.35 has RUSTSEC-2021-0080 (and later ones).
 /// It is not otherwise in the graph, so the version can be pinned without conflicts.

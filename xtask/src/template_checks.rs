@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::provenance;
 use crate::render::{self, Variant};
 use xtask::cmd;
 
@@ -16,7 +17,47 @@ const ROOT_ONLY_DEPENDENCIES: &[&str] = &["cargo-generate", "xtask"];
 pub fn check_all(root: &Path, scratch: &Path) -> Result<()> {
     deny_policies_match(root)?;
     workspace_tables_match(root)?;
+    provenance_records_every_option(root)?;
+    changelog_names_the_release(root)?;
     template_lockfile_in_sync(root, scratch)
+}
+
+/// The generated project's record holds every template option (`cargo xtask upgrade` renders
+/// the template again from it; an option left out would come back as its default).
+pub fn provenance_records_every_option(root: &Path) -> Result<()> {
+    let config = read_toml(&root.join("template/cargo-generate.toml"))?;
+    let manifest = read_toml(&root.join("template/Cargo.toml.liquid"))?;
+    let record = &manifest["workspace"]["metadata"]["rampart"];
+    let placeholders = config
+        .get("placeholders")
+        .and_then(toml::Value::as_table)
+        .context("template/cargo-generate.toml has no placeholders")?;
+    for name in placeholders.keys() {
+        let key = if name == provenance::COMMIT_OPTION {
+            "commit"
+        } else {
+            name.as_str()
+        };
+        let expected = format!("{{{{{name}}}}}");
+        if record.get(key).and_then(toml::Value::as_str) != Some(expected.as_str()) {
+            bail!(
+                "template/Cargo.toml.liquid's [workspace.metadata.rampart] must record the \
+                 option {name} as {key} = \"{expected}\""
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `CHANGELOG.md` has an entry for the release version the template records.
+pub fn changelog_names_the_release(root: &Path) -> Result<()> {
+    let version = provenance::release_version(&render::template_dir(root))?;
+    let changelog =
+        std::fs::read_to_string(root.join("CHANGELOG.md")).context("cannot read CHANGELOG.md")?;
+    if !changelog.contains(&format!("## [{version}]")) {
+        bail!("CHANGELOG.md has no \"## [{version}]\" entry for the template's version");
+    }
+    Ok(())
 }
 
 /// `deny.toml` and `template/deny.toml` are the same file.
