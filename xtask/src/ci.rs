@@ -21,28 +21,10 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
     xtask::ci::format_lint_test(root, options)?;
 
     cmd::step("the scanner fails each check whose control is turned off");
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "test",
-        "--locked",
-        "--package",
-        "rampart-xtask",
-        "--test",
-        "weakened_builds",
-        "--",
-        "--ignored",
-    ]))?;
+    run_ignored_tests(root, "weakened_builds")?;
 
     cmd::step("an upgraded project keeps its owners' changes, builds and passes its tests");
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "test",
-        "--locked",
-        "--package",
-        "rampart-xtask",
-        "--test",
-        "upgrade",
-        "--",
-        "--ignored",
-    ]))?;
+    run_ignored_tests(root, "upgrade")?;
 
     match third_party::tools_dir() {
         Some(dir) => third_party::secret_scan(&dir, root)?,
@@ -64,6 +46,20 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
         variants(root, options, None)?;
     }
     Ok(())
+}
+
+/// Runs the ignored (slow) tests of `rampart-xtask`'s integration test file `test`.
+fn run_ignored_tests(root: &Path, test: &str) -> Result<()> {
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "test",
+        "--locked",
+        "--package",
+        "rampart-xtask",
+        "--test",
+        test,
+        "--",
+        "--ignored",
+    ]))
 }
 
 /// The project the upgrade test leaves behind, generated, changed by its owners and upgraded

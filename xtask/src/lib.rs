@@ -27,6 +27,8 @@ pub mod upgrade;
 
 use std::path::{Path, PathBuf};
 
+use anyhow::{Context, Result};
+
 /// This repository's root.
 ///
 /// Read from `CARGO_MANIFEST_DIR` as `cargo run` sets it, falling back to the compile-time value:
@@ -40,4 +42,12 @@ pub fn repository_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The TOML file at `path`, parsed.
+pub fn read_toml(path: &Path) -> Result<toml::Table> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))
 }

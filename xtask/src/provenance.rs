@@ -13,7 +13,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::git;
+use crate::{git, read_toml};
 
 /// The table holding the record.
 const TABLE_HEADER: &str = "[workspace.metadata.rampart]";
@@ -38,11 +38,7 @@ pub struct Provenance {
 impl Provenance {
     /// Reads the record of the project at `project`.
     pub fn read(project: &Path) -> Result<Self> {
-        let path = project.join("Cargo.toml");
-        let manifest: toml::Table = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .parse()
-            .with_context(|| format!("{} is not valid TOML", path.display()))?;
+        let manifest = read_toml(&project.join("Cargo.toml"))?;
         let table = manifest
             .get("workspace")
             .and_then(|workspace| workspace.get("metadata"))
@@ -74,10 +70,7 @@ impl Provenance {
 pub fn release_version(template: &Path) -> Result<String> {
     let path = template.join("Cargo.toml.liquid");
     // Liquid appears only inside strings and comments of this file, so it parses as TOML.
-    let manifest: toml::Table = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
+    let manifest = read_toml(&path)?;
     manifest["workspace"]["metadata"]["rampart"]["version"]
         .as_str()
         .map(str::to_owned)

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use crate::provenance;
 use crate::render::{self, Variant};
+use crate::{provenance, read_toml};
 use xtask::cmd;
 
 /// Dependencies only this repository uses (its own tooling), absent from the template.
@@ -153,13 +153,6 @@ pub fn resolve(project: &Path) -> Result<()> {
             .args(["metadata", "--format-version", "1"])
             .stdout(std::process::Stdio::null()),
     )
-}
-
-fn read_toml(path: &Path) -> Result<toml::Table> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))
 }
 
 fn lock_versions(path: &Path) -> Result<Vec<(String, String)>> {
