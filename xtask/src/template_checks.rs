@@ -173,3 +173,15 @@ fn lock_versions(path: &Path) -> Result<Vec<(String, String)>> {
         })
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_records_every_option_and_its_release_is_in_the_changelog() {
+        let root = crate::repository_root();
+        provenance_records_every_option(&root).expect("every option recorded");
+        changelog_names_the_release(&root).expect("the release in CHANGELOG.md");
+    }
+}
