@@ -1,6 +1,6 @@
 //! `cargo xtask ci` for this repository, and `cargo xtask variants`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use xtask::ci::CiOptions;
@@ -21,16 +21,10 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
     xtask::ci::format_lint_test(root, options)?;
 
     cmd::step("the scanner fails each check whose control is turned off");
-    cmd::run(cmd::cargo().current_dir(root).args([
-        "test",
-        "--locked",
-        "--package",
-        "rampart-xtask",
-        "--test",
-        "weakened_builds",
-        "--",
-        "--ignored",
-    ]))?;
+    run_ignored_tests(root, "weakened_builds")?;
+
+    cmd::step("an upgraded project keeps its owners' changes, builds and passes its tests");
+    run_ignored_tests(root, "upgrade")?;
 
     match third_party::tools_dir() {
         Some(dir) => third_party::secret_scan(&dir, root)?,
@@ -53,6 +47,29 @@ pub fn run(root: &Path, options: &CiOptions, with_variants: bool) -> Result<()> 
     }
     Ok(())
 }
+
+/// Runs the ignored (slow) tests of `rampart-xtask`'s integration test file `test`.
+fn run_ignored_tests(root: &Path, test: &str) -> Result<()> {
+    cmd::run(cmd::cargo().current_dir(root).args([
+        "test",
+        "--locked",
+        "--package",
+        "rampart-xtask",
+        "--test",
+        test,
+        "--",
+        "--ignored",
+    ]))
+}
+
+/// The project the upgrade test leaves behind, generated, changed by its owners and upgraded
+/// (`target/ownership/owned-service`): later steps reuse it rather than render another.
+pub fn owned_project_dir(root: &Path) -> PathBuf {
+    root.join("target").join("ownership").join(OWNED_PROJECT)
+}
+
+/// The name the upgrade test generates its project under.
+pub const OWNED_PROJECT: &str = "owned-service";
 
 /// The crate and version the canary adds: tar 0.4.35 has RUSTSEC-2021-0080 (and later ones).
 /// It is not otherwise in the graph, so the version can be pinned without conflicts.

@@ -6,7 +6,10 @@
 //! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
 //!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
-//! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`.
+//! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`;
+//! - [`new`]: a project for its owners, recording what produced it ([`provenance`]) in a git
+//!   repository of its own;
+//! - [`upgrade`]: Rampart's later changes merged into such a project ([`git`] runs git).
 //!
 //! The generated project's tasks (`xtask` in `template/xtask`) are reused here as a library, so
 //! both run the same audit and deny steps.
@@ -14,11 +17,17 @@
 pub mod bench;
 pub mod ci;
 pub mod demo;
+pub mod git;
+pub mod new;
+pub mod provenance;
 pub mod render;
 pub mod scan;
 pub mod template_checks;
+pub mod upgrade;
 
 use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 
 /// This repository's root.
 ///
@@ -33,4 +42,12 @@ pub fn repository_root() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The TOML file at `path`, parsed.
+pub fn read_toml(path: &Path) -> Result<toml::Table> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .parse()
+        .with_context(|| format!("{} is not valid TOML", path.display()))
 }

@@ -5,8 +5,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use rampart_xtask::render;
-use rampart_xtask::{bench, ci, demo, repository_root, template_checks};
+use rampart_xtask::{bench, ci, demo, new, repository_root, template_checks, upgrade};
 use xtask::advisory_db;
 use xtask::cli::{AdvisoryDbArg, CiArgs};
 
@@ -29,6 +28,24 @@ enum Task {
         /// Where to create the project folder (default: the current folder).
         #[arg(long)]
         destination: Option<PathBuf>,
+        /// Do not make the project a git repository with the rendering as its first commit
+        /// (`cargo xtask upgrade` needs one; make it yourself before upgrading).
+        #[arg(long)]
+        no_git: bool,
+    },
+    /// Merge Rampart's changes since a project was generated into it (run from a Rampart
+    /// checkout at the version to upgrade to). Leaves the result uncommitted; exits 1 when
+    /// conflicts are left to resolve.
+    Upgrade {
+        /// The project's folder: a git repository with no uncommitted changes.
+        #[arg(long)]
+        project: PathBuf,
+        /// Print what would happen to each file; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The Rampart commit the project was generated from, for a project that records none.
+        #[arg(long, value_name = "COMMIT")]
+        from: Option<String>,
     },
     /// Generate the default service into target/demo/ and run it on its embedded defaults.
     Demo {
@@ -97,14 +114,38 @@ fn main() -> Result<ExitCode> {
             name,
             defines,
             destination,
+            no_git,
         } => {
             let destination = match destination {
                 Some(destination) => destination,
                 None => std::env::current_dir()?,
             };
-            let project =
-                render::render(&render::template_dir(&root), &name, &defines, &destination)?;
-            eprintln!("Created {}", project.display());
+            let project = new::create(&root, &name, &defines, &destination, !no_git)?;
+            eprintln!(
+                "Created {}{}",
+                project.display(),
+                if no_git {
+                    ""
+                } else {
+                    ", a git repository with one commit"
+                }
+            );
+        }
+        Task::Upgrade {
+            project,
+            dry_run,
+            from,
+        } => {
+            let outcome = upgrade::run(&upgrade::UpgradeRequest {
+                rampart: root,
+                project,
+                dry_run,
+                from,
+            })?;
+            let applied = matches!(outcome, upgrade::Outcome::Applied(_));
+            if applied && !outcome.conflicts().is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Task::Demo { port, http_port } => demo::run(&root, port, http_port)?,
         Task::Ci {

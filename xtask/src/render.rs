@@ -89,12 +89,15 @@ pub fn render(
     cargo_generate::generate(args).with_context(|| format!("rendering {name} failed"))
 }
 
-/// Renders `variant` as `name` into `parent/name`, replacing an earlier rendering.
+/// Renders `variant` as `name` into `parent/name`, replacing an earlier rendering; the project
+/// records the commit checked out at `root`.
 pub fn render_fresh(root: &Path, variant: Variant, name: &str, parent: &Path) -> Result<PathBuf> {
     let project = parent.join(name);
     if project.exists() {
         std::fs::remove_dir_all(&project)
             .with_context(|| format!("cannot remove {}", project.display()))?;
     }
-    render(&template_dir(root), name, &variant.defines(), parent)
+    let mut defines = variant.defines();
+    defines.extend(crate::provenance::checkout_defines(root));
+    render(&template_dir(root), name, &defines, parent)
 }

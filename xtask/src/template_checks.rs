@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::render::{self, Variant};
+use crate::{provenance, read_toml};
 use xtask::cmd;
 
 /// Dependencies only this repository uses (its own tooling), absent from the template.
@@ -25,7 +26,47 @@ pub fn check_all(root: &Path, scratch: &Path) -> Result<()> {
     control_ids_catalogued(root)?;
     deny_policies_match(root)?;
     workspace_tables_match(root)?;
+    provenance_records_every_option(root)?;
+    changelog_names_the_release(root)?;
     template_lockfile_in_sync(root, scratch)
+}
+
+/// The generated project's record holds every template option (`cargo xtask upgrade` renders
+/// the template again from it; an option left out would come back as its default).
+pub fn provenance_records_every_option(root: &Path) -> Result<()> {
+    let config = read_toml(&root.join("template/cargo-generate.toml"))?;
+    let manifest = read_toml(&root.join("template/Cargo.toml.liquid"))?;
+    let record = &manifest["workspace"]["metadata"]["rampart"];
+    let placeholders = config
+        .get("placeholders")
+        .and_then(toml::Value::as_table)
+        .context("template/cargo-generate.toml has no placeholders")?;
+    for name in placeholders.keys() {
+        let key = if name == provenance::COMMIT_OPTION {
+            "commit"
+        } else {
+            name.as_str()
+        };
+        let expected = format!("{{{{{name}}}}}");
+        if record.get(key).and_then(toml::Value::as_str) != Some(expected.as_str()) {
+            bail!(
+                "template/Cargo.toml.liquid's [workspace.metadata.rampart] must record the \
+                 option {name} as {key} = \"{expected}\""
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `CHANGELOG.md` has an entry for the release version the template records.
+pub fn changelog_names_the_release(root: &Path) -> Result<()> {
+    let version = provenance::release_version(&render::template_dir(root))?;
+    let changelog =
+        std::fs::read_to_string(root.join("CHANGELOG.md")).context("cannot read CHANGELOG.md")?;
+    if !changelog.contains(&format!("## [{version}]")) {
+        bail!("CHANGELOG.md has no \"## [{version}]\" entry for the template's version");
+    }
+    Ok(())
 }
 
 /// `deny.toml` and `template/deny.toml` are the same file.
@@ -234,12 +275,6 @@ fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-fn read_toml(path: &Path) -> Result<toml::Table> {
-    read_text(path)?
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))
-}
-
 fn lock_versions(path: &Path) -> Result<Vec<(String, String)>> {
     let lock = read_toml(path)?;
     Ok(lock
@@ -339,5 +374,12 @@ mod tests {
             error.contains("only in the checklist's [\"LOG-1\"]"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_template_records_every_option_and_its_release_is_in_the_changelog() {
+        let root = crate::repository_root();
+        provenance_records_every_option(&root).expect("every option recorded");
+        changelog_names_the_release(&root).expect("the release in CHANGELOG.md");
     }
 }
