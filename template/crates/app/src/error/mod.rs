@@ -10,6 +10,15 @@
 //!   the system and helps no client; it is logged server-side with the request id instead;
 //! - the internal message of poem's own errors: only a fixed text per status is sent.
 //!
+//! Every error is JSON, never the rejected value (INPUT-2): unknown routes (404), wrong methods
+//! (405 with `Allow`), a database outage (503) alike. A 400's `details` holds every problem at
+//! once: `formErrors` about the body as a whole (invalid JSON with its line and column, nesting
+//! too deep, a wrong top-level type) and `fieldErrors` under the names the API documents,
+//! nested as `parent.child` and `items[0].name`, parameters under their documented name (`id`,
+//! never poem-openapi's internal `param0`). Messages say what was expected ("must be at most
+//! 254 characters", "is not allowed", "appears more than once"). Each refused input is audited
+//! once, here (`input.validation`, LOG-3).
+//!
 //! poem-openapi's messages are read in one place, [`poem_openapi_messages`]; the documented names
 //! of path parameters come from [`PathParameterNames`].
 

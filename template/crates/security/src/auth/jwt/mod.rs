@@ -27,6 +27,13 @@
 //! Every refusal is one [`TokenError`] with a fixed reason code for the audit event; its text
 //! never contains the token or any value taken from it.
 //!
+//! A refusal answers 401 with `WWW-Authenticate: Bearer error="invalid_token"` and an audit
+//! event carrying the reason code (`access_control`). An external issuer's token naming an
+//! unknown `kid` makes at most one rate-limited JWKS refresh, then fails closed (`oidc`). A token
+//! verified once is remembered by its exact text ([`VERIFIED_TOKENS_MAX`], forgotten whenever the
+//! trusted keys change), so its signature is not verified again; `exp`, `nbf` and `iat` are
+//! checked on every use.
+//!
 //! The signing side ([`SigningKey`], [`issue_access_token`], [`jwks_json`]) is what the
 //! built-in issuer needs: Ed25519 keys, `at+jwt` tokens with `kid`, and the JWKS that publishes
 //! the public halves.

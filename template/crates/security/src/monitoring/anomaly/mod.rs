@@ -48,6 +48,13 @@
 //! credentials, the request's own for geography and usage (`allowed`: the suspicious requests
 //! were served). Detection only reports: blocking is the rate limits' job, and the operator's.
 //!
+//! Defaults (`[anomaly]`, validated at start-up): one-minute windows; 10 failures a window or 30
+//! an hour per address, 5 or 20 per account; impossible travel above 1,000 km/h between places at
+//! least 500 km apart; one alert per key and finding per 15 minutes; at most 10,000 tracked keys,
+//! 32 operations and 16 countries per principal; failure counters forgotten after a day idle,
+//! profiles after 30 days. Without a GeoIP database (`anomaly.geoip_database`, read with
+//! `maxminddb`) the geography detector is off and start-up says so.
+//!
 //! The files, in reading order: `config` (the thresholds), `signal` (which records are read),
 //! `window` (the counting windows, baselines and cool-downs), `bounded_map` (per-key state in a
 //! fixed capacity), the three detectors `auth_failures`, `geography` and `usage`, `detectors`
