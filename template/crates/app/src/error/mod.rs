@@ -19,7 +19,7 @@
 //! 254 characters", "is not allowed", "appears more than once"). Each refused input is audited
 //! once, here (`input.validation`, LOG-3).
 //!
-//! poem-openapi's messages are read in one place, [`poem_openapi_messages`]; the documented names
+//! poem-openapi's messages are read in one place, `poem_openapi_messages`; the documented names
 //! of path parameters come from [`PathParameterNames`].
 
 mod path_parameters;

@@ -37,7 +37,7 @@
 //! follows it rather than freezing in the future (which would pile every later event into one
 //! window and hold every cool-down).
 //!
-//! On the request path, [`AnomalyDetector::observe`] only filters and hands the record to a
+//! On the request path, `AnomalyDetector::observe` only filters and hands the record to a
 //! bounded channel; one background task ([`DetectorTask`]) runs the detectors. When the task
 //! falls behind, records are dropped and counted ([`AnomalyDetector::dropped`]), never waited
 //! for.
