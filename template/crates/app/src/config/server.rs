@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::Environment;
 use super::error::Refusals;
 
-/// The public listener: HTTPS, or plaintext behind a TLS-terminating proxy (see [`TlsMode`](super::TlsMode)).
+/// The public listener: HTTPS, or plaintext behind a TLS-terminating proxy (see
+/// [`TlsMode`](super::TlsMode)).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
