@@ -7,6 +7,7 @@
 //! - [`pins`]: SPKI pins of the serving and backup keys for mobile clients (TLS-3);
 //! - [`service`]: the service started as a real process, with the tokens a client obtains;
 //! - [`bench`]: the security stack's cost against a bare handler, and the footprint;
+//! - [`scaffold`]: `cargo xtask scaffold`, a new resource owned by its creator, secure from the start;
 //! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
@@ -18,6 +19,7 @@ pub mod ci;
 pub mod cli;
 pub mod cmd;
 pub mod pins;
+pub mod scaffold;
 pub mod scans;
 pub mod service;
 pub mod services;
