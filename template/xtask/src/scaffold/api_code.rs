@@ -317,9 +317,9 @@ pub fn api_module(resource: &Resource) -> String {
     let names = Names::of(resource);
     let rate_limits = if resource.sensitive {
         format!(
-            "rate limits: the general tiers (RATE-1, RATE-2), and the writes also the stricter \
-             `{}` tier (RATE-3, `rate_limit.{}`).",
-            resource.plural, resource.plural
+            "rate limits: the general tiers (RATE-1, RATE-2), and for the writes the stricter\n\
+             //!   `{plural}` tier as well (RATE-3, `rate_limit.{plural}`).",
+            plural = resource.plural
         )
     } else {
         "rate limits: the general tiers (RATE-1, RATE-2).".to_owned()

@@ -287,8 +287,9 @@ mod tests {
     /// lands there: a refactoring that moves an item fails here, naming the locator to update.
     #[test]
     fn every_locator_finds_its_item_in_this_project() {
+        // A name no project is likely to hold, so the test passes after real scaffolds too.
         let resource = Resource::parse(
-            "widget",
+            "locator_probe",
             &[
                 "name:string:80".to_owned(),
                 "status:enum:draft,active".to_owned(),
@@ -297,7 +298,7 @@ mod tests {
             true,
         )
         .expect("ok");
-        let migration = "m20990101_999999_create_widgets";
+        let migration = "m20990101_999999_create_locator_probes";
         let mut files: BTreeMap<&str, String> = BTreeMap::new();
         for (locator, insertion) in edits(&resource, migration) {
             let text = match files.remove(locator.file) {
@@ -311,33 +312,42 @@ mod tests {
             files.insert(locator.file, edited);
         }
         let expectations = [
-            ("crates/app/src/api/mod.rs", "pub mod widgets;"),
+            ("crates/app/src/api/mod.rs", "pub mod locator_probes;"),
             (
                 "crates/app/src/api/mod.rs",
-                "widgets::WidgetsApi::new(Arc::clone(auth)),",
+                "locator_probes::LocatorProbesApi::new(Arc::clone(auth)),",
             ),
             (
                 "crates/app/src/api/mod.rs",
-                "(\"PUT /v1/widgets/{id}\", SensitiveTier::Widgets),",
+                "(\"PUT /v1/locator_probes/{id}\", SensitiveTier::LocatorProbes),",
             ),
-            ("crates/app/src/auth/scopes.rs", "Scope::WidgetsWrite,"),
+            (
+                "crates/app/src/auth/scopes.rs",
+                "Scope::LocatorProbesWrite,",
+            ),
             (
                 "crates/app/src/rate_limits.rs",
-                "SensitiveTier::Widgets => &self.widgets,",
+                "SensitiveTier::LocatorProbes => &self.locator_probes,",
             ),
-            ("crates/app/src/config.rs", "pub widgets: QuotaSettings,"),
-            ("crates/app/src/config.rs", "(\"widgets\", self.widgets),"),
+            (
+                "crates/app/src/config.rs",
+                "pub locator_probes: QuotaSettings,",
+            ),
+            (
+                "crates/app/src/config.rs",
+                "(\"locator_probes\", self.locator_probes),",
+            ),
             (
                 "crates/app/tests/api/helpers.rs",
-                "widgets = { requests = 10000",
+                "locator_probes = { requests = 10000",
             ),
-            ("config/default.toml", "widgets = { requests = 30"),
+            ("config/default.toml", "locator_probes = { requests = 30"),
             (
                 "crates/migration/src/lib.rs",
-                "Box::new(m20990101_999999_create_widgets::Migration),",
+                "Box::new(m20990101_999999_create_locator_probes::Migration),",
             ),
-            ("crates/app/tests/api/main.rs", "mod widgets;"),
-            ("docs/audit-events.md", "| `widget.created`"),
+            ("crates/app/tests/api/main.rs", "mod locator_probes;"),
+            ("docs/audit-events.md", "| `locator_probe.created`"),
         ];
         for (file, expected) in expectations {
             assert!(files[file].contains(expected), "{file}: {expected}");
