@@ -124,12 +124,7 @@ const TEST_WRITE_QUOTA: &str = "{ requests = 10000, period_seconds = 60 }";
 /// Every edit registering `resource`, whose migration module is `migration`.
 pub fn edits(resource: &Resource, migration: &str) -> Vec<(Locator, Insertion)> {
     let names = Names::of(resource);
-    let lines = |templates: &[&str]| -> Vec<String> {
-        templates
-            .iter()
-            .map(|template| fill(template, &names, &[]))
-            .collect()
-    };
+    let lines = |templates: &[&str]| filled_lines(&names, templates);
     let mut edits = vec![
         (
             API_MODULES,
@@ -196,15 +191,18 @@ pub fn edits(resource: &Resource, migration: &str) -> Vec<(Locator, Insertion)> 
     edits
 }
 
+/// `templates` with the resource's names filled in.
+fn filled_lines(names: &Names, templates: &[&str]) -> Vec<String> {
+    templates
+        .iter()
+        .map(|template| fill(template, names, &[]))
+        .collect()
+}
+
 /// The edits giving the resource's writes a stricter rate-limit tier of their own (RATE-3),
 /// wired as the payments tier is.
 fn sensitive_edits(names: &Names) -> Vec<(Locator, Insertion)> {
-    let lines = |templates: &[&str]| -> Vec<String> {
-        templates
-            .iter()
-            .map(|template| fill(template, names, &[]))
-            .collect()
-    };
+    let lines = |templates: &[&str]| filled_lines(names, templates);
     let quota = |value: &str| {
         lines(&[
             "# POST /v1/__plural__, PUT and DELETE /v1/__plural__/{id}, per principal.",
