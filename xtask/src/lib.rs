@@ -5,6 +5,7 @@
 //! - [`demo`]: the default variant built and run on its embedded defaults;
 //! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
 //!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
+//! - [`scaffold_check`]: a resource scaffolded into a rendered project, whose clippy and suite must pass;
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
 //! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`;
 //! - [`new`]: a project for its owners, recording what produced it ([`provenance`]) in a git
@@ -21,6 +22,7 @@ pub mod git;
 pub mod new;
 pub mod provenance;
 pub mod render;
+pub mod scaffold_check;
 pub mod scan;
 pub mod template_checks;
 pub mod upgrade;

@@ -8,6 +8,7 @@
 //! - [`project`]: what the project is configured with (its database and rate-limit store);
 //! - [`service`]: the service started as a real process, with the tokens a client obtains;
 //! - [`bench`]: the security stack's cost against a bare handler, and the footprint;
+//! - [`scaffold`]: `cargo xtask scaffold`, a new resource owned by its creator, secure from the start;
 //! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cmd;
 pub mod pins;
 pub mod project;
+pub mod scaffold;
 pub mod scans;
 pub mod service;
 pub mod services;

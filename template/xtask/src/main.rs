@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, BenchOptions};
 use xtask::cli::{AdvisoryDbArg, CiArgs};
-use xtask::{advisory_db, ci, pins, scans, supply_chain};
+use xtask::{advisory_db, ci, pins, scaffold, scans, supply_chain};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project tasks", long_about = None)]
@@ -41,6 +41,8 @@ enum Task {
         #[arg(long)]
         backup_key: Option<PathBuf>,
     },
+    /// Add a resource owned by its creator: handlers, entity, migration, tests, registrations.
+    Scaffold(scaffold::ScaffoldArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +93,7 @@ fn main() -> Result<()> {
         Task::Scan => scans::run(&root),
         Task::Bench(args) => bench::run(&root, &args.options(&root)),
         Task::Pins { cert, backup_key } => pins::run(&root, cert, backup_key),
+        Task::Scaffold(args) => scaffold::run(&root, &args),
     }
 }
 
