@@ -66,24 +66,19 @@ pub const TIER_OF_SENSITIVE: Locator = Locator {
     item: "the tier of each sensitive tier",
 };
 pub const RATE_LIMIT_SETTINGS: Locator = Locator {
-    file: "crates/app/src/config.rs",
+    file: "crates/app/src/config/rate_limit.rs",
     anchors: &["pub struct RateLimitSettings {"],
     item: "the rate-limit settings",
 };
 pub const QUOTA_COUNT: Locator = Locator {
-    file: "crates/app/src/config.rs",
+    file: "crates/app/src/config/rate_limit.rs",
     anchors: &["pub fn quotas(&self)"],
     item: "the number of quotas",
 };
 pub const QUOTAS: Locator = Locator {
-    file: "crates/app/src/config.rs",
+    file: "crates/app/src/config/rate_limit.rs",
     anchors: &["pub fn quotas(&self)", "["],
     item: "the quotas validated",
-};
-pub const UNIT_TEST_QUOTAS: Locator = Locator {
-    file: "crates/app/src/config.rs",
-    anchors: &["[rate_limit]"],
-    item: "the unit tests' configuration",
 };
 pub const DEFAULT_QUOTAS: Locator = Locator {
     file: "config/default.toml",
@@ -91,7 +86,7 @@ pub const DEFAULT_QUOTAS: Locator = Locator {
     item: "the shipped rate limits",
 };
 pub const TEST_QUOTAS: Locator = Locator {
-    file: "crates/app/tests/api/helpers.rs",
+    file: "crates/app/tests/api/helpers/config.rs",
     anchors: &["[rate_limit]"],
     item: "the integration tests' configuration",
 };
@@ -249,13 +244,6 @@ fn sensitive_edits(names: &Names) -> Vec<(Locator, Insertion)> {
             Insertion::AppendToBlock(lines(&["(\"__plural__\", self.__plural__),"])),
         ),
         (
-            UNIT_TEST_QUOTAS,
-            Insertion::AppendToTomlSection(vec![format!(
-                "{} = {DEFAULT_WRITE_QUOTA}",
-                names.plural
-            )]),
-        ),
-        (
             DEFAULT_QUOTAS,
             Insertion::AppendToTomlSection(quota(DEFAULT_WRITE_QUOTA)),
         ),
@@ -328,15 +316,15 @@ mod tests {
                 "SensitiveTier::LocatorProbes => &self.locator_probes,",
             ),
             (
-                "crates/app/src/config.rs",
+                "crates/app/src/config/rate_limit.rs",
                 "pub locator_probes: QuotaSettings,",
             ),
             (
-                "crates/app/src/config.rs",
+                "crates/app/src/config/rate_limit.rs",
                 "(\"locator_probes\", self.locator_probes),",
             ),
             (
-                "crates/app/tests/api/helpers.rs",
+                "crates/app/tests/api/helpers/config.rs",
                 "locator_probes = { requests = 10000",
             ),
             ("config/default.toml", "locator_probes = { requests = 30"),
