@@ -5,6 +5,7 @@
 //! - [`demo`]: the default variant built and run on its embedded defaults;
 //! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
 //!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
+//! - [`module_cycles`]: no import cycle among the modules of the checked crates;
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
 //! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`.
 //!
@@ -14,6 +15,7 @@
 pub mod bench;
 pub mod ci;
 pub mod demo;
+pub mod module_cycles;
 pub mod render;
 pub mod scan;
 pub mod template_checks;
