@@ -30,20 +30,47 @@ pub struct ModuleGraph {
     pub imports: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Fails, naming each cycle and where its imports are, when a checked folder has one.
+/// Cycles known and not yet broken, by folder and the modules they pass through (sorted). The
+/// check fails on any other cycle, and on a listed one that is gone (so the list only shrinks).
+pub const ACCEPTED_CYCLES: &[(&str, &[&str])] = &[(
+    // A session's end revokes the API keys made in it, and a key made in a session checks
+    // whether that session has ended: both sides need the other's query.
+    "template/crates/app/src",
+    &["crate::auth::api_keys", "crate::auth::tokens"],
+)];
+
+/// Fails, naming each cycle and where its imports are, when a checked folder has one that
+/// [`ACCEPTED_CYCLES`] does not list, or when a listed one is gone.
 pub fn check_all(root: &Path) -> Result<()> {
-    let mut found = Vec::new();
+    let mut problems = Vec::new();
     for folder in CHECKED_SOURCE_FOLDERS {
         let graph = ModuleGraph::read(&root.join(folder))?;
-        found.extend(
-            graph
-                .cycles()
+        let found = graph.cycles();
+        for cycle in &found {
+            let modules: BTreeSet<&str> = cycle.iter().map(String::as_str).collect();
+            let accepted = ACCEPTED_CYCLES.iter().any(|(accepted_folder, accepted)| {
+                accepted_folder == folder
+                    && accepted.iter().copied().collect::<BTreeSet<_>>() == modules
+            });
+            if !accepted {
+                problems.push(format!("{folder}: {}", graph.describe(cycle)));
+            }
+        }
+        for (_, accepted) in ACCEPTED_CYCLES.iter().filter(|(at, _)| at == folder) {
+            let listed: BTreeSet<&str> = accepted.iter().copied().collect();
+            let still_there = found
                 .iter()
-                .map(|cycle| format!("{folder}: {}", graph.describe(cycle))),
-        );
+                .any(|cycle| cycle.iter().map(String::as_str).collect::<BTreeSet<_>>() == listed);
+            if !still_there {
+                problems.push(format!(
+                    "{folder}: {accepted:?} no longer import each other: remove them from \
+                     ACCEPTED_CYCLES"
+                ));
+            }
+        }
     }
-    if !found.is_empty() {
-        bail!("import cycles among modules:\n{}", found.join("\n"));
+    if !problems.is_empty() {
+        bail!("import cycles among modules:\n{}", problems.join("\n"));
     }
     Ok(())
 }

@@ -15,8 +15,7 @@ mod weakening;
 
 use std::process::ExitCode;
 
-use app::config::{Environment, Settings};
-use app::startup::App;
+use app::startup::{self, App};
 use clap::{Parser, Subcommand};
 
 use crate::weakening::Weakening;
@@ -42,17 +41,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let settings = match startup::settings_outside_production("weakened-service") {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::FAILURE;
         }
     };
-    if settings.environment == Environment::Production {
-        eprintln!("weakened-service is the scanner's test harness: never in production");
-        return ExitCode::FAILURE;
-    }
     app::telemetry::init(&settings.log);
     let builder = App::builder(settings).extra_api(probe::ProbeApi);
     let builder = match cli.off {

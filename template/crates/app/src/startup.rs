@@ -580,6 +580,19 @@ impl App {
     }
 }
 
+/// The configuration `app` loads, refused in a production environment: for the binaries that
+/// must never serve anyone (the bench's service, Rampart's weakened-builds harness). The error
+/// is what to print; either way the configuration is unusable for `binary`.
+pub fn settings_outside_production(binary: &str) -> Result<Settings, String> {
+    let settings = Settings::load().map_err(|error| error.to_string())?;
+    if settings.environment == Environment::Production {
+        return Err(format!(
+            "{binary} is a test or benchmark build: it never runs in production"
+        ));
+    }
+    Ok(settings)
+}
+
 /// Completes on Ctrl-C or SIGTERM (what orchestrators send before killing a process).
 pub async fn shutdown_signal() {
     let ctrl_c = async {

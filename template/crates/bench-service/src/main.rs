@@ -17,8 +17,7 @@ mod ping;
 
 use std::process::ExitCode;
 
-use app::config::{Environment, Settings};
-use app::startup::App;
+use app::startup::{self, App};
 use clap::{Parser, Subcommand};
 
 /// The service's allocator, so the bench measures the memory `app` would take (see `app`'s
@@ -50,19 +49,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let settings = match startup::settings_outside_production("bench-service") {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("{error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if settings.environment == Environment::Production {
-        eprintln!(
-            "bench-service serves a benchmark route and a bare listener: never in production"
-        );
-        return ExitCode::from(EXIT_CONFIG);
-    }
     match cli.command {
         Command::Params => {
             println!("{}", params::password_hashing(&settings));
@@ -88,7 +81,7 @@ async fn main() -> ExitCode {
         }
         Command::Baseline => {
             app::telemetry::init(&settings.log);
-            match baseline::serve(settings, app::startup::shutdown_signal()).await {
+            match baseline::serve(settings, startup::shutdown_signal()).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("baseline failed: {error}");
