@@ -90,16 +90,3 @@ fn arguments_not_understood_fail_with_usage_before_the_configuration_is_read() {
         );
     }
 }
-
-#[test]
-fn check_config_validates_and_prints_the_effective_settings() {
-    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = app_in(&project, &["check-config"]);
-    assert!(output.status.success(), "{output:?}");
-    let printed = stdout(&output);
-    assert!(
-        printed.starts_with("configuration is valid for the development environment"),
-        "{printed}"
-    );
-    assert!(printed.contains("\"public_origin\""), "{printed}");
-}
