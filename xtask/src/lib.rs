@@ -5,7 +5,9 @@
 //! - [`demo`]: the default variant built and run on its embedded defaults;
 //! - [`scan`]: the checklist scanner run against a generated service as a real process (started,
 //!   and scanned by the third-party tools, by the template's `xtask::service` and `xtask::scans`);
-//! - [`scaffold_check`]: a resource scaffolded into a rendered project, whose clippy and suite must pass;
+//! - [`scaffold_check`]: a resource scaffolded into a rendered project, whose clippy and suite
+//!   must pass;
+//! - [`module_cycles`]: no import cycle among the modules of the checked crates;
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
 //! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`;
 //! - [`new`]: a project for its owners, recording what produced it ([`provenance`]) in a git
@@ -19,6 +21,7 @@ pub mod bench;
 pub mod ci;
 pub mod demo;
 pub mod git;
+pub mod module_cycles;
 pub mod new;
 pub mod provenance;
 pub mod render;

@@ -1,10 +1,12 @@
 //! Each scanner check fails when its control is turned off, and every check passes when none is:
-//! the service is built with `weakened-controls` and started once per control
-//! (`WEAKENED_CONTROL`), on the default variant's configuration, and scanned from outside.
+//! the harness `crates/weakened-service` (the generated service assembled with one control off,
+//! named by its `--off` argument) is started once with every control on and once per control,
+//! on the default variant's configuration, and scanned from outside.
 //!
-//! Ignored by a plain `cargo test` (it builds the service a second time and starts it nine
-//! times); `cargo xtask ci` runs it.
+//! Ignored by a plain `cargo test` (it builds the harness and starts it nine times);
+//! `cargo xtask ci` runs it.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -13,7 +15,7 @@ use rampart_xtask::render::{self, Variant};
 use rampart_xtask::scan;
 use xtask::service::RunningService;
 
-/// `WEAKENED_CONTROL` values and the check that must fail for each.
+/// `weakened-service --off` values and the check that must fail for each.
 const WEAKENED: [(&str, &str); 8] = [
     ("hsts", "headers.hsts"),
     ("tls13-only", "tls.legacy-versions-refused"),
@@ -34,7 +36,7 @@ fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
     std::fs::create_dir_all(&scratch).expect("scratch folder");
     let project =
         render::render_fresh(&root, Variant::DEFAULT, "weakened", &scratch).expect("rendered");
-    let binary = build_weakened_service(&root, &scratch);
+    let binary = build_weakened_service(&root);
 
     let baseline = RunningService::start(&binary, &project, &scratch.join("data-none"), &[])
         .expect("the service starts");
@@ -49,10 +51,10 @@ fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
 
     for (control, check) in WEAKENED {
         let service = RunningService::start(
-            &binary,
+            &with_control_off(&binary, control, &scratch),
             &project,
             &scratch.join(format!("data-{control}")),
-            &[("WEAKENED_CONTROL", control)],
+            &[],
         )
         .expect("the weakened service starts");
         let report = scan::scan(&service).expect("scan");
@@ -70,33 +72,42 @@ fn each_weakened_control_fails_its_scanner_check_and_none_fails_without() {
     }
 }
 
-/// Builds the service with the `weakened-controls` feature and copies the binary out of the
-/// target folder, then builds it again without, so the folder's `app` is the real one again.
-fn build_weakened_service(root: &Path, scratch: &Path) -> PathBuf {
+/// Builds the harness and names its executable.
+fn build_weakened_service(root: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let build = |features: &[&str]| {
-        let output = Command::new(&cargo)
-            .current_dir(root)
-            .args(["build", "--locked", "--package", "app", "--bin", "app"])
-            .args(features)
-            .args(["--message-format", "json-render-diagnostics"])
-            .output()
-            .expect("cargo runs");
-        assert!(
-            output.status.success(),
-            "cargo build failed:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|message| message["reason"] == "compiler-artifact")
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .expect("the build names the executable")
-    };
-    let built = build(&["--features", "app/weakened-controls"]);
-    let binary = scratch.join("app-weakened");
-    std::fs::copy(&built, &binary).expect("copy the weakened binary");
-    build(&[]);
-    binary
+    let output = Command::new(&cargo)
+        .current_dir(root)
+        .args(["build", "--locked", "--package", "weakened-service"])
+        .args(["--bin", "weakened-service"])
+        .args(["--message-format", "json-render-diagnostics"])
+        .output()
+        .expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "cargo build failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("the build names the executable")
+}
+
+/// A script that runs the harness with `control` off and the arguments it is given (`init`, or
+/// none to serve), as `RunningService` runs a service binary.
+fn with_control_off(binary: &Path, control: &str, scratch: &Path) -> PathBuf {
+    let script = scratch.join(format!("weakened-{control}"));
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexec '{}' --off {control} \"$@\"\n",
+            binary.display()
+        ),
+    )
+    .expect("script written");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))
+        .expect("script made executable");
+    script
 }

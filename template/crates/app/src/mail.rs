@@ -28,10 +28,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, Set};
 use secrecy::{ExposeSecret, SecretString};
+use security::auth::jwt::Clock;
 use security::auth::key_wrapping::{KeyEncryptionKey, KeyWrappingError};
 use uuid::Uuid;
 
-use crate::auth::SharedClock;
 use crate::persistence::outbox;
 
 /// One message. `Debug` shows the recipient and subject, never the body.
@@ -111,11 +111,11 @@ impl OutboxKey {
 pub struct DatabaseOutbox {
     db: DatabaseConnection,
     key: Arc<OutboxKey>,
-    clock: SharedClock,
+    clock: Arc<dyn Clock>,
 }
 
 impl DatabaseOutbox {
-    pub fn new(db: DatabaseConnection, key: Arc<OutboxKey>, clock: SharedClock) -> Self {
+    pub fn new(db: DatabaseConnection, key: Arc<OutboxKey>, clock: Arc<dyn Clock>) -> Self {
         Self { db, key, clock }
     }
 }

@@ -1,5 +1,6 @@
-//! `app`: runs the service.
+//! `app`: runs the service. `app --help` lists the commands; each has its own `--help`.
 //!
+//! - `app` or `app serve` serves until Ctrl-C or SIGTERM;
 //! - `app check-config` only loads and validates the configuration, and prints the effective
 //!   settings with their secrets redacted;
 //! - `app init` prepares everything start-up would (database, migrations, development
@@ -8,13 +9,17 @@
 //!   the only way to get the first account in production;
 //! - `app rotate-signing-key [--revoke-previous]` (keys in the database) makes a new key sign on
 //!   every instance; the old one verifies until the tokens it signed expire, or, revoked (it
-//!   leaked), is deleted;
-//! - `app bench-baseline` and `app bench-params`, only in `bench` builds: for `cargo xtask bench`.
+//!   leaked), is deleted.
+//!
+//! The arguments are parsed before the configuration is loaded: `--help` and `--version` need
+//! none. Exit status: 0 done, 1 failed (or the arguments were not understood), 78 (sysexits.h
+//! `EX_CONFIG`) the configuration is unusable.
 
 use std::process::ExitCode;
 
 use app::config::Settings;
 use app::startup::App;
+use clap::{Parser, Subcommand};
 
 /// mimalloc rather than the system's malloc: glibc keeps the 19 MiB of each Argon2id hash in the
 /// arena of the thread that ran it (its mmap threshold rises to that size after the first free),
@@ -26,9 +31,51 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// sysexits.h `EX_CONFIG`: the configuration is unusable.
 const EXIT_CONFIG: u8 = 78;
 
+/// The service and its operator commands. Configuration: `config/default.toml`, then
+/// `config/<APP_ENVIRONMENT>.toml`, then `APP_*` environment variables.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve until Ctrl-C or SIGTERM (the default).
+    Serve,
+    /// Load and validate the configuration, and print the effective settings (secrets redacted).
+    CheckConfig,
+    /// Prepare what start-up would (database, migrations, development certificate and, outside
+    /// production, the development administrator), then exit.
+    Init,
+    /// Create an administrator and print its one-time password: the first account in production.
+    BootstrapAdmin {
+        /// The administrator's email address.
+        email: String,
+    },
+    /// Make a new signing key sign on every instance (keys in the database).
+    RotateSigningKey {
+        /// Delete every older key at once (it leaked): its tokens stop verifying.
+        #[arg(long)]
+        revoke_previous: bool,
+    },
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = std::env::args().nth(1);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` print to standard output and succeed.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(error) => {
@@ -36,97 +83,64 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    match command.as_deref() {
-        None | Some("serve") => {}
-        Some("check-config") => {
-            println!(
-                "configuration is valid for the {} environment",
-                settings.environment.as_str()
-            );
-            // The effective settings, after every file and environment variable, for an
-            // operator to read; secrets (URLs with passwords, the pepper) print as [redacted].
-            if let Ok(effective) = serde_json::to_string_pretty(&settings) {
-                println!("{effective}");
-            }
-            return ExitCode::SUCCESS;
-        }
-        Some("bootstrap-admin") => {
-            let Some(email) = std::env::args().nth(2) else {
-                eprintln!("usage: app bootstrap-admin <email>");
-                return ExitCode::FAILURE;
-            };
-            return bootstrap_admin(settings, &email).await;
-        }
-        Some("rotate-signing-key") => {
-            let revoke_previous = match std::env::args().nth(2).as_deref() {
-                None => false,
-                Some("--revoke-previous") => true,
-                Some(_) => {
-                    eprintln!("usage: app rotate-signing-key [--revoke-previous]");
-                    return ExitCode::FAILURE;
-                }
-            };
-            return rotate_signing_key(settings, revoke_previous).await;
-        }
-        Some("init") => {}
-        #[cfg(feature = "bench")]
-        Some("bench-params") => {
-            println!("{}", app::bench::password_hashing_params(&settings));
-            return ExitCode::SUCCESS;
-        }
-        #[cfg(feature = "bench")]
-        Some("bench-baseline") => {
-            app::telemetry::init(&settings.log);
-            return match app::bench::serve_baseline(settings, shutdown_signal()).await {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("bench-baseline failed: {error}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Some(other) => {
-            eprintln!(
-                "unknown command `{other}`; usage: app [serve | check-config | init | \
-                 bootstrap-admin <email> | rotate-signing-key [--revoke-previous]]"
-            );
-            return ExitCode::FAILURE;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Init => init(settings).await,
+        Command::CheckConfig => check_config(&settings),
+        Command::BootstrapAdmin { email } => bootstrap_admin(settings, &email).await,
+        Command::RotateSigningKey { revoke_previous } => {
+            rotate_signing_key(settings, revoke_previous).await
         }
     }
+}
 
+/// Serves until Ctrl-C or SIGTERM.
+async fn serve(settings: Settings) -> ExitCode {
+    let Some(app) = start(settings).await else {
+        return ExitCode::FAILURE;
+    };
+    match app.serve_until_signalled().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+/// Does everything start-up does, then exits.
+async fn init(settings: Settings) -> ExitCode {
+    match start(settings).await {
+        Some(_) => {
+            println!("initialised");
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::FAILURE,
+    }
+}
+
+/// Starts logging and builds the service, saying why when it cannot.
+async fn start(settings: Settings) -> Option<App> {
     app::telemetry::init(&settings.log);
-    let app = match App::build(settings).await {
-        Ok(app) => app,
+    match App::build(settings).await {
+        Ok(app) => Some(app),
         Err(error) => {
             tracing::error!(error = %error, "start-up failed");
             eprintln!("start-up failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if command.as_deref() == Some("init") {
-        println!("initialised");
-        return ExitCode::SUCCESS;
-    }
-    tracing::info!(address = %app.local_addr(), "listening");
-    if let Some(address) = app.http_redirect_addr() {
-        tracing::info!(address = %address, "redirecting plain HTTP to the public origin");
-    }
-    if let Some(address) = app.admin_addr() {
-        tracing::info!(address = %address, "admin listener");
-    }
-    if let Some(ca) = app.dev_ca_cert() {
-        tracing::info!(ca_cert = %ca.display(), "development certificate; trust this CA");
-    }
-    match app.run_until_stopped(shutdown_signal()).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            tracing::error!(error = %error, "server failed");
-            ExitCode::FAILURE
+            None
         }
     }
+}
+
+/// Says the configuration is valid, and prints the effective settings, after every file and
+/// environment variable, for an operator to read; secrets (URLs with passwords, the pepper)
+/// print as [redacted].
+fn check_config(settings: &Settings) -> ExitCode {
+    println!(
+        "configuration is valid for the {} environment",
+        settings.environment.as_str()
+    );
+    if let Ok(effective) = serde_json::to_string_pretty(settings) {
+        println!("{effective}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Rotates the shared signing keys: each instance signs with the new key once it re-reads them
@@ -186,29 +200,5 @@ async fn bootstrap_admin(settings: Settings, email: &str) -> ExitCode {
             eprintln!("bootstrap-admin failed: {error}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Completes on Ctrl-C or SIGTERM (what orchestrators send before killing a process).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }

@@ -1,12 +1,12 @@
 //! The service's rate limits (RATE-1 .. RATE-4, RATE-6), from `[rate_limit]`.
 //!
 //! Every operation is charged to a general tier: `anonymous` per client address, `authenticated`
-//! per principal. The operations of [`crate::api::SENSITIVE_OPERATIONS`] are charged to a
+//! per principal. The operations of `crate::policy::SENSITIVE_OPERATIONS` are charged to a
 //! stricter [`SensitiveTier`] as well, and login and password reset to a per-account tier in
 //! their handlers, where the account named in the body is known: a reset request pays one unit
 //! ([`RateLimits::check_account`]); a login reserves one before the password check and gets it
 //! back when the password was right ([`RateLimits::reserve_account`]).
-//! [`crate::api::RATE_LIMIT_EXEMPT`] is the one explicit opt-out. The mechanism (GCRA, stores,
+//! `crate::policy::RATE_LIMIT_EXEMPT` is the one explicit opt-out. The mechanism (GCRA, stores,
 //! headers, middleware) is `security::rate_limit`.
 
 use std::sync::Arc;
@@ -23,24 +23,7 @@ use security::rate_limit::{
 
 use crate::config::{QuotaSettings, RateLimitSettings, RateLimitStoreKind};
 use crate::error::ApiError;
-
-/// The stricter tiers of sensitive operations, each with its own quota in `[rate_limit]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SensitiveTier {
-    Login,
-    PasswordReset,
-    PasswordResetConfirm,
-    Token,
-    ApiKeyManagement,
-    Payment,
-}
-
-/// The per-account tiers, checked by the handlers that read the account from the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccountTier {
-    Login,
-    PasswordReset,
-}
+use crate::policy::{AccountTier, SensitiveTier};
 
 /// Why the rate limits could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +159,7 @@ impl RateLimits {
         document: &serde_json::Value,
         routes: &[&str],
     ) -> Result<RatePlan, RateLimitSetupError> {
-        let sensitive: Vec<(&str, Tier)> = crate::api::SENSITIVE_OPERATIONS
+        let sensitive: Vec<(&str, Tier)> = crate::policy::SENSITIVE_OPERATIONS
             .iter()
             .map(|(operation, tier)| (*operation, self.tiers.sensitive(*tier).clone()))
             .collect();
@@ -186,7 +169,7 @@ impl RateLimits {
             self.tiers.anonymous.clone(),
             self.tiers.authenticated.clone(),
             &sensitive,
-            crate::api::RATE_LIMIT_EXEMPT,
+            crate::policy::RATE_LIMIT_EXEMPT,
         )?)
     }
 

@@ -2,7 +2,12 @@
 //! serves until the shutdown future completes, then drains in-flight requests within the
 //! configured grace period and closes the pool.
 //!
-//! Tests boot the real server through the same two calls, on port 0.
+//! Tests boot the real server through the same two calls, on port 0. [`App::builder`] assembles
+//! the same service with additions: another clock, extra operations behind every layer (the
+//! bench's route), a wrapper around the finished endpoint. Every control is wired in on every
+//! path ([`Controls::ALL`]); no setting or environment variable turns one off. Only
+//! [`AppBuilder::insecure_controls`], a call in code, wires fewer, for Rampart's own proof that
+//! its scanner notices a missing control, and start-up refuses that in production.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,8 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::endpoint::BoxEndpoint;
 use poem::http::header::HeaderName;
 use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApi;
 use sea_orm::{DatabaseConnection, DbErr};
 use security::auth::access_control::{AccessControl, AccessPolicy, PolicyError};
 use security::disclosure::SECURITY_TXT_PATH;
@@ -34,7 +41,9 @@ use security::transport::secure_headers::{
     hashed_page_policy,
 };
 use security::transport::server::{BoundListener, Http2Limits, ListenerLimits};
-use security::transport::tls::{self, CertificateFiles, ReloadingCertificate, TlsError};
+use security::transport::tls::{
+    self, CertificateFiles, ReloadingCertificate, ResolvesServerCert, TlsError,
+};
 use security::transport::{dev_ca, origin};
 use tokio::sync::watch;
 
@@ -45,6 +54,7 @@ use crate::auth::{self as service_auth, AuthContext, AuthSetupError, SharedClock
 use crate::config::{Environment, Settings, TlsMode};
 use crate::error::JsonErrors;
 use crate::persistence;
+use crate::policy::PUBLIC_OPERATIONS;
 use crate::rate_limits::{RateLimitSetupError, RateLimits};
 use crate::telemetry::AccessLog;
 
@@ -78,12 +88,8 @@ pub enum StartupError {
     Audit(#[source] std::io::Error),
     #[error("anomaly detection: {0}")]
     GeoIp(#[source] GeoIpError),
-    #[cfg(feature = "weakened-controls")]
-    #[error("weakened build: {0}")]
-    Weakened(String),
-    #[cfg(feature = "bench")]
-    #[error("benchmark build: {0}")]
-    Bench(String),
+    #[error("a build with controls turned off (`insecure_controls`) must never run in production")]
+    InsecureInProduction,
     #[error(
         "connections.max_total = {configured} must stay below the file-descriptor limit ({limit})"
     )]
@@ -144,16 +150,157 @@ impl std::fmt::Debug for App {
     }
 }
 
+/// A server's TLS configuration for its certificate.
+pub type TlsServerConfig =
+    fn(Arc<dyn ResolvesServerCert>) -> Result<Arc<tls::ServerConfig>, TlsError>;
+
+/// The controls the router and the main listener wire in. Every shipped path uses
+/// [`Controls::ALL`]: the value exists so that the router receives its controls from one place,
+/// and so that Rampart's weakened-builds harness can wire fewer through
+/// [`AppBuilder::insecure_controls`]. The controls that act on finished responses (security
+/// headers, HSTS, banner, CORS) are not here: that harness weakens them by wrapping the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Controls {
+    /// Request objects closed (`additionalProperties: false`) in the published document that
+    /// `StrictJson` enforces (INPUT-1).
+    pub unknown_field_rejection: bool,
+    /// Each operation's declared scopes required of its caller (AUTH-4).
+    pub scope_check: bool,
+    /// Every operation not listed as exempt charged to its tiers (RATE-1 .. RATE-3).
+    pub rate_limit: bool,
+    /// The main listener's TLS configuration: [`tls::server_config`], TLS 1.3 only (TLS-2).
+    pub tls_server_config: TlsServerConfig,
+}
+
+impl Controls {
+    /// Every control, as the service always runs.
+    pub const ALL: Self = Self {
+        unknown_field_rejection: true,
+        scope_check: true,
+        rate_limit: true,
+        tls_server_config: tls::server_config,
+    };
+}
+
+/// A wrapper around the finished endpoint, outermost.
+type EndpointWrapper =
+    Box<dyn FnOnce(BoxEndpoint<'static>) -> BoxEndpoint<'static> + Send + 'static>;
+
+/// [`App`] assembled with additions; [`AppBuilder::build`] does what [`App::build`] does.
+pub struct AppBuilder<Extra = ()> {
+    settings: Settings,
+    clock: Option<SharedClock>,
+    extra_api: Extra,
+    wrapper: Option<EndpointWrapper>,
+    controls: Controls,
+    insecure: bool,
+}
+
+impl<Extra> std::fmt::Debug for AppBuilder<Extra> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppBuilder")
+            .field("controls", &self.controls)
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<Extra: OpenApi + Send + Sync + 'static> AppBuilder<Extra> {
+    /// The clock every credential decision and the in-process rate limiter read (tests move it
+    /// instead of sleeping).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Operations served beside the service's own, in the same document and behind every
+    /// layer: they declare their scopes or are refused at start-up, like any operation.
+    pub fn extra_api<Other: OpenApi + Send + Sync + 'static>(
+        self,
+        api: Other,
+    ) -> AppBuilder<Other> {
+        AppBuilder {
+            settings: self.settings,
+            clock: self.clock,
+            extra_api: api,
+            wrapper: self.wrapper,
+            controls: self.controls,
+            insecure: self.insecure,
+        }
+    }
+
+    /// Wraps the finished endpoint, outside every layer.
+    pub fn wrap_endpoint(
+        mut self,
+        wrapper: impl FnOnce(BoxEndpoint<'static>) -> BoxEndpoint<'static> + Send + 'static,
+    ) -> Self {
+        self.wrapper = Some(Box::new(wrapper));
+        self
+    }
+
+    /// INSECURE: wires only `controls` instead of [`Controls::ALL`]. For Rampart's proof that
+    /// its scanner notices a missing control, never for a service anyone uses: [`Self::build`]
+    /// refuses it in a production environment.
+    pub fn insecure_controls(mut self, controls: Controls) -> Self {
+        self.controls = controls;
+        self.insecure = true;
+        self
+    }
+
+    /// Connects to the database, applies migrations, loads (or in development creates) the
+    /// certificate and binds the listeners.
+    pub async fn build(self) -> Result<App, StartupError> {
+        let Self {
+            settings,
+            clock,
+            extra_api,
+            wrapper,
+            controls,
+            insecure,
+        } = self;
+        if insecure {
+            if settings.environment == Environment::Production {
+                return Err(StartupError::InsecureInProduction);
+            }
+            tracing::error!(
+                ?controls,
+                "INSECURE BUILD: security controls are turned off"
+            );
+        }
+        let (clock, limiter_clock) = match clock {
+            Some(clock) => {
+                let seconds = Arc::clone(&clock);
+                let limiter_clock =
+                    LimiterClock::from_fn(move || Duration::from_secs(seconds.now()));
+                (clock, limiter_clock)
+            }
+            None => (service_auth::system_clock(), LimiterClock::monotonic()),
+        };
+        App::assemble(
+            settings,
+            (clock, limiter_clock),
+            Additions {
+                extra_api,
+                wrapper,
+                controls,
+            },
+        )
+        .await
+    }
+}
+
+/// What [`AppBuilder`] adds to the service.
+struct Additions<Extra> {
+    extra_api: Extra,
+    wrapper: Option<EndpointWrapper>,
+    controls: Controls,
+}
+
 impl App {
     /// Connects to the database, applies migrations, loads (or in development creates) the
     /// certificate and binds the listeners.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with_clocks(
-            settings,
-            service_auth::system_clock(),
-            LimiterClock::monotonic(),
-        )
-        .await
+        Self::builder(settings).build().await
     }
 
     /// [`App::build`] with the clock every credential decision and the in-process rate limiter
@@ -162,36 +309,29 @@ impl App {
         settings: Settings,
         clock: SharedClock,
     ) -> Result<Self, StartupError> {
-        let seconds = Arc::clone(&clock);
-        let limiter_clock = LimiterClock::from_fn(move || Duration::from_secs(seconds.now()));
-        Self::build_with_clocks(settings, clock, limiter_clock).await
+        Self::builder(settings).clock(clock).build().await
     }
 
-    async fn build_with_clocks(
+    /// The service with additions (see [`AppBuilder`]); every control wired in.
+    pub fn builder(settings: Settings) -> AppBuilder {
+        AppBuilder {
+            settings,
+            clock: None,
+            extra_api: (),
+            wrapper: None,
+            controls: Controls::ALL,
+            insecure: false,
+        }
+    }
+
+    async fn assemble<Extra: OpenApi + Send + Sync + 'static>(
         settings: Settings,
-        clock: SharedClock,
-        limiter_clock: LimiterClock,
+        (clock, limiter_clock): (SharedClock, LimiterClock),
+        additions: Additions<Extra>,
     ) -> Result<Self, StartupError> {
-        #[cfg(feature = "weakened-controls")]
-        crate::weakened::refuse_in_production(&settings).map_err(StartupError::Weakened)?;
-        #[cfg(feature = "bench")]
-        crate::bench::refuse_in_production(&settings)?;
         tls::install_crypto_provider();
         let (certificate, dev_ca_cert) = load_certificate(&settings)?;
-        let tls_config = certificate
-            .clone()
-            .map(|certificate| tls::server_config(certificate).map_err(StartupError::Tls))
-            .transpose()?;
-        #[cfg(feature = "weakened-controls")]
-        let tls_config = match certificate.clone() {
-            Some(certificate) if crate::weakened::is_off(crate::weakened::Control::Tls13Only) => {
-                Some(
-                    tls::weakened_server_config_accepting_tls12(certificate)
-                        .map_err(StartupError::Tls)?,
-                )
-            }
-            _ => tls_config,
-        };
+        let tls_config = server_tls(certificate.clone(), additions.controls.tls_server_config)?;
 
         let db = persistence::connect(&settings.database)
             .await
@@ -242,9 +382,19 @@ impl App {
         .map_err(StartupError::Audit)?;
         // Its anomalies go to the same hub: the sink, the metrics (the detector ignores them).
         let anomaly_detection = AbortOnDrop(anomaly_task.spawn(audit_hub.clone()));
-        let endpoint = routes(&settings, db.clone(), &auth, &rate_limits, &metrics)?
+        let service = Service {
+            db: db.clone(),
+            auth: &auth,
+            rate_limits: &rate_limits,
+            metrics: &metrics,
+        };
+        let endpoint = routes(&settings, service, additions.extra_api, additions.controls)?
             .data(audit_hub.clone())
             .boxed();
+        let endpoint = match additions.wrapper {
+            Some(wrap) => wrap(endpoint),
+            None => endpoint,
+        };
         let address = SocketAddr::new(settings.server.host, settings.server.port);
         let listener = bind(address, tls_config)
             .await?
@@ -359,6 +509,26 @@ impl App {
         self.dev_ca_cert.as_deref()
     }
 
+    /// `app serve`: logs where the service listens, then serves until Ctrl-C or SIGTERM.
+    pub async fn serve_until_signalled(self) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), "listening");
+        if let Some(address) = self.http_redirect_addr() {
+            tracing::info!(address = %address, "redirecting plain HTTP to the public origin");
+        }
+        if let Some(address) = self.admin_addr() {
+            tracing::info!(address = %address, "admin listener");
+        }
+        if let Some(ca) = self.dev_ca_cert() {
+            tracing::info!(ca_cert = %ca.display(), "development certificate; trust this CA");
+        }
+        let served = self.run_until_stopped(shutdown_signal()).await;
+        match &served {
+            Ok(()) => tracing::info!("stopped"),
+            Err(error) => tracing::error!(error = %error, "server failed"),
+        }
+        served
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// within `server.shutdown_grace_seconds`, and closes the pool.
     pub async fn run_until_stopped(
@@ -407,6 +577,43 @@ impl App {
             tracing::warn!(error = %error, "closing the database pool failed");
         }
         served
+    }
+}
+
+/// The configuration `app` loads, refused in a production environment: for the binaries that
+/// must never serve anyone (the bench's service, Rampart's weakened-builds harness). The error
+/// is what to print; either way the configuration is unusable for `binary`.
+pub fn settings_outside_production(binary: &str) -> Result<Settings, String> {
+    let settings = Settings::load().map_err(|error| error.to_string())?;
+    if settings.environment == Environment::Production {
+        return Err(format!(
+            "{binary} is a test or benchmark build: it never runs in production"
+        ));
+    }
+    Ok(settings)
+}
+
+/// Completes on Ctrl-C or SIGTERM (what orchestrators send before killing a process).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }
 
@@ -492,15 +699,22 @@ async fn bind(
         .map_err(|source| StartupError::Bind { address, source })
 }
 
-/// The main listener alone, on the configured certificate: the bare baseline of `cargo xtask
-/// bench` serves on it.
-#[cfg(feature = "bench")]
-pub(crate) async fn bind_main_listener(settings: &Settings) -> Result<BoundListener, StartupError> {
+/// The TLS configuration of the main listener for `certificate`, if it serves TLS.
+fn server_tls(
+    certificate: Option<Arc<ReloadingCertificate>>,
+    server_config: TlsServerConfig,
+) -> Result<Option<Arc<tls::ServerConfig>>, StartupError> {
+    certificate
+        .map(|certificate| server_config(certificate).map_err(StartupError::Tls))
+        .transpose()
+}
+
+/// The main listener alone, on the configured certificate and TLS configuration, with nothing
+/// behind it yet: the bench's bare baseline serves on it (with [`listener_limits`]).
+pub async fn bind_main_listener(settings: &Settings) -> Result<BoundListener, StartupError> {
     tls::install_crypto_provider();
     let (certificate, _) = load_certificate(settings)?;
-    let tls_config = certificate
-        .map(|certificate| tls::server_config(certificate).map_err(StartupError::Tls))
-        .transpose()?;
+    let tls_config = server_tls(certificate, tls::server_config)?;
     bind(
         SocketAddr::new(settings.server.host, settings.server.port),
         tls_config,
@@ -508,7 +722,8 @@ pub(crate) async fn bind_main_listener(settings: &Settings) -> Result<BoundListe
     .await
 }
 
-pub(crate) fn listener_limits(settings: &Settings) -> ListenerLimits {
+/// The timeouts and header limits of every listener, from the configuration.
+pub fn listener_limits(settings: &Settings) -> ListenerLimits {
     let connections = &settings.connections;
     let keep_alive = Duration::from_secs(connections.http2_keep_alive_seconds);
     ListenerLimits {
@@ -599,36 +814,46 @@ fn openapi_document(body: String) -> impl Endpoint<Output = poem::Response> {
     })
 }
 
-/// Every route of the service behind the middleware stack, outermost last.
+/// The state the routes serve from.
+#[derive(Debug)]
+pub struct Service<'a> {
+    pub db: DatabaseConnection,
+    pub auth: &'a Arc<AuthContext>,
+    pub rate_limits: &'a Arc<RateLimits>,
+    pub metrics: &'a ServiceMetrics,
+}
+
+/// Every route of the service and `extra_api`'s behind the middleware stack, outermost last,
+/// with `controls` wired in ([`Controls::ALL`] on every shipped path).
 pub fn routes(
     settings: &Settings,
-    db: DatabaseConnection,
-    auth: &Arc<AuthContext>,
-    rate_limits: &Arc<RateLimits>,
-    metrics: &ServiceMetrics,
+    service: Service<'_>,
+    extra_api: impl OpenApi + Send + Sync + 'static,
+    controls: Controls,
 ) -> Result<impl Endpoint<Output = poem::Response> + 'static, StartupError> {
-    let api = api::openapi_service(settings, db, auth, rate_limits);
+    let Service {
+        db,
+        auth,
+        rate_limits,
+        metrics,
+    } = service;
+    let api = api::openapi_service(settings, db, auth, rate_limits, extra_api);
     let generated_spec = api.spec();
     let mut document: serde_json::Value = serde_json::from_str(&generated_spec).unwrap_or_default();
     // One source for docs and enforcement: request objects are closed (`additionalProperties:
     // false`) in the document that is both served and checked by `StrictJson`.
-    #[cfg(feature = "weakened-controls")]
-    let close_objects = !crate::weakened::is_off(crate::weakened::Control::UnknownFieldRejection);
-    #[cfg(not(feature = "weakened-controls"))]
-    let close_objects = true;
-    if close_objects {
+    if controls.unknown_field_rejection {
         strict_json::close_request_body_objects(&mut document);
     }
     let strict_json = StrictJson::from_openapi(&document, settings.limits.max_json_depth)
         .map_err(StartupError::Schema)?;
     // Default deny: every operation declares its scopes or is listed as public.
-    let access_policy = AccessPolicy::from_openapi(&document, api::PUBLIC_OPERATIONS)
-        .map_err(StartupError::Policy)?;
-    #[cfg(feature = "weakened-controls")]
-    let access_policy = if crate::weakened::is_off(crate::weakened::Control::ScopeCheck) {
-        access_policy.weakened_without_scope_checks()
-    } else {
+    let access_policy =
+        AccessPolicy::from_openapi(&document, PUBLIC_OPERATIONS).map_err(StartupError::Policy)?;
+    let access_policy = if controls.scope_check {
         access_policy
+    } else {
+        access_policy.insecure_without_scope_checks()
     };
     let access_control = AccessControl::new(
         access_policy,
@@ -642,10 +867,6 @@ pub fn routes(
     let error_schema = serde_json::json!({ "$ref": "#/components/schemas/ErrorBody" });
     rate_plan.document(&mut document, &error_schema);
     let rate_limit = RateLimit::new(rate_plan, Arc::clone(rate_limits.limiter()));
-    #[cfg(feature = "weakened-controls")]
-    let rate_limited = !crate::weakened::is_off(crate::weakened::Control::RateLimit);
-    #[cfg(not(feature = "weakened-controls"))]
-    let rate_limited = true;
     let published_spec = serde_json::to_string_pretty(&document).unwrap_or_default();
     // Swagger UI is one HTML page with inline script and style: its policy allows exactly
     // those elements by hash, never 'unsafe-inline'. It shows the published document.
@@ -655,15 +876,8 @@ pub fn routes(
     let spec = openapi_document(published_spec);
     let docs_policy = hashed_page_policy(&docs_html);
     let docs = poem::endpoint::make_sync(move |_| poem::web::Html(docs_html.clone()));
-    let hsts_max_age_seconds = settings.headers.hsts_max_age_seconds;
-    #[cfg(feature = "weakened-controls")]
-    let hsts_max_age_seconds = if crate::weakened::is_off(crate::weakened::Control::Hsts) {
-        0
-    } else {
-        hsts_max_age_seconds
-    };
     let secure_headers = SecureHeaders::new(&SecureHeadersConfig {
-        hsts_max_age: Duration::from_secs(hsts_max_age_seconds),
+        hsts_max_age: Duration::from_secs(settings.headers.hsts_max_age_seconds),
         hsts_preload: settings.headers.hsts_preload,
         page: Some(PagePolicy {
             path_prefix: "/docs".to_owned(),
@@ -710,7 +924,7 @@ pub fn routes(
         // The document's scopes for the authenticated principal (401, 403).
         .with(access_control.authorize())
         // Per principal, else per client address; sensitive operations' own tiers (429).
-        .with_if(rate_limited, rate_limit)
+        .with_if(controls.rate_limit, rate_limit)
         // The one credential presented, verified; who is calling is known from here on.
         .with(access_control.authenticate())
         // TRACE, TRACK and CONNECT are answered 405 before routing.
@@ -744,8 +958,6 @@ pub fn routes(
         .with(RequestIdLayer::trusting_incoming(
             settings.server.trust_client_request_id,
         ));
-    #[cfg(feature = "weakened-controls")]
-    let endpoint = crate::weakened::responses(endpoint);
     Ok(endpoint)
 }
 

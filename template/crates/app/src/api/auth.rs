@@ -23,7 +23,8 @@ use crate::auth::scopes::scopes_of_role;
 use crate::auth::tokens;
 use crate::error::ApiError;
 use crate::persistence::users;
-use crate::rate_limits::{AccountTier, RateLimits};
+use crate::policy::AccountTier;
+use crate::rate_limits::RateLimits;
 
 /// Login and logout.
 #[derive(Debug)]

@@ -8,6 +8,7 @@ mod audit_sink;
 mod auth;
 mod backend;
 mod browser;
+mod cli;
 mod config;
 mod connections;
 mod cors;

@@ -141,8 +141,7 @@ pub enum PolicyError {
 #[derive(Debug)]
 pub struct AccessPolicy {
     operations: OperationTable<Policy>,
-    /// A weakened build's scope check, turned off (feature `weakened-controls`).
-    #[cfg(feature = "weakened-controls")]
+    /// Scopes not checked: only ever set by [`AccessPolicy::insecure_without_scope_checks`].
     scopes_ignored: bool,
 }
 
@@ -178,15 +177,14 @@ impl AccessPolicy {
         }
         Ok(Self {
             operations: table,
-            #[cfg(feature = "weakened-controls")]
             scopes_ignored: false,
         })
     }
 
     /// The same policy without its scope check: any valid credential passes. Only for proving
-    /// that the checklist scanner notices (feature `weakened-controls`).
-    #[cfg(feature = "weakened-controls")]
-    pub fn weakened_without_scope_checks(mut self) -> Self {
+    /// that the checklist scanner notices (Rampart's weakened-builds harness); no setting leads
+    /// here, and the service's start-up refuses it in production.
+    pub fn insecure_without_scope_checks(mut self) -> Self {
         self.scopes_ignored = true;
         self
     }
@@ -606,7 +604,6 @@ impl<E: Endpoint> Endpoint for AuthorizeEndpoint<E> {
             }
             Policy::Scopes(required) => required.clone(),
         };
-        #[cfg(feature = "weakened-controls")]
         let required = if self.policy.scopes_ignored {
             Vec::new()
         } else {

@@ -26,7 +26,8 @@ use std::time::Duration;
 
 pub use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::ClientHello;
+pub use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use rustls::version::TLS13;
 use rustls_pki_types::pem::PemObject;
@@ -82,21 +83,6 @@ pub fn server_config(
     let provider = install_crypto_provider();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13])?
-        .with_no_client_auth()
-        .with_cert_resolver(certificates);
-    config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
-}
-
-/// [`server_config`] that also accepts TLS 1.2. Only for proving that the checklist scanner
-/// notices (feature `weakened-controls`); the service never serves TLS 1.2 otherwise.
-#[cfg(feature = "weakened-controls")]
-pub fn weakened_server_config_accepting_tls12(
-    certificates: Arc<dyn ResolvesServerCert>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let provider = install_crypto_provider();
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
         .with_cert_resolver(certificates);
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
