@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 /// The source folders, relative to the repository's root, that must hold no import cycle.
-pub const CHECKED_SOURCE_FOLDERS: &[&str] = &["template/crates/app/src"];
+pub const CHECKED_SOURCE_FOLDERS: &[&str] = &["template/crates/app/src", "template/xtask/src"];
 
 /// The crate root's module path.
 const ROOT: &str = "crate";

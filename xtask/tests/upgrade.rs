@@ -4,8 +4,8 @@
 //! is upgraded by the real `rampart-xtask` binary, run as from that test repository.
 //!
 //! The last test, ignored by a plain `cargo test` and run by `cargo xtask ci`, builds the
-//! upgraded project and runs its whole suite; it leaves the project in `target/ownership/` for
-//! later steps to reuse (see `rampart_xtask::ci::owned_project_dir`).
+//! upgraded project and leaves it in `target/ownership/`, where `cargo xtask ci` scaffolds a
+//! resource into it and runs its clippy and whole suite (see `rampart_xtask::ci::owned_project_dir`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -326,11 +326,12 @@ fn from_adopts_a_project_that_records_no_commit() {
     assert!(read(&scenario.project.join(NEW_FILE)).contains("Rampart's fixes"));
 }
 
-/// The upgraded project of the clean scenario builds and passes its own tests, in
-/// `target/ownership/`, on the target folder the variants share.
+/// The upgraded project of the clean scenario builds, tests included, in `target/ownership/`, on
+/// the target folder the variants share. `cargo xtask ci` then scaffolds a resource into this same
+/// project and runs its clippy and whole suite (`scaffold_check`), so one extra project proves both.
 #[test]
-#[ignore = "builds a rendered project and runs its whole suite; `cargo xtask ci` runs it"]
-fn an_upgraded_project_builds_and_passes_its_tests() {
+#[ignore = "builds a rendered project; `cargo xtask ci` runs it, then the project's suite"]
+fn an_upgraded_project_builds() {
     let root = repository_root();
     let project_dir = ci::owned_project_dir(&root);
     let parent = project_dir.parent().expect("a parent folder");
@@ -344,14 +345,12 @@ fn an_upgraded_project_builds_and_passes_its_tests() {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .current_dir(&scenario.project)
         .env("CARGO_TARGET_DIR", demo::shared_target_dir(&root))
-        .env_remove("TEST_DATABASE")
-        .env_remove("TEST_RATE_LIMIT_STORE")
-        .args(["test", "--locked", "--workspace"])
+        .args(["build", "--locked", "--workspace", "--all-targets"])
         .status()
-        .expect("run cargo test");
-    assert!(status.success(), "the upgraded project's suite fails");
+        .expect("run cargo build");
+    assert!(status.success(), "the upgraded project does not build");
     eprintln!(
-        "the upgraded project built and passed its suite in {} s",
+        "the upgraded project built in {} s",
         started.elapsed().as_secs()
     );
 }

@@ -22,11 +22,11 @@ pub const API_TUPLE: Locator = Locator {
 };
 pub const API_CONSTRUCTION: Locator = Locator {
     file: "crates/app/src/api/mod.rs",
-    anchors: &["pub fn openapi_service(", "let apis = ("],
+    anchors: &["pub fn openapi_service", "let apis = ("],
     item: "the construction of the API tuple",
 };
 pub const SENSITIVE_OPERATIONS: Locator = Locator {
-    file: "crates/app/src/api/mod.rs",
+    file: "crates/app/src/policy.rs",
     anchors: &["pub const SENSITIVE_OPERATIONS"],
     item: "the sensitive operations",
 };
@@ -46,7 +46,7 @@ pub const USER_SCOPES: Locator = Locator {
     item: "the user role's scopes",
 };
 pub const SENSITIVE_TIERS: Locator = Locator {
-    file: "crates/app/src/rate_limits.rs",
+    file: "crates/app/src/policy.rs",
     anchors: &["pub enum SensitiveTier {"],
     item: "the sensitive tiers",
 };
@@ -304,7 +304,7 @@ mod tests {
                 "locator_probes::LocatorProbesApi::new(Arc::clone(auth)),",
             ),
             (
-                "crates/app/src/api/mod.rs",
+                "crates/app/src/policy.rs",
                 "(\"PUT /v1/locator_probes/{id}\", SensitiveTier::LocatorProbes),",
             ),
             (
