@@ -8,6 +8,23 @@
 //! back when the password was right ([`RateLimits::reserve_account`]).
 //! `crate::policy::RATE_LIMIT_EXEMPT` is the one explicit opt-out. The mechanism (GCRA, stores,
 //! headers, middleware) is `security::rate_limit`.
+//!
+//! Sensitive operations (RATE-3): login, password reset request and confirm, `POST
+//! /oauth/token`, API key creation and rotation, `POST /v1/payments`, each tier per address, or
+//! per principal when authenticated. Login and reset request are also limited per account named
+//! in the body (trimmed, lowercased, keyed-hashed: `login_account`, `password_reset_account`),
+//! from any address. For login only failures count: each attempt reserves its unit atomically
+//! before the password check and a right password refunds it, so however many attempts arrive
+//! at once (many addresses, a botnet) no more passwords per window are checked than the quota.
+//! A reset request pays its unit up front, no refund, whether or not the account exists, and
+//! the answer stays the same. While the in-process map is full, accounts new to it share
+//! overflow buckets (`ratelimit.key_pooled`), so invented emails cannot switch the per-account
+//! limits off.
+//!
+//! Defaults (`[rate_limit]`): login 10 a minute per address and 5 failures per 5 minutes per
+//! account; reset 5 per 15 minutes per address and 3 an hour per account; token 30 a minute; key
+//! management 10 an hour; payments 20 a minute. Raising them lets more guesses through per
+//! window; there is no setting that removes a tier.
 
 use std::sync::Arc;
 use std::time::Duration;

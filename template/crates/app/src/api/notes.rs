@@ -1,8 +1,16 @@
 //! Notes, the demo resource owned by its creator: `POST /v1/notes`, `GET /v1/notes/{id}`,
 //! `DELETE /v1/notes/{id}` (AUTH-6, object level).
 //!
-//! Every query is scoped to the caller (`owner_id = caller`): another principal's note is not
-//! found, so a guessed or leaked id reveals nothing (404, never 403).
+//! Threat: an API that finds an object by its id alone serves it to whoever guesses or leaks the
+//! id (broken object-level authorization, the first of the OWASP API risks).
+//!
+//! Control: every query is scoped to the caller (`owner_id = caller`): another principal's note
+//! is not found, so a guessed or leaked id reveals nothing (404, never 403), and the denial is
+//! audited (`authz.object`). The rest of AUTH-6: function-level authorization through admin-only
+//! scopes (`auth::scopes`: user management, other principals' keys), and no mass assignment, as
+//! every request object is closed (`PATCH /v1/me` changes the name only; a `role` field is
+//! refused: `api::users`). There is no switch; a resource added without the owner in its queries
+//! has the hole again.
 
 use std::sync::Arc;
 

@@ -20,6 +20,18 @@
 //! It runs as two halves, [`Authenticate`] and [`Authorize`], so the rate limiter can sit between
 //! them and charge a verified principal rather than its address; [`Authorize`] alone refuses
 //! every protected request (fails closed).
+//!
+//! Start-up refuses an operation that declares no scopes, declares an anonymous alternative, or
+//! declares an empty scope list, unless the service lists it in its public operations
+//! (`policy::PUBLIC_OPERATIONS`): a forgotten declaration stops the service instead of publishing
+//! an open endpoint (decision 0009). The roles granting the fewest scopes their work needs are
+//! the service's (`auth::scopes`); an administrator's key scopes never include acting as another
+//! principal (`api::api_keys`).
+//!
+//! Default: every operation of the document is protected unless listed public; there is no
+//! switch. A public list grown for convenience, or a handler reading the principal some other
+//! way than [`authorized_principal`], reopens the unguarded endpoint this module exists to
+//! prevent.
 
 use std::collections::BTreeSet;
 use std::future::Future;

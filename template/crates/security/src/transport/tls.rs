@@ -18,6 +18,13 @@
 //!   pair is used for the next handshake; open connections keep theirs. A pair that does not
 //!   parse or does not match is logged and ignored, so a half-written file never takes the
 //!   service down.
+//!
+//! Each handshake runs in its own task under `tls.handshake_timeout_seconds` (10 s), so a client
+//! that never sends its ClientHello blocks nobody (`transport::server`).
+//!
+//! Default: TLS 1.3 only, aws-lc-rs, no setting to allow 1.2. Allowing it would bring back the
+//! downgrade and the cipher suites above; a client that cannot speak 1.3 belongs behind a proxy
+//! that terminates its TLS.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
