@@ -48,6 +48,19 @@ pub fn resolve_commit(dir: &Path, revision: &str) -> Result<String> {
     })
 }
 
+/// Whether `ancestor` is `descendant` or one of its ancestors in the repository at `dir`.
+pub fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str) -> Result<bool> {
+    let status = git(dir)
+        .args(["merge-base", "--is-ancestor", ancestor, descendant])
+        .status()
+        .context("cannot run git")?;
+    match status.code() {
+        Some(0) => Ok(true),
+        Some(1) => Ok(false),
+        _ => bail!("git merge-base --is-ancestor {ancestor} {descendant} failed ({status})"),
+    }
+}
+
 /// `git status --porcelain` lines for `pathspec` under `dir`: changed, staged and untracked
 /// files (ignored files are not listed).
 pub fn uncommitted(dir: &Path, pathspec: &str) -> Result<Vec<String>> {

@@ -93,6 +93,13 @@ pub fn run(request: &UpgradeRequest) -> Result<Outcome> {
             template_changes.join("\n")
         );
     }
+    // Only forwards: from a checkout older than the project's commit, or on another branch,
+    // every file the owners left alone would go back to the older text, undoing fixes quietly.
+    if !git::is_ancestor(&request.rampart, &base_commit, &target_commit)? {
+        bail!(
+            "this Rampart checkout ({target_commit}) does not descend from the project's commit              {base_commit}: upgrading would take the project back or sideways and undo what it              already has; check out a later release of Rampart"
+        );
+    }
     if base_commit == target_commit {
         eprintln!(
             "{} is at this Rampart commit already ({target_commit})",

@@ -230,6 +230,19 @@ fn a_clean_upgrade_exits_zero_and_the_record_moves_on() {
         String::from_utf8_lossy(&again.stderr).contains("at this Rampart commit already"),
         "the record names the new commit, so there is nothing left to do"
     );
+
+    // A checkout at the older release would take every file the owners left alone back.
+    git(&scenario.rampart, &["checkout", "--quiet", &scenario.first]);
+    let backwards = upgrade(&scenario, &[]);
+    let report = String::from_utf8_lossy(&backwards.stderr);
+    assert!(
+        !backwards.status.success() && report.contains("does not descend from"),
+        "an upgrade to an older Rampart is refused:\n{report}"
+    );
+    assert!(
+        git(&scenario.project, &["status", "--porcelain"]).is_empty(),
+        "and changes nothing"
+    );
 }
 
 #[test]
