@@ -16,7 +16,7 @@ use crate::render::{self, Variant};
 
 /// The resource scaffolded: every field type, and the sensitive tier.
 pub const SCAFFOLD_ARGUMENTS: &[&str] = &[
-    "widget",
+    "gadget",
     "name:string:80",
     "notes:text",
     "quantity:int:0..500",

@@ -55,7 +55,7 @@ impl Weakening {
                 ..all
             },
             Self::Hsts | Self::SecurityHeaders | Self::Banner | Self::CorsAllowlist => {
-                return builder.wrap_endpoint(move |endpoint| self.responses(endpoint));
+                return builder.insecure_wrap_endpoint(move |endpoint| self.responses(endpoint));
             }
         };
         builder.insecure_controls(controls)

@@ -1,7 +1,7 @@
 //! The service. Reading order:
 //!
 //! 1. [`config`]: typed, layered settings and the rules that refuse unsafe ones;
-//! 2. [`startup`]: [`startup::App::build`] and [`startup::routes`], the middleware stack in order;
+//! 2. [`startup`]: [`startup::App::build`] and `startup::routes`, the middleware stack in order;
 //! 3. [`api`]: the operations, one module per OpenAPI tag, and [`auth`], who may call them;
 //!    [`policy`]: the tables of public, sensitive and rate-limit-exempt operations;
 //! 4. [`error`]: the one mapping from errors to JSON responses;

@@ -4,10 +4,11 @@
 //!
 //! Tests boot the real server through the same two calls, on port 0. [`App::builder`] assembles
 //! the same service with additions: another clock, extra operations behind every layer (the
-//! bench's route), a wrapper around the finished endpoint. Every control is wired in on every
-//! path ([`Controls::ALL`]); no setting or environment variable turns one off. Only
-//! [`AppBuilder::insecure_controls`], a call in code, wires fewer, for Rampart's own proof that
-//! its scanner notices a missing control, and start-up refuses that in production.
+//! bench's route). Every control is wired in on every path ([`Controls::ALL`]); no setting or
+//! environment variable turns one off. Only the builder's `insecure_` calls, in code, wire fewer
+//! ([`AppBuilder::insecure_controls`]) or wrap the finished endpoint
+//! ([`AppBuilder::insecure_wrap_endpoint`]), for Rampart's own proof that its scanner notices a
+//! missing control, and start-up refuses both in production.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -229,12 +230,15 @@ impl<Extra: OpenApi + Send + Sync + 'static> AppBuilder<Extra> {
         }
     }
 
-    /// Wraps the finished endpoint, outside every layer.
-    pub fn wrap_endpoint(
+    /// INSECURE: wraps the finished endpoint, outside every layer, where it can undo what they
+    /// did (strip the security headers, grant any origin). For Rampart's weakened-builds harness
+    /// only: [`Self::build`] refuses it in a production environment.
+    pub fn insecure_wrap_endpoint(
         mut self,
         wrapper: impl FnOnce(BoxEndpoint<'static>) -> BoxEndpoint<'static> + Send + 'static,
     ) -> Self {
         self.wrapper = Some(Box::new(wrapper));
+        self.insecure = true;
         self
     }
 
@@ -825,7 +829,7 @@ pub struct Service<'a> {
 
 /// Every route of the service and `extra_api`'s behind the middleware stack, outermost last,
 /// with `controls` wired in ([`Controls::ALL`] on every shipped path).
-pub fn routes(
+pub(crate) fn routes(
     settings: &Settings,
     service: Service<'_>,
     extra_api: impl OpenApi + Send + Sync + 'static,
@@ -964,6 +968,27 @@ pub fn routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::{load, production};
+
+    /// The refusal comes before anything is connected or bound, so no database is needed.
+    #[tokio::test]
+    async fn production_refuses_an_app_with_a_control_off_or_a_wrapped_endpoint() {
+        let settings =
+            load(&production(""), Environment::Production, &[]).expect("production settings");
+        let fewer = App::builder(settings.clone())
+            .insecure_controls(Controls {
+                scope_check: false,
+                ..Controls::ALL
+            })
+            .build()
+            .await;
+        assert!(matches!(fewer, Err(StartupError::InsecureInProduction)));
+        let wrapped = App::builder(settings)
+            .insecure_wrap_endpoint(|endpoint| endpoint)
+            .build()
+            .await;
+        assert!(matches!(wrapped, Err(StartupError::InsecureInProduction)));
+    }
 
     #[test]
     fn plaintext_redis_is_told_apart_from_tls_and_from_this_host() {

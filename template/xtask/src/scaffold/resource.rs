@@ -19,19 +19,23 @@ const GENERATED_FIELDS: [&str; 4] = ["id", "owner_id", "created_at", "updated_at
 
 /// Names a generated identifier must not take (Rust keywords, and words the generated code uses).
 const RESERVED_NAMES: &[&str] = &[
+    "abstract",
     "as",
     "async",
     "await",
+    "become",
     "box",
     "break",
     "const",
     "continue",
     "crate",
+    "do",
     "dyn",
     "else",
     "enum",
     "extern",
     "false",
+    "final",
     "fn",
     "for",
     "gen",
@@ -67,12 +71,26 @@ const RESERVED_NAMES: &[&str] = &[
     "where",
     "while",
     "yield",
+    // Names the generated modules import or define.
     "api",
+    "api_error",
+    "audit_event",
     "helpers",
+    "json",
     "lib",
+    "list",
     "main",
+    "outcome",
+    "page",
+    "path",
     "persistence",
+    "principal",
+    "query",
+    "request",
+    "scope",
+    "set",
     "table",
+    "uuid",
 ];
 
 /// A field's type, with the constraints it puts in the schema and the table.
@@ -269,6 +287,15 @@ fn check_identifier(name: &str, what: &str) -> Result<()> {
         "{what} `{name}` must be snake_case: a lowercase letter, then lowercase letters, digits \
          and single underscores, at most 40 characters"
     );
+    // `line_1` would be the column `line_1` to the entity but `line1` to the migration's and
+    // the API's case conversions: refused rather than generated inconsistent.
+    ensure!(
+        !name
+            .as_bytes()
+            .windows(2)
+            .any(|pair| pair[0] == b'_' && pair[1].is_ascii_digit()),
+        "{what} `{name}` has a digit right after an underscore (`line_1`): write `line1`"
+    );
     ensure!(
         !RESERVED_NAMES.contains(&name),
         "{what} `{name}` is reserved (a Rust keyword or a name the generated code uses)"
@@ -358,10 +385,30 @@ mod tests {
     #[test]
     fn names_must_be_free_snake_case_identifiers() {
         for name in [
-            "Widget", "2d", "a-b", "a__b", "b_", "type", "self", "id", "owner_id",
+            "Widget",
+            "2d",
+            "a-b",
+            "a__b",
+            "b_",
+            "type",
+            "self",
+            "id",
+            "owner_id",
+            "line_1",
+            "final",
+            "request",
+            "principal",
         ] {
             assert!(Field::parse(&format!("{name}:bool")).is_err(), "{name}");
         }
+        assert!(
+            Field::parse("line1:bool").is_ok(),
+            "a digit after a letter is fine"
+        );
+        assert!(
+            Field::parse("size:enum:small,size_2").is_err(),
+            "enum options follow the same rule"
+        );
         for name in ["Widget", "fn", "api"] {
             assert!(
                 Resource::parse(name, &fields(&["a:bool"]), None, false).is_err(),

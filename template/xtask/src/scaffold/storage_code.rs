@@ -65,8 +65,9 @@ impl MigrationTrait for Migration {
         manager
             .create_table(
                 Table::create()
+                    // No `if_not_exists`: a table of that name already there is an error, not
+                    // a resource silently sharing another's table.
                     .table(__Types__::Table)
-                    .if_not_exists()
                     .col(ColumnDef::new(__Types__::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(__Types__::OwnerId).uuid().not_null())
 __COLUMNS__                    .col(

@@ -45,7 +45,7 @@ mod service;
 #[cfg(test)]
 mod test_defaults;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tls;
 
 use std::path::{Path, PathBuf};

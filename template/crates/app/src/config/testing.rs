@@ -27,7 +27,7 @@ outbox_encryption_key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
 /// The defaults with `overrides` (TOML) as `config/<environment>.toml` and `vars` set, loaded
 /// inside a jail that restores the environment.
 #[allow(clippy::result_large_err)] // figment's error type is fixed by `Jail`.
-pub(super) fn load(
+pub(crate) fn load(
     overrides: &str,
     environment: Environment,
     vars: &[(&str, &str)],
@@ -50,7 +50,7 @@ pub(super) fn load(
 }
 
 /// The production settings [`PRODUCTION`] with `overrides` on top.
-pub(super) fn production(overrides: &str) -> String {
+pub(crate) fn production(overrides: &str) -> String {
     with_overrides(PRODUCTION, overrides)
 }
 
