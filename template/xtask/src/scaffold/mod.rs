@@ -62,6 +62,8 @@ pub struct Plan {
     pub edited: BTreeMap<String, String>,
     /// `file: item` of each edit, in order, with the lines it adds.
     pub edits: Vec<(String, Vec<String>)>,
+    /// Documents the owners deleted, whose edits are left out.
+    pub skipped: Vec<String>,
 }
 
 /// Scaffolds the resource `args` describes into the project at `root`.
@@ -83,6 +85,9 @@ pub fn run(root: &Path, args: &ScaffoldArgs) -> Result<()> {
                 println!("  + {line}");
             }
         }
+        for file in &plan.skipped {
+            println!("skip {file}: the project has deleted it");
+        }
         return Ok(());
     }
     for (file, contents) in plan.created.iter().chain(&plan.edited) {
@@ -94,6 +99,9 @@ pub fn run(root: &Path, args: &ScaffoldArgs) -> Result<()> {
     }
     for file in plan.edited.keys() {
         println!("edited  {file}");
+    }
+    for file in &plan.skipped {
+        println!("skipped {file}: the project has deleted it");
     }
     Ok(())
 }
@@ -139,6 +147,15 @@ pub fn plan(root: &Path, resource: &Resource, date: &str) -> Result<Plan> {
     }
     let mut failures = Vec::new();
     for (locator, insertion) in registrations::edits(resource, &migration) {
+        // A document (the audit event table) the owners deleted is theirs to go without; the
+        // code must be complete.
+        let is_document = locator.file.ends_with(".md");
+        if is_document && !root.join(locator.file).exists() {
+            if !plan.skipped.iter().any(|file| file == locator.file) {
+                plan.skipped.push(locator.file.to_owned());
+            }
+            continue;
+        }
         let text = match plan.edited.remove(locator.file) {
             Some(text) => text,
             None => std::fs::read_to_string(root.join(locator.file))
@@ -167,4 +184,33 @@ pub fn plan(root: &Path, resource: &Resource, date: &str) -> Result<Plan> {
         );
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A project whose owners deleted `docs/audit-events.md` still gets every code edit; the
+    /// document's is left out and said so.
+    #[test]
+    fn a_document_the_owners_deleted_is_skipped_and_the_code_still_planned() {
+        let template = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("the project");
+        let project = tempfile::tempdir().expect("temporary folder");
+        let resource =
+            Resource::parse("gizmo", &["name:string".to_owned()], None, true).expect("parsed");
+        for (locator, _) in registrations::edits(&resource, "m20990101_999999_create_gizmos") {
+            let to = project.path().join(locator.file);
+            if locator.file.ends_with(".md") || to.exists() {
+                continue;
+            }
+            std::fs::create_dir_all(to.parent().expect("a folder")).expect("create folder");
+            std::fs::copy(template.join(locator.file), &to).expect("copy");
+        }
+        let plan = plan(project.path(), &resource, "20990101").expect("planned");
+        assert_eq!(plan.skipped, vec!["docs/audit-events.md".to_owned()]);
+        assert!(plan.edited.contains_key("crates/app/src/api/mod.rs"));
+        assert!(!plan.edited.contains_key("docs/audit-events.md"));
+    }
 }
