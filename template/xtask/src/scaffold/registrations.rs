@@ -287,6 +287,12 @@ mod tests {
         let migration = "m20990101_999999_create_locator_probes";
         let mut files: BTreeMap<&str, String> = BTreeMap::new();
         for (locator, insertion) in edits(&resource, migration) {
+            // As the scaffold does: a document the owners deleted is theirs to go without.
+            let deleted_document =
+                locator.file.ends_with(".md") && !project_root().join(locator.file).exists();
+            if deleted_document {
+                continue;
+            }
             let text = match files.remove(locator.file) {
                 Some(text) => text,
                 None => std::fs::read_to_string(project_root().join(locator.file))
@@ -336,7 +342,11 @@ mod tests {
             ("docs/audit-events.md", "| `locator_probe.created`"),
         ];
         for (file, expected) in expectations {
-            assert!(files[file].contains(expected), "{file}: {expected}");
+            if let Some(text) = files.get(file) {
+                assert!(text.contains(expected), "{file}: {expected}");
+            } else {
+                assert!(file.ends_with(".md"), "{file} was edited");
+            }
         }
     }
 }
