@@ -309,11 +309,21 @@ fn from_adopts_a_project_that_records_no_commit() {
     let scenario = scenario(dir.path(), false);
     let manifest_path = scenario.project.join("Cargo.toml");
     let manifest = read(&manifest_path);
-    let recorded = format!("commit = \"{}\"\n", scenario.first);
+    let recorded = format!(
+        "commit = \"{}\"{}\n",
+        scenario.first,
+        rampart_xtask::provenance::COMMIT_PRAGMA
+    );
     assert!(manifest.contains(&recorded), "`new` records the commit");
     std::fs::write(
         &manifest_path,
-        manifest.replace(&recorded, "commit = \"\"\n"),
+        manifest.replace(
+            &recorded,
+            &format!(
+                "commit = \"\"{}\n",
+                rampart_xtask::provenance::COMMIT_PRAGMA
+            ),
+        ),
     )
     .expect("write");
     commit_all(
