@@ -151,6 +151,7 @@ pub fn variants(root: &Path, options: &CiOptions, only: Option<&str>) -> Result<
     }
     for variant in selected {
         cmd::step(&format!("variant {}", variant.name()));
+        let heavy_steps = variant == Variant::HEAVY_STEPS;
         let project = render::render_fresh(root, variant, &variant.name(), &parent)?;
         let mut ci = cmd::cargo();
         // Each variant's suite runs on the database and store its own configuration names.
@@ -159,6 +160,9 @@ pub fn variants(root: &Path, options: &CiOptions, only: Option<&str>) -> Result<
             .env_remove("TEST_DATABASE")
             .env_remove("TEST_RATE_LIMIT_STORE")
             .args(["xtask", "ci"]);
+        if !heavy_steps {
+            ci.arg("--skip-bench");
+        }
         if let Some(db) = &options.advisory_db {
             let db = std::path::absolute(db).context("advisory database path")?;
             ci.arg("--advisory-db").arg(db);
@@ -167,15 +171,22 @@ pub fn variants(root: &Path, options: &CiOptions, only: Option<&str>) -> Result<
             ci.arg("--require-services");
         }
         cmd::run(&mut ci)?;
-        scan_variant(root, &project, &target_dir, &variant.name())?;
+        scan_variant(root, &project, &target_dir, &variant.name(), heavy_steps)?;
     }
     Ok(())
 }
 
 /// The variant's service (built by its own CI) started as a real process and scanned: first by
-/// the checklist scanner, then, on a fresh instance so neither spends the other's rate limits,
-/// by the third-party scanners; and its SBOM. Reports go to `target/scan/<variant>/`.
-fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> Result<()> {
+/// the checklist scanner, then (in the heavy-steps variant only), on a fresh instance so neither
+/// spends the other's rate limits, by the third-party scanners; then its secret scan and SBOM.
+/// Reports go to `target/scan/<variant>/`.
+fn scan_variant(
+    root: &Path,
+    project: &Path,
+    target_dir: &Path,
+    name: &str,
+    heavy_steps: bool,
+) -> Result<()> {
     let binary = target_dir.join("debug").join("app");
     let out = root.join("target").join("scan").join(name);
     // The services' data (keys, the development administrator's password) stays out of the
@@ -197,14 +208,21 @@ fn scan_variant(root: &Path, project: &Path, target_dir: &Path, name: &str) -> R
 
     match third_party::tools_dir() {
         Some(dir) => {
-            let service = RunningService::start(
-                &binary,
-                project,
-                &data.join("third-party"),
-                &third_party::RAISED_RATE_LIMITS,
-            )?;
-            third_party::scan_service(&dir, &service, project, &out)?;
-            drop(service);
+            if heavy_steps {
+                let service = RunningService::start(
+                    &binary,
+                    project,
+                    &data.join("third-party"),
+                    &third_party::RAISED_RATE_LIMITS,
+                )?;
+                third_party::scan_service(&dir, &service, project, &out)?;
+                drop(service);
+            } else {
+                eprintln!(
+                    "sslyze, drheader and schemathesis run in the {} variant only",
+                    Variant::HEAVY_STEPS.name()
+                );
+            }
             // The generated project's own baseline fits the files it is generated with.
             third_party::secret_scan(&dir, project)?;
         }

@@ -37,6 +37,10 @@ impl Variant {
     /// The default options (`sqlite`, `memory`).
     pub const DEFAULT: Variant = VARIANTS[0];
 
+    /// The variant the heavy, variant-independent steps run in (the third-party scanners and the
+    /// brief bench): once per CI run, on the shape production uses, not once per variant.
+    pub const HEAVY_STEPS: Variant = VARIANTS[3];
+
     /// A short name such as `sqlite-memory`.
     pub fn name(&self) -> String {
         format!("{}-{}", self.database, self.rate_limit_store)

@@ -12,7 +12,7 @@ use crate::{provenance, read_toml};
 use xtask::cmd;
 
 /// Dependencies only this repository uses (its own tooling), absent from the template.
-const ROOT_ONLY_DEPENDENCIES: &[&str] = &["cargo-generate", "xtask"];
+const ROOT_ONLY_DEPENDENCIES: &[&str] = &["cargo-generate", "semver", "xtask"];
 
 /// The control catalogue every generated project ships: the one definition of the control ids.
 pub const CONTROL_CATALOGUE: &str = "template/docs/controls.md";

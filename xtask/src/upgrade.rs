@@ -313,7 +313,14 @@ fn complete_lockfile(project: &Path, rampart: &Path, changes: &[FileChange]) -> 
     } else {
         let list: Vec<String> = moved
             .iter()
-            .map(|(name, was, now)| format!("    {name} {was} -> {now}"))
+            .map(|(name, was, now)| {
+                let back = if lockfile::is_downgrade(was, now) {
+                    "  DOWNGRADED: check why before committing"
+                } else {
+                    ""
+                };
+                format!("    {name} {was} -> {now}{back}")
+            })
             .collect();
         format!(
             "Cargo.lock resolved again with Rampart's pins; packages that changed version:\n{}",

@@ -13,6 +13,8 @@ pub struct CiOptions {
     pub advisory_db: Option<PathBuf>,
     /// Fail, rather than skip, when a test server (PostgreSQL, Redis) cannot be reached.
     pub require_services: bool,
+    /// Leave out the brief bench run.
+    pub skip_bench: bool,
 }
 
 /// Runs every check of the workspace at `root`.
@@ -38,8 +40,12 @@ pub fn run(root: &Path, options: &CiOptions) -> Result<()> {
         )?;
     }
 
-    cmd::step("bench, briefly: proves `cargo xtask bench` works (no numbers judged)");
-    crate::bench::run(root, &crate::bench::BenchOptions::new(root, true))?;
+    if options.skip_bench {
+        cmd::step("bench: skipped (--skip-bench)");
+    } else {
+        cmd::step("bench, briefly: proves `cargo xtask bench` works (no numbers judged)");
+        crate::bench::run(root, &crate::bench::BenchOptions::new(root, true))?;
+    }
 
     supply_chain_checks(root, options)
 }

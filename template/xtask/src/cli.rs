@@ -22,6 +22,9 @@ pub struct CiArgs {
     /// Fail instead of skipping when PostgreSQL or Redis cannot be reached.
     #[arg(long)]
     pub require_services: bool,
+    /// Leave out the brief bench run (Rampart's own CI runs it in one variant, not in all).
+    #[arg(long)]
+    pub skip_bench: bool,
 }
 
 impl CiArgs {
@@ -29,6 +32,7 @@ impl CiArgs {
         CiOptions {
             advisory_db: self.db.advisory_db,
             require_services: self.require_services,
+            skip_bench: self.skip_bench,
         }
     }
 }

@@ -31,9 +31,12 @@ pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-/// Prints a step heading.
+/// Prints a step heading with the seconds since the first step of this process, so a CI log
+/// shows where its time went.
 pub fn step(name: &str) {
-    eprintln!("\n==> {name}");
+    static FIRST_STEP: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let since = FIRST_STEP.get_or_init(std::time::Instant::now).elapsed();
+    eprintln!("\n==> {name} [{} s]", since.as_secs());
 }
 
 pub fn describe(command: &Command) -> String {
