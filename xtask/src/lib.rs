@@ -11,7 +11,7 @@
 //! - [`template_checks`]: the template and this repository agree (policy, versions, lockfile);
 //! - [`ci`]: everything CI checks, ending with every variant's own `cargo xtask ci`;
 //! - [`new`]: a project for its owners, recording what produced it ([`provenance`]) in a git
-//!   repository of its own;
+//!   repository of its own, without the demo resources unless asked ([`demo_resources`]);
 //! - [`upgrade`]: Rampart's later changes merged into such a project ([`git`] runs git).
 //!
 //! The generated project's tasks (`xtask` in `template/xtask`) are reused here as a library, so
@@ -20,6 +20,7 @@
 pub mod bench;
 pub mod ci;
 pub mod demo;
+pub mod demo_resources;
 pub mod git;
 pub mod module_cycles;
 pub mod new;

@@ -22,7 +22,8 @@ enum Task {
     New {
         /// The project name (a folder of that name is created).
         name: String,
-        /// Template options as key=value: database=sqlite|postgres, rate_limit_store=memory|redis.
+        /// Template options as key=value: database=sqlite|postgres, rate_limit_store=memory|redis,
+        /// demo_resources=false|true (default false: without the notes and payments demo).
         #[arg(short = 'd', long = "define", value_name = "KEY=VALUE")]
         defines: Vec<String>,
         /// Where to create the project folder (default: the current folder).

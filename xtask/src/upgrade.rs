@@ -2,8 +2,10 @@
 //! security fixes above all) into that project, keeping the project's own changes.
 //!
 //! Run from a Rampart checkout at the version to upgrade to. The template is rendered twice
-//! with the project's recorded name and options: at the commit the project records (the base)
-//! and at this checkout; every file of either rendering is then merged three ways into the
+//! with the project's recorded name and options (a project without the demo resources has them
+//! taken out of both renderings by this checkout's `remove-demo`, see
+//! [`demo_resources::apply_to_base`]): at the commit the project records (the base) and at this
+//! checkout; every file of either rendering is then merged three ways into the
 //! project (see [`plan`]), `Cargo.lock` is resolved again (see [`lockfile`]) and the record's
 //! version and commit are updated. Nothing is committed: the owners review the result, resolve
 //! any conflicts, run their checks and commit. Decision record 0019 gives the design.
@@ -22,7 +24,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::provenance::{self, Provenance};
-use crate::{git, render};
+use crate::{demo_resources, git, render};
 use plan::{Change, FileChange, LOCKFILE, Sides};
 
 /// What to upgrade, and how.
@@ -121,15 +123,25 @@ pub fn run(request: &UpgradeRequest) -> Result<Outcome> {
     git::export_folder(&request.rampart, &base_commit, "template", &old_template)?;
     // Each rendering records a commit as `new` would have: the base the one the project records
     // (none, for a project adopted with --from), so that only Rampart's change of it remains.
+    // The demo resources are taken out of both renderings as `new` took them out of the project.
+    let options: Vec<String> = record
+        .options
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let (keep_demo, options) = demo_resources::split(&options, true)?;
     let render_at = |template: &Path, commit: &str, side: &str| -> Result<PathBuf> {
-        let mut defines: Vec<String> = record
-            .options
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
+        let mut defines = options.clone();
         defines.push(provenance::commit_define(commit));
-        render::render(template, &name, &defines, &scratch.path().join(side))
-            .with_context(|| format!("rendering the template for the {side} side"))
+        let rendered = render::render(template, &name, &defines, &scratch.path().join(side))
+            .with_context(|| format!("rendering the template for the {side} side"))?;
+        if side == "base" {
+            demo_resources::apply_to_base(&rendered, keep_demo)
+        } else {
+            demo_resources::apply(&rendered, keep_demo)
+        }
+        .with_context(|| format!("taking the demo resources out of the {side} side"))?;
+        Ok(rendered)
     };
     let recorded_commit = record.commit.clone().unwrap_or_default();
     let base = render_at(&old_template.join("template"), &recorded_commit, "base")?;

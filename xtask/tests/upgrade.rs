@@ -32,6 +32,8 @@ const DELETED_DOC: &str = "docs/audit-events.md";
 const DELETED_DOC_RAMPART_CHANGES: &str = "docs/deployment.md";
 const NEW_FILE: &str = "docs/upgrading.md";
 const RETIRED_FILE: &str = "docs/retired.md";
+/// A demo file Rampart changes: the project, generated without the demo, must not get it back.
+const DEMO_FILE: &str = "crates/app/src/api/notes.rs";
 
 /// A test Rampart repository and a project generated from its first commit.
 struct Scenario {
@@ -109,6 +111,7 @@ fn scenario(parent: &Path, conflicting: bool) -> Scenario {
         "## Layout\n\nUpdated by Rampart.\n",
     );
     std::fs::write(template.join(NEW_FILE), "How to take Rampart's fixes.\n").expect("write");
+    append(&template.join(DEMO_FILE), "\n// Changed by Rampart.\n");
     std::fs::remove_file(template.join(RETIRED_FILE)).expect("remove");
     if conflicting {
         edit(&template.join("config/default.toml"), GRACE, RAMPARTS_GRACE);
@@ -222,6 +225,13 @@ fn a_clean_upgrade_exits_zero_and_the_record_moves_on() {
     assert_success(&upgraded, "xtask upgrade");
     let config = read(&scenario.project.join("config/default.toml"));
     assert!(config.contains(OWNERS_GRACE), "the owners' value stays");
+    // `new` left the demo out and the upgrade took it out of both renderings: Rampart's change
+    // to a demo file neither returns it nor conflicts.
+    assert!(
+        !scenario.project.join(DEMO_FILE).exists(),
+        "{DEMO_FILE} came back"
+    );
+    assert!(read(&scenario.project.join("Cargo.toml")).contains("demo_resources = \"false\""));
 
     commit_all(&scenario.project, "Upgrade");
     let again = upgrade(&scenario, &[]);

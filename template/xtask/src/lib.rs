@@ -9,6 +9,8 @@
 //! - [`service`]: the service started as a real process, with the tokens a client obtains;
 //! - [`bench`]: the security stack's cost against a bare handler, and the footprint;
 //! - [`scaffold`]: `cargo xtask scaffold`, a new resource owned by its creator, secure from the start;
+//! - [`remove_demo`]: `cargo xtask remove-demo`, the demo resources taken out (the scaffold in
+//!   reverse);
 //! - [`scans`]: sslyze, drheader, schemathesis, detect-secrets and the SBOM (OPS-2);
 //! - [`services`]: finds out whether the PostgreSQL and Redis servers the tests use are there;
 //! - [`cmd`]: runs commands, echoing them;
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod cmd;
 pub mod pins;
 pub mod project;
+pub mod remove_demo;
 pub mod scaffold;
 pub mod scans;
 pub mod service;

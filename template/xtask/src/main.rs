@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::bench::{self, BenchOptions};
 use xtask::cli::{AdvisoryDbArg, CiArgs};
-use xtask::{advisory_db, ci, pins, scaffold, scans, supply_chain};
+use xtask::{advisory_db, ci, pins, remove_demo, scaffold, scans, supply_chain};
 
 #[derive(Debug, Parser)]
 #[command(about = "Project tasks", long_about = None)]
@@ -43,6 +43,9 @@ enum Task {
     },
     /// Add a resource owned by its creator: handlers, entity, migration, tests, registrations.
     Scaffold(scaffold::ScaffoldArgs),
+    /// Take the demo resources (notes, payments) out of the project: their modules, routes,
+    /// scopes, rate-limit tier, tables, tests and documentation.
+    RemoveDemo(remove_demo::RemoveDemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +97,7 @@ fn main() -> Result<()> {
         Task::Bench(args) => bench::run(&root, &args.options(&root)),
         Task::Pins { cert, backup_key } => pins::run(&root, cert, backup_key),
         Task::Scaffold(args) => scaffold::run(&root, &args),
+        Task::RemoveDemo(args) => remove_demo::run(&root, &args),
     }
 }
 

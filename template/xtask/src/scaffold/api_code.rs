@@ -1,5 +1,5 @@
 //! The generated handlers: `crates/app/src/api/<plural>.rs`, five operations on a resource owned
-//! by its creator, with the controls of the hand-written `api/notes.rs` and `api/users.rs`.
+//! by its creator, with the controls of the hand-written `api/api_keys.rs` and `api/users.rs`.
 
 use super::fill::{Names, fill, indent_lines};
 use super::resource::{Field, FieldType, Resource};

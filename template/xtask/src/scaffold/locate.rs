@@ -301,6 +301,15 @@ fn insert_lines_after(text: &str, end: usize, lines: &[String]) -> String {
 }
 
 fn grow_array_length(text: &str, line: std::ops::Range<usize>, extra: usize) -> Option<String> {
+    change_array_length(text, line, |length| length.checked_add(extra))
+}
+
+/// `text` with the array length `; N]` on `line` changed by `change` (none if it cannot).
+fn change_array_length(
+    text: &str,
+    line: std::ops::Range<usize>,
+    change: impl Fn(usize) -> Option<usize>,
+) -> Option<String> {
     let content = &text[line.clone()];
     let semicolon = content.rfind("; ")?;
     let digits_start = semicolon + 2;
@@ -308,14 +317,113 @@ fn grow_array_length(text: &str, line: std::ops::Range<usize>, extra: usize) -> 
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    let length: usize = digits.parse().ok()?;
+    let length = change(digits.parse().ok()?)?;
     let start = line.start + digits_start;
     Some(format!(
         "{}{}{}",
         &text[..start],
-        length + extra,
+        length,
         &text[start + digits.len()..]
     ))
+}
+
+/// What to take out of a located item: the scaffold in reverse.
+/// Lines are compared without their indentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// These consecutive lines: the first such run from the anchor's line to the end of its
+    /// block (or of the file, when the anchor's line opens no block).
+    Lines(&'static [&'static str]),
+    /// The first such run of lines there, replaced by the second (indented as the run's first).
+    Replace(&'static [&'static str], &'static [&'static str]),
+    /// Takes this much from the array length `; N]` on the anchor's line.
+    ShrinkArrayLength(usize),
+}
+
+impl Removal {
+    /// What it takes out, as a person would say it.
+    pub fn describe(&self) -> Vec<String> {
+        match self {
+            Self::Lines(lines) => lines.iter().map(|line| format!("- {line}")).collect(),
+            Self::Replace(from, to) => from
+                .iter()
+                .map(|line| format!("- {line}"))
+                .chain(to.iter().map(|line| format!("+ {line}")))
+                .collect(),
+            Self::ShrinkArrayLength(less) => vec![format!("(the array length, {less} less)")],
+        }
+    }
+}
+
+/// `text` with `removal` made at the item `locator` names; fails, naming the file, the item and
+/// the lines, when the item or the lines are not there as expected.
+pub fn remove(text: &str, locator: &Locator, removal: &Removal) -> Result<String> {
+    let Some(line) = locator.find(text) else {
+        bail!(
+            "{}: cannot find {} (`{}`); remove by hand:\n{}",
+            locator.file,
+            locator.item,
+            locator.anchors.join("` … `"),
+            removal.describe().join("\n")
+        );
+    };
+    let block_end = last_unclosed_opener(&text[line.clone()])
+        .and_then(|open| matching_closer(text, line.start + open))
+        .unwrap_or(text.len());
+    let region = line.start..block_end;
+    let edited = match removal {
+        Removal::Lines(lines) => replace_run(text, &region, lines, &[]),
+        Removal::Replace(from, to) => replace_run(text, &region, from, to),
+        Removal::ShrinkArrayLength(less) => {
+            change_array_length(text, line, |length| length.checked_sub(*less))
+        }
+    };
+    match edited {
+        Some(edited) => Ok(edited),
+        None => bail!(
+            "{}: {} (`{}`) does not hold what is to be removed; remove by hand:\n{}",
+            locator.file,
+            locator.item,
+            locator.anchors.join("` … `"),
+            removal.describe().join("\n")
+        ),
+    }
+}
+
+/// `text` with the first run of lines equal to `run` (without indentation) that starts inside
+/// `region` replaced by `replacement` (none: taken out), indented as the run's first line.
+fn replace_run(
+    text: &str,
+    region: &std::ops::Range<usize>,
+    run: &[&str],
+    replacement: &[&str],
+) -> Option<String> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for line in &lines {
+        starts.push(offset);
+        offset += line.len();
+    }
+    let first = (0..lines.len()).find(|&index| {
+        region.contains(&starts[index])
+            && index + run.len() <= lines.len()
+            && run
+                .iter()
+                .zip(&lines[index..])
+                .all(|(wanted, line)| line.trim() == wanted.trim())
+    })?;
+    let mut edited: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
+    let removed: Vec<String> = edited.drain(first..first + run.len()).collect();
+    let indent: String = removed.first()?.chars().take_while(|c| *c == ' ').collect();
+    let ends_with_newline = removed.last()?.ends_with('\n');
+    for (offset, line) in replacement.iter().enumerate() {
+        let last = offset + 1 == replacement.len();
+        let newline = if last && !ends_with_newline { "" } else { "\n" };
+        let indent = if line.is_empty() { "" } else { indent.as_str() };
+        edited.insert(first + offset, format!("{indent}{line}{newline}"));
+    }
+    Some(edited.concat())
 }
 
 #[cfg(test)]
@@ -332,6 +440,51 @@ mod tests {
 
     fn lines(items: &[&str]) -> Vec<String> {
         items.iter().map(|item| (*item).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_run_of_lines_is_removed_from_the_block_the_anchor_line_opens_only() {
+        let text = "const A: &[Scope] = &[\n    Scope::One,\n    Scope::Two,\n];\nconst B: &[Scope] = &[\n    Scope::Three,\n];\n";
+        let edited = remove(
+            text,
+            &locator(&["const A"]),
+            &Removal::Lines(&["Scope::Two,"]),
+        )
+        .expect("found");
+        assert_eq!(
+            edited,
+            "const A: &[Scope] = &[\n    Scope::One,\n];\nconst B: &[Scope] = &[\n    Scope::Three,\n];\n"
+        );
+        // A line of another block is not the located item's.
+        let error = remove(
+            text,
+            &locator(&["const A"]),
+            &Removal::Lines(&["Scope::Three,"]),
+        )
+        .expect_err("outside the block");
+        assert!(format!("{error}").contains("remove by hand"), "{error}");
+    }
+
+    #[test]
+    fn a_run_is_replaced_keeping_its_indentation_and_array_lengths_shrink() {
+        let text = "fn f() -> [u8; 3] {\n    // one\n    // two\n    [1, 2, 3]\n}\n";
+        let edited = remove(
+            text,
+            &locator(&["fn f()"]),
+            &Removal::Replace(&["// one", "// two"], &["// both"]),
+        )
+        .expect("found");
+        assert_eq!(
+            edited,
+            "fn f() -> [u8; 3] {\n    // both\n    [1, 2, 3]\n}\n"
+        );
+        let shrunk = remove(
+            &edited,
+            &locator(&["fn f()"]),
+            &Removal::ShrinkArrayLength(1),
+        )
+        .expect("found");
+        assert!(shrunk.starts_with("fn f() -> [u8; 2] {"), "{shrunk}");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! and the resource's tests, then registers them where the project lists such things (the
 //! module lists, the OpenAPI tag and API tuple, the scope catalogue and the user role, the
 //! migrations, the test modules, the audit event table). `--sensitive` also gives the writes a
-//! stricter rate-limit tier of their own (RATE-3), wired as the payments tier is. Finally
+//! stricter rate-limit tier of their own (RATE-3), wired as the other sensitive tiers are. Finally
 //! `cargo fmt` formats the project. Nothing is written unless every edit found its place
 //! (`locate`), and `--dry-run` shows the plan.
 //!

@@ -195,7 +195,7 @@ fn filled_lines(names: &Names, templates: &[&str]) -> Vec<String> {
 }
 
 /// The edits giving the resource's writes a stricter rate-limit tier of their own (RATE-3),
-/// wired as the payments tier is.
+/// wired as the other sensitive tiers are.
 fn sensitive_edits(names: &Names) -> Vec<(Locator, Insertion)> {
     let lines = |templates: &[&str]| filled_lines(names, templates);
     let quota = |value: &str| {

@@ -245,7 +245,7 @@ mod tests {
             "widget",
             &[
                 "name:string:80".to_owned(),
-                "notes:text".to_owned(),
+                "remarks:text".to_owned(),
                 "quantity:int".to_owned(),
                 "done:bool".to_owned(),
                 "status:enum:draft,active".to_owned(),
@@ -257,7 +257,7 @@ mod tests {
         let migration = migration_module(&resource);
         for column in [
             "Widgets::Name).string_len(80)",
-            "Widgets::Notes).text()",
+            "Widgets::Remarks).text()",
             "Widgets::Quantity).integer()",
             "Widgets::Done).boolean()",
             "Widgets::Status).string_len(16)",

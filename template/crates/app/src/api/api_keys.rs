@@ -402,7 +402,7 @@ impl ApiKeysApi {
 
     /// A key the caller may rotate: its own only, and only with every scope the key holds,
     /// administrator or not. A rotation hands out the successor's secret: in another's hands it
-    /// would act as the owner (read their notes, pay as them), which no role grants; and a
+    /// would act as the owner (read and change what is theirs), which no role grants; and a
     /// narrow key of the same owner (`api_keys:admin api_keys:write`) must not rotate a
     /// stronger key into a secret it can read. An administrator revokes another's key instead.
     async fn find_rotatable(

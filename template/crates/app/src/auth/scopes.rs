@@ -1,7 +1,7 @@
 //! The scopes of this API (AUTH-4) and what each role may be granted.
 //!
 //! An operation requires scopes by naming them on its credential parameter,
-//! `#[oai(scope = "Scope::NotesRead")] auth: Authenticated`: that one declaration is published
+//! `#[oai(scope = "Scope::ApiKeysRead")] auth: Authenticated`: that one declaration is published
 //! in the OpenAPI document and enforced from it by `security::auth::access_control`. A role is
 //! granted the smallest set of scopes its work needs; user management and other principals'
 //! keys are admin scopes (function-level authorization, AUTH-6).
@@ -107,10 +107,10 @@ mod tests {
 
     #[test]
     fn narrowing_keeps_only_what_is_allowed() {
-        let allowed = vec!["notes:read".to_owned(), "profile".to_owned()];
+        let allowed = vec!["api_keys:read".to_owned(), "profile".to_owned()];
         assert_eq!(
-            narrow(&["notes:read", "users:write"], &allowed),
-            vec!["notes:read"]
+            narrow(&["api_keys:read", "users:write"], &allowed),
+            vec!["api_keys:read"]
         );
         assert_eq!(narrow(&[], &allowed), allowed);
         assert!(narrow(&["users:write"], &allowed).is_empty());

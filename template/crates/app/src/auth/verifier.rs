@@ -136,7 +136,7 @@ pub async fn verify_api_key(
         let mut touched = key.into_active_model();
         touched.last_used_at = Set(Some(now));
         if let Err(error) = touched.update(&auth.db).await {
-            // The key is valid; failing to note its use must not refuse the request.
+            // The key is valid; failing to record its use must not refuse the request.
             tracing::warn!(error = %error, "could not record an API key's last use");
         }
     }

@@ -98,7 +98,7 @@ pub struct ExternalIssuerSettings {
     /// `application/` prefix; `""` accepts a token without `typ`. The default, `["at+jwt"]`
     /// (RFC 9068), refuses the provider's ID tokens even where their `aud` names this API.
     /// Providers whose access tokens say `JWT` need `["JWT"]`, those that write no `typ` `[""]`
-    /// (README, provider notes). Tokens carrying `nonce`, `at_hash` or `c_hash` are refused
+    /// (README, per provider). Tokens carrying `nonce`, `at_hash` or `c_hash` are refused
     /// whatever this says.
     #[serde(default = "default_accepted_token_types")]
     pub accepted_token_types: Vec<String>,
@@ -324,7 +324,7 @@ mod tests {
 
     /// An external issuer as the examples of `config/default.toml` configure one.
     const EXTERNAL_ISSUER: &str = "external_issuers = [{ issuer = \"https://login.example.com/\", \
-                                   allowed_scopes = [\"notes:read\"] }]";
+                                   allowed_scopes = [\"profile\"] }]";
 
     #[test]
     fn password_hashing_takes_half_the_cores_unless_configured() {
@@ -413,7 +413,7 @@ mod tests {
         let issuer = |types: &str| {
             format!(
                 "[auth]\nexternal_issuers = [{{ issuer = \"https://login.example.com/\", \
-                 allowed_scopes = [\"notes:read\"]{types} }}]"
+                 allowed_scopes = [\"profile\"]{types} }}]"
             )
         };
         let default = load(&issuer(""), Environment::Development, &[]).expect("valid");

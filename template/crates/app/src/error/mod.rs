@@ -78,8 +78,8 @@ pub enum ApiError {
     /// reported like a schema failure, per field.
     #[error("Validation failed")]
     Invalid(ValidationFailure),
-    /// The request is valid on its own but cannot be processed as sent, e.g. an
-    /// `Idempotency-Key` reused with a different request.
+    /// The request is valid on its own but cannot be processed as sent, e.g. a key meant for one
+    /// request reused with a different one.
     #[error("{0}")]
     Unprocessable(&'static str),
     /// A rate limit refused the request (429), or its fail-closed store could not decide (503):
@@ -186,8 +186,8 @@ enum DocumentedErrors {
     /// The body is not `application/json`.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorBody>),
-    /// The request cannot be processed as sent, e.g. an `Idempotency-Key` reused with a
-    /// different request.
+    /// The request cannot be processed as sent, e.g. a key meant for one request reused with a
+    /// different one.
     #[oai(status = 422)]
     Unprocessable(Json<ErrorBody>),
     /// A rate limit was reached: wait `Retry-After` seconds (`RateLimit` and `RateLimit-Policy`

@@ -85,7 +85,7 @@ fn verification_message(reason: &str) -> Option<String> {
 }
 
 /// `Type "string" expects an input value.`, poem-openapi's text for a required parameter that
-/// was not sent (a header such as `Idempotency-Key`), becomes `is required`.
+/// was not sent (a header such as `X-Trace-Tag`), becomes `is required`.
 fn missing_message(reason: &str) -> Option<String> {
     reason
         .ends_with("expects an input value.")
@@ -152,9 +152,9 @@ mod tests {
         #[oai(path = "/header", method = "get")]
         async fn header(
             &self,
-            #[oai(name = "Idempotency-Key")] idempotency_key: Header<String>,
+            #[oai(name = "X-Trace-Tag")] trace_tag: Header<String>,
         ) -> PlainText<String> {
-            PlainText(idempotency_key.0)
+            PlainText(trace_tag.0)
         }
 
         #[oai(path = "/items/:id", method = "get")]
@@ -229,7 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_header_is_required() {
-        assert_refusals(&[("/header", "Idempotency-Key", "is required")]).await;
+        assert_refusals(&[("/header", "X-Trace-Tag", "is required")]).await;
     }
 
     #[tokio::test]

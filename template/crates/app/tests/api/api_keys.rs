@@ -132,7 +132,7 @@ async fn an_administrator_cannot_rotate_another_users_key_but_may_list_and_revok
     let app = spawn_app().await;
     let (owner_id, tokens) = user(&app, "victim@example.com").await;
     let owner = bearer_client(&app, &tokens);
-    let key = created_key(&app, &owner, &["profile", "notes:read"]).await;
+    let key = created_key(&app, &owner, &["profile", "api_keys:read"]).await;
     // The administrator's narrow automation key: key administration and nothing else.
     let automation = created_key(&app, &app.admin, &["api_keys:admin", "api_keys:write"]).await;
     let automation_secret = automation["secret"].as_str().expect("secret");
@@ -342,7 +342,7 @@ async fn a_password_reset_revokes_the_keys_made_with_a_stolen_session() {
     let planted = created_key(
         &app,
         &attacker,
-        &["profile", "notes:read", "api_keys:write"],
+        &["profile", "api_keys:read", "api_keys:write"],
     )
     .await;
     let planted_child = key_created_with_key(&app, &planted, &["profile"]).await;
@@ -450,7 +450,7 @@ async fn a_successor_ends_with_the_copied_session_or_the_revoked_key_that_rotate
     let app = spawn_app().await;
     let (_, tokens) = user(&app, "rotated-by-thief@example.com").await;
     let owner = bearer_client(&app, &tokens);
-    let key = created_key(&app, &owner, &["profile", "notes:read"]).await;
+    let key = created_key(&app, &owner, &["profile", "api_keys:read"]).await;
 
     // A second session (a stolen password) rotates the owner's key and reads the new secret.
     let stolen = login(

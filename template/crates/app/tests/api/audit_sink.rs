@@ -28,8 +28,8 @@ async fn the_sink_writes_each_recorded_event_once_in_the_schema() {
             .await
             .expect("request"),
         app.admin
-            .post(app.url("/v1/notes"))
-            .json(&json!({"title": ""}))
+            .post(app.url("/v1/users"))
+            .json(&json!({"name": ""}))
             .send()
             .await
             .expect("request"),

@@ -326,13 +326,11 @@ async fn no_secret_reaches_any_log_line_and_each_flow_is_audited_once() {
         body_password.to_owned(),
     ]);
     let refused = client
-        .post(format!("{base}/v1/payments"))
+        .post(format!("{base}/v1/api-keys"))
         .bearer_auth(&access_token)
-        .header("idempotency-key", "leak-test")
         .json(&json!({
-            "amount_cents": "1250",
-            "currency": "EUR",
-            "description": card,
+            "name": card,
+            "scopes": "profile",
             "card_number": card.replace(' ', ""),
             "password": body_password
         }))

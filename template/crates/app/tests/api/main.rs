@@ -20,6 +20,7 @@ mod limits;
 mod malformed;
 mod metrics;
 mod migrations;
+mod notes;
 mod oauth_audit;
 mod oidc;
 mod openapi;

@@ -7,7 +7,10 @@ use std::net::IpAddr;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, client_from, client_trusting, json_body, spawn_app_with};
+use crate::helpers::{
+    TestApp, admin_access_token, client_from, client_trusting, client_with_token, json_body,
+    spawn_app_with,
+};
 
 /// A scrape of the admin listener: each series (name and labels, as rendered) with its value.
 async fn scrape(app: &TestApp) -> BTreeMap<String, f64> {
@@ -91,7 +94,7 @@ async fn metrics_are_served_on_the_admin_listener_and_never_on_the_public_one() 
     );
 
     // The admin listener serves nothing but the metrics.
-    for path in ["/", "/health/live", "/v1/notes", "/openapi.json"] {
+    for path in ["/", "/health/live", "/v1/me", "/openapi.json"] {
         let response = reqwest::get(format!("{admin}{path}"))
             .await
             .expect("request");
@@ -109,7 +112,8 @@ async fn with_the_admin_listener_disabled_nothing_listens() {
 async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_template() {
     let app =
         spawn_app_with("[rate_limit]\nanonymous = { requests = 1, period_seconds = 60 }\n").await;
-    // A key that may read the profile only, to be refused a note.
+    // A key that may read the profile only, to be refused the management of keys; and another
+    // user, to be refused the administrator's key.
     let created = app
         .admin
         .post(app.url("/v1/api-keys"))
@@ -118,12 +122,25 @@ async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_templa
         .await
         .expect("request");
     assert_eq!(created.status(), 201);
-    let profile_only = json_body(created).await["secret"]
-        .as_str()
-        .expect("secret")
-        .to_owned();
-    let note = uuid::Uuid::new_v4();
-    let note_path = format!("/v1/notes/{note}");
+    let created = json_body(created).await;
+    let profile_only = created["secret"].as_str().expect("secret").to_owned();
+    let key_id = created["id"].as_str().expect("id").to_owned();
+    let key_path = format!("/v1/api-keys/{key_id}");
+    let other = app
+        .admin
+        .post(app.url("/v1/users"))
+        .json(
+            &json!({"email": "other@example.com", "name": "Other", "role": "user",
+                      "password": "plover-quartz-lantern-9"}),
+        )
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other.status(), 201);
+    let other = client_with_token(
+        app.ca_cert.as_deref(),
+        &admin_access_token(&app.auth, "other@example.com").await,
+    );
     let before = scrape(&app).await;
 
     // Each anonymous request from an address of its own: one request each fits the budget.
@@ -135,30 +152,29 @@ async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_templa
         .expect("request");
     assert_eq!(wrong_password.status(), 401);
     let without_credentials = client_from(app.ca_cert.as_deref(), loopback(3))
-        .get(app.url(&note_path))
+        .delete(app.url(&key_path))
         .send()
         .await
         .expect("request");
     assert_eq!(without_credentials.status(), 401);
     let without_scope = app
         .client
-        .get(app.url(&note_path))
+        .delete(app.url(&key_path))
         .header("x-api-key", &profile_only)
         .send()
         .await
         .expect("request");
     assert_eq!(without_scope.status(), 403);
-    let not_owned = app
-        .admin
-        .get(app.url(&note_path))
+    let not_owned = other
+        .delete(app.url(&key_path))
         .send()
         .await
         .expect("request");
     assert_eq!(not_owned.status(), 404);
     let invalid = app
         .admin
-        .post(app.url("/v1/notes"))
-        .json(&json!({"title": "", "body": "text"}))
+        .post(app.url("/v1/api-keys"))
+        .json(&json!({"name": "", "scopes": ["profile"]}))
         .send()
         .await
         .expect("request");
@@ -182,29 +198,29 @@ async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_templa
             1.0,
         ),
         (
-            r#"authz_denials_total{event="authz.object",reason="not_found_or_not_owner"}"#,
+            r#"authz_denials_total{event="authz.object",reason="not_owner"}"#,
             1.0,
         ),
-        (r#"validation_failures_total{route="/v1/notes"}"#, 1.0),
+        (r#"validation_failures_total{route="/v1/api-keys"}"#, 1.0),
         (r#"rate_limited_total{tier="anonymous"}"#, 1.0),
         (
             r#"http_requests_total{method="POST",route="/v1/auth/login",status="401"}"#,
             1.0,
         ),
         (
-            r#"http_requests_total{method="GET",route="/v1/notes/{id}",status="401"}"#,
+            r#"http_requests_total{method="DELETE",route="/v1/api-keys/{id}",status="401"}"#,
             1.0,
         ),
         (
-            r#"http_requests_total{method="GET",route="/v1/notes/{id}",status="403"}"#,
+            r#"http_requests_total{method="DELETE",route="/v1/api-keys/{id}",status="403"}"#,
             1.0,
         ),
         (
-            r#"http_requests_total{method="GET",route="/v1/notes/{id}",status="404"}"#,
+            r#"http_requests_total{method="DELETE",route="/v1/api-keys/{id}",status="404"}"#,
             1.0,
         ),
         (
-            r#"http_requests_total{method="POST",route="/v1/notes",status="400"}"#,
+            r#"http_requests_total{method="POST",route="/v1/api-keys",status="400"}"#,
             1.0,
         ),
         (
@@ -212,7 +228,7 @@ async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_templa
             1.0,
         ),
         (
-            r#"http_request_duration_seconds_count{method="GET",route="/v1/notes/{id}"}"#,
+            r#"http_request_duration_seconds_count{method="DELETE",route="/v1/api-keys/{id}"}"#,
             3.0,
         ),
         // The store answered every decision: a refusal is not a store failure.
@@ -221,10 +237,10 @@ async fn each_refusal_moves_its_counter_and_requests_are_counted_by_route_templa
         assert_eq!(moved(&before, &after, series), expected, "{series}");
     }
 
-    // Labels name templates and reasons: never the note's id, an address, a principal or a key.
+    // Labels name templates and reasons: never the key's id, an address, a principal or a key.
     let rendered: String = after.keys().map(|series| format!("{series}\n")).collect();
     for private in [
-        note.to_string(),
+        key_id,
         "127.0.0.".to_owned(),
         app.credentials.admin.email.clone(),
         profile_only,

@@ -203,7 +203,7 @@ async fn an_external_issuers_tokens_are_accepted_through_rotation_and_outage_unt
     provider.publish(&[&first]);
     let app = spawn_app_with(&format!(
         "[auth]\nexternal_issuers = [{{ issuer = \"{}\", jwks_ttl_seconds = 600, ca_cert = \"{}\", \
-         allowed_scopes = [\"users:read\", \"notes:write\"] }}]\n",
+         allowed_scopes = [\"users:read\", \"api_keys:write\"] }}]\n",
         provider.issuer,
         provider.ca_cert.display()
     ))
@@ -229,15 +229,17 @@ async fn an_external_issuers_tokens_are_accepted_through_rotation_and_outage_unt
     assert_eq!(create.status(), 403);
 
     // Its subjects are not local accounts: nothing can be owned by one (403, never a 500).
-    let note = app
+    let key = app
         .client
-        .post(app.url("/v1/notes"))
-        .bearer_auth(provider.token(&first, now, "notes:write"))
-        .json(&json!({"title": "t", "body": "b"}))
+        .post(app.url("/v1/api-keys"))
+        .bearer_auth(provider.token(&first, now, "api_keys:write"))
+        .json(&json!({"name": "t", "scopes": ["api_keys:write"]}))
         .send()
         .await
         .expect("request");
-    assert_eq!(note.status(), 403);
+    assert_eq!(key.status(), 403);
+    let refusal = key.text().await.expect("body");
+    assert!(refusal.contains("cannot own API keys"), "{refusal}");
 
     // The provider rotates its key. An unknown kid right after the last fetch fails closed
     // without fetching (rate limit)...

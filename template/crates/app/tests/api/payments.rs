@@ -9,6 +9,8 @@ use crate::helpers::{
     TestApp, TestDatabase, admin_access_token, audit_events_for, client_with_token, header,
     json_body, postgres_admin_url, spawn_app, spawn_app_with,
 };
+use crate::oauth_audit::{assert_principal_refused, client_as};
+use crate::rate_limits::{assert_limited, limits};
 
 /// A password the policy accepts.
 const PASSWORD: &str = "plover-quartz-lantern-9";
@@ -529,4 +531,55 @@ async fn a_database_cut_mid_write_leaves_no_partial_payment_and_retries_capture_
     assert_eq!(payments_of(&app, owner).await, keys.len() as u64);
     app.stop().await.expect("clean stop");
     database.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_payment_by_a_principal_that_is_no_local_user_is_refused_with_an_audit_event() {
+    let app = spawn_app().await;
+    let subject = "https://idp.example.com#partner-service";
+    let client = client_as(&app, subject, &["payments:write"]);
+    let payment = client
+        .post(app.url("/v1/payments"))
+        .header("idempotency-key", "external-1")
+        .json(&json!({"amount_cents": 1000, "currency": "EUR"}))
+        .send()
+        .await
+        .expect("request");
+    assert_principal_refused(&payment, subject, "not_a_local_user");
+}
+
+#[tokio::test]
+async fn a_payment_by_a_user_id_with_no_account_is_refused_with_an_audit_event() {
+    let app = spawn_app().await;
+    let subject = uuid::Uuid::new_v4().to_string();
+    let client = client_as(&app, &subject, &["payments:write"]);
+    let payment = client
+        .post(app.url("/v1/payments"))
+        .header("idempotency-key", "unknown-user-1")
+        .json(&json!({"amount_cents": 1000, "currency": "EUR"}))
+        .send()
+        .await
+        .expect("request");
+    assert_principal_refused(&payment, &subject, "unknown_user");
+}
+
+#[tokio::test]
+async fn payments_have_their_own_tier_per_principal() {
+    let app = spawn_app_with(&limits(&[("payment", 1, 60)])).await;
+    let pay = |key: &'static str| {
+        app.admin
+            .post(app.url("/v1/payments"))
+            .header("idempotency-key", key)
+            .json(&json!({"amount_cents": 1250, "currency": "EUR"}))
+            .send()
+    };
+    assert_eq!(pay("first").await.expect("request").status(), 201);
+    assert_limited(
+        pay("second").await.expect("request"),
+        "payment",
+        "principal",
+    )
+    .await;
+    app.clock.advance(60);
+    assert_eq!(pay("third").await.expect("request").status(), 201);
 }

@@ -15,7 +15,7 @@ use crate::helpers::{
 /// `[rate_limit]` overrides: `name = { requests, period_seconds }` each, on the in-process
 /// store whatever the run's store: these tests move the test clock to recover, and only the
 /// in-process store follows it (the Redis store's tests below use Redis's own clock).
-fn limits(quotas: &[(&str, u32, u64)]) -> String {
+pub(crate) fn limits(quotas: &[(&str, u32, u64)]) -> String {
     rate_limit_section("store = \"memory\"\n", quotas)
 }
 
@@ -72,7 +72,7 @@ async fn login(
 
 /// Asserts a 429 with the uniform body, `Retry-After` and the tier's headers, audited with the
 /// tier and the kind of key.
-async fn assert_limited(response: reqwest::Response, tier: &str, key_kind: &str) {
+pub(crate) async fn assert_limited(response: reqwest::Response, tier: &str, key_kind: &str) {
     assert_eq!(response.status(), 429, "tier {tier}");
     let retry_after: u64 = header(&response, "retry-after")
         .parse()
@@ -181,7 +181,7 @@ async fn an_admitted_request_answered_with_an_error_carries_the_headers_too() {
     let app = spawn_app_with(&limits(&[("authenticated", 5, 60)])).await;
     let missing = app
         .admin
-        .get(app.url(&format!("/v1/notes/{}", uuid::Uuid::new_v4())))
+        .get(app.url(&format!("/v1/users/{}", uuid::Uuid::new_v4())))
         .send()
         .await
         .expect("request");
@@ -193,8 +193,8 @@ async fn an_admitted_request_answered_with_an_error_carries_the_headers_too() {
     assert!(header(&missing, "ratelimit").starts_with("\"authenticated\";r=4;"));
     let invalid = app
         .admin
-        .post(app.url("/v1/notes"))
-        .json(&json!({"title": ""}))
+        .post(app.url("/v1/users"))
+        .json(&json!({"name": ""}))
         .send()
         .await
         .expect("request");
@@ -555,27 +555,6 @@ async fn a_credential_without_the_scopes_does_not_spend_its_owners_sensitive_bud
         .await
         .expect("request");
     assert_eq!(second.status(), 201);
-}
-
-#[tokio::test]
-async fn payments_have_their_own_tier_per_principal() {
-    let app = spawn_app_with(&limits(&[("payment", 1, 60)])).await;
-    let pay = |key: &'static str| {
-        app.admin
-            .post(app.url("/v1/payments"))
-            .header("idempotency-key", key)
-            .json(&json!({"amount_cents": 1250, "currency": "EUR"}))
-            .send()
-    };
-    assert_eq!(pay("first").await.expect("request").status(), 201);
-    assert_limited(
-        pay("second").await.expect("request"),
-        "payment",
-        "principal",
-    )
-    .await;
-    app.clock.advance(60);
-    assert_eq!(pay("third").await.expect("request").status(), 201);
 }
 
 /// The statuses of `/.well-known/jwks.json` requests naming each of `forwarded` in `X-Forwarded-For`.
