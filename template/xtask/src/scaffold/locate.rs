@@ -104,7 +104,10 @@ impl Insertion {
 }
 
 fn append_to_block(text: &str, line: std::ops::Range<usize>, items: &[String]) -> Option<String> {
-    let open = last_unclosed_opener(&text[line.clone()])? + line.start;
+    // A list written on one line (rustfmt joins a short one) opens and closes there: its last
+    // bracket is the list.
+    let on_line = &text[line.clone()];
+    let open = last_unclosed_opener(on_line).or_else(|| last_opener(on_line))? + line.start;
     let close = matching_closer(text, open)?;
     let before = text[..close].trim_end();
     let separator = match before.chars().last() {
@@ -155,6 +158,15 @@ fn last_unclosed_opener(line: &str) -> Option<usize> {
         }
     }
     open.pop()
+}
+
+/// The byte offset of the last bracket `line` opens, closed or not.
+fn last_opener(line: &str) -> Option<usize> {
+    code_chars(line)
+        .into_iter()
+        .rev()
+        .find(|(_, c)| matches!(c, '{' | '(' | '['))
+        .map(|(at, _)| at)
 }
 
 /// The byte offset of the bracket closing the one at `open`.
@@ -485,6 +497,31 @@ mod tests {
         )
         .expect("found");
         assert!(shrunk.starts_with("fn f() -> [u8; 2] {"), "{shrunk}");
+    }
+
+    #[test]
+    fn items_are_appended_to_a_list_written_on_one_line() {
+        let text = "const A: &[Scope] = &[Scope::One, Scope::Two];\nconst B: &[Scope] = &[];\n";
+        let edited = insert(
+            text,
+            &locator(&["const A"]),
+            &Insertion::AppendToBlock(lines(&["Scope::Three,"])),
+        )
+        .expect("found");
+        assert_eq!(
+            edited,
+            "const A: &[Scope] = &[Scope::One, Scope::Two,\n    Scope::Three,\n];\nconst B: &[Scope] = &[];\n"
+        );
+        let empty = insert(
+            text,
+            &locator(&["const B"]),
+            &Insertion::AppendToBlock(lines(&["Scope::One,"])),
+        )
+        .expect("found");
+        assert!(
+            empty.ends_with("const B: &[Scope] = &[\n    Scope::One,\n];\n"),
+            "{empty}"
+        );
     }
 
     #[test]
