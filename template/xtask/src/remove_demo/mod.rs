@@ -25,6 +25,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
+use crate::scaffold::edits::Edits;
 use crate::scaffold::locate::{self, Insertion, Removal};
 use crate::scaffold::{self, registrations};
 
@@ -195,14 +196,14 @@ fn plan_with_misses(
             plan.deleted.push((*file).to_owned());
         }
     }
-    let mut failures = Vec::new();
-    let mut edits = removals::edits();
+    let mut edits = Edits::default();
+    let mut planned = removals::edits();
     match dropping_migration_date {
         None => {
             if root.join(removals::PAYMENTS_MIGRATION).exists() {
                 plan.deleted.push(removals::PAYMENTS_MIGRATION.to_owned());
             }
-            edits.extend(removals::migration_edits());
+            planned.extend(removals::migration_edits());
         }
         Some(date) => {
             let name = dropping_migration_name(root, date)?;
@@ -218,72 +219,26 @@ fn plan_with_misses(
                     Insertion::AppendToBlock(vec![format!("Box::new({name}::Migration),")]),
                 ),
             ] {
-                let text = match plan.edited.remove(locator.file) {
-                    Some(text) => text,
-                    None => std::fs::read_to_string(root.join(locator.file))
-                        .with_context(|| format!("reading {}", locator.file))?,
-                };
-                match locate::insert(&text, &locator, &insertion) {
-                    Ok(edited) => {
-                        plan.edits.push((
-                            format!("{}: {}", locator.file, locator.item),
-                            insertion
-                                .lines()
-                                .iter()
-                                .map(|line| format!("+ {line}"))
-                                .collect(),
-                        ));
-                        plan.edited.insert(locator.file.to_owned(), edited);
-                    }
-                    Err(error) => {
-                        failures.push(format!("{error:#}"));
-                        plan.edited.insert(locator.file.to_owned(), text);
-                    }
-                }
+                let lines = insertion
+                    .lines()
+                    .iter()
+                    .map(|line| format!("+ {line}"))
+                    .collect();
+                edits.make(root, &locator, lines, |text| {
+                    locate::insert(text, &locator, &insertion)
+                })?;
             }
         }
     }
-    for (locator, removal) in edits {
-        // A document the owners deleted is theirs to go without; the code must be complete.
-        if !root.join(locator.file).exists() && !locator.file.ends_with(".rs") {
-            if !plan.skipped.iter().any(|file| file == locator.file) {
-                plan.skipped.push(locator.file.to_owned());
-            }
-            continue;
-        }
-        let text = match plan.edited.remove(locator.file) {
-            Some(text) => text,
-            None => std::fs::read_to_string(root.join(locator.file))
-                .with_context(|| format!("reading {}", locator.file))?,
-        };
-        match locate::remove(&text, &locator, &removal) {
-            Ok(edited) => {
-                plan.edits.push((
-                    format!("{}: {}", locator.file, locator.item),
-                    removal.describe(),
-                ));
-                plan.edited.insert(locator.file.to_owned(), edited);
-            }
-            Err(error) => {
-                failures.push(format!("{error:#}"));
-                plan.edited.insert(locator.file.to_owned(), text);
-            }
-        }
+    let record = removals::record(manifest_file(root));
+    let changed_record = Removal::Replace(&[removals::WITH_DEMO], &[removals::WITHOUT_DEMO]);
+    for (locator, removal) in planned.iter().chain([(record, changed_record)].iter()) {
+        edits.make(root, locator, removal.describe(), |text| {
+            locate::remove(text, locator, removal)
+        })?;
     }
-    let manifest = manifest_file(root);
-    let record = removals::record(manifest);
-    let text = std::fs::read_to_string(root.join(manifest))
-        .with_context(|| format!("reading {manifest}"))?;
-    let removal = Removal::Replace(&[removals::WITH_DEMO], &[removals::WITHOUT_DEMO]);
-    match locate::remove(&text, &record, &removal) {
-        Ok(edited) => {
-            plan.edits
-                .push((format!("{manifest}: {}", record.item), removal.describe()));
-            plan.edited.insert(manifest.to_owned(), edited);
-        }
-        Err(error) => failures.push(format!("{error:#}")),
-    }
-    Ok((plan, failures))
+    (plan.edited, plan.edits, plan.skipped) = (edits.edited, edits.made, edits.skipped);
+    Ok((plan, edits.misses))
 }
 
 /// `m<date>_<next number>_drop_demo_tables`, after the project's migrations.

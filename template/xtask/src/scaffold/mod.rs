@@ -16,9 +16,11 @@
 //! - [`api_code`], [`storage_code`], [`test_code`]: the new files;
 //! - [`registrations`]: where the new resource is registered, one locator per item;
 //! - [`locate`]: finding an item and inserting there;
+//! - [`edits`]: the shared files' edits, gathered before anything is written;
 //! - [`fill`]: the templates' placeholders.
 
 pub mod api_code;
+pub mod edits;
 pub mod fill;
 pub mod locate;
 pub mod registrations;
@@ -32,6 +34,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::cmd;
+use edits::Edits;
 use resource::Resource;
 
 /// The arguments of `cargo xtask scaffold`.
@@ -145,36 +148,14 @@ pub fn plan(root: &Path, resource: &Resource, date: &str) -> Result<Plan> {
         }
         plan.created.insert(file, contents);
     }
-    let mut failures = Vec::new();
+    let mut edits = Edits::default();
     for (locator, insertion) in registrations::edits(resource, &migration) {
-        // A document (the audit event table) the owners deleted is theirs to go without; the
-        // code must be complete.
-        let is_document = locator.file.ends_with(".md");
-        if is_document && !root.join(locator.file).exists() {
-            if !plan.skipped.iter().any(|file| file == locator.file) {
-                plan.skipped.push(locator.file.to_owned());
-            }
-            continue;
-        }
-        let text = match plan.edited.remove(locator.file) {
-            Some(text) => text,
-            None => std::fs::read_to_string(root.join(locator.file))
-                .with_context(|| format!("reading {}", locator.file))?,
-        };
-        match locate::insert(&text, &locator, &insertion) {
-            Ok(edited) => {
-                plan.edits.push((
-                    format!("{}: {}", locator.file, locator.item),
-                    insertion.lines(),
-                ));
-                plan.edited.insert(locator.file.to_owned(), edited);
-            }
-            Err(error) => {
-                failures.push(format!("{error:#}"));
-                plan.edited.insert(locator.file.to_owned(), text);
-            }
-        }
+        edits.make(root, &locator, insertion.lines(), |text| {
+            locate::insert(text, &locator, &insertion)
+        })?;
     }
+    let failures = edits.misses;
+    (plan.edited, plan.edits, plan.skipped) = (edits.edited, edits.made, edits.skipped);
     if !failures.is_empty() {
         bail!(
             "nothing was written: {} edit(s) could not find their place (update the locator in \
