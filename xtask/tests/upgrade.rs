@@ -171,14 +171,23 @@ fn an_upgrade_merges_rampart_changes_keeps_the_owners_and_marks_conflicts() {
         !project.join(DELETED_DOC).exists(),
         "a file the owners deleted and Rampart left alone stays deleted"
     );
+    // Rampart's version as a project generated now has it (by `new`: without the demo).
+    let fresh = dir.path().join("fresh");
+    let created = xtask(&scenario.rampart)
+        .args(["new", ci::OWNED_PROJECT, "--no-git", "--destination"])
+        .arg(&fresh)
+        .output()
+        .expect("run xtask new");
+    assert_success(&created, "xtask new");
+    let ramparts = read(
+        &fresh
+            .join(ci::OWNED_PROJECT)
+            .join(DELETED_DOC_RAMPART_CHANGES),
+    );
+    assert!(ramparts.ends_with("Changed by Rampart.\n"), "{ramparts}");
     assert_eq!(
         read(&project.join(DELETED_DOC_RAMPART_CHANGES)),
-        read(
-            &scenario
-                .rampart
-                .join("template")
-                .join(DELETED_DOC_RAMPART_CHANGES)
-        ),
+        ramparts,
         "a deleted file Rampart changed comes back as Rampart's"
     );
     assert!(
